@@ -1,0 +1,259 @@
+package policy
+
+import (
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// CheckResult is the outcome of one check of one member in one probe round.
+type CheckResult struct {
+	// Check is the check's name (ping, echo, keyspace, lag, rest, command).
+	Check string
+	// OK is true when the check passed.
+	OK bool
+	// Error is the failure text; empty when OK.
+	Error string
+	// Duration is how long the check took.
+	Duration time.Duration
+}
+
+// Observation is what one vantage (probe agent) saw of one member in one
+// probe round. The ingest turns each member entry of a report into one.
+type Observation struct {
+	// Agent is the reporting agent's ID (the vantage).
+	Agent string
+	// Region is the agent's region.
+	Region string
+	// Member is the observed member's name.
+	Member string
+	// Seq is the agent's report sequence number; it orders one vantage's
+	// observations of a member.
+	Seq uint64
+	// Time is when the node received the report, on the node's clock.
+	Time time.Time
+	// Checks holds one result per check run. The member passed the round
+	// when every check is OK (and there is at least one).
+	Checks []CheckResult
+	// RTT is the round-trip time of the member's fastest check (PING).
+	RTT time.Duration
+	// Lag is the replication lag of this member behind each source region
+	// (key: source region), as measured by the heartbeat method. Absent
+	// when the lag check did not run or could not read a heartbeat.
+	Lag map[string]time.Duration
+}
+
+// Passed reports whether every check passed.
+func (o Observation) Passed() bool {
+	if len(o.Checks) == 0 {
+		return false
+	}
+	for _, c := range o.Checks {
+		if !c.OK {
+			return false
+		}
+	}
+	return true
+}
+
+// Overrides are operator decisions that take precedence over health.
+type Overrides struct {
+	// Drained members are answered only when nothing else is eligible.
+	Drained map[string]bool
+	// Forced maps a database name to the member every client gets,
+	// whatever its health.
+	Forced map[string]string
+}
+
+// Verdict is a health state.
+type Verdict string
+
+// The verdicts.
+const (
+	// Up: healthy (or never seen failing).
+	Up Verdict = "up"
+	// Down: failing by rise/fall (per vantage) or quorum (per member).
+	Down Verdict = "down"
+)
+
+// RecordKind is the type of an answer record.
+type RecordKind uint8
+
+// The answer record kinds.
+const (
+	// RecordA is an IPv4 address.
+	RecordA RecordKind = iota + 1
+	// RecordAAAA is an IPv6 address.
+	RecordAAAA
+	// RecordCNAME is an alias to a member's hostname.
+	RecordCNAME
+)
+
+// Record is one answer record, ready to be encoded by the DNS server.
+type Record struct {
+	// Kind is A, AAAA or CNAME.
+	Kind RecordKind
+	// Member is the member the record points at.
+	Member string
+	// Addr is set for A and AAAA.
+	Addr netip.Addr
+	// Target is set for CNAME: an FQDN.
+	Target string
+}
+
+// Answer is the precomputed answer for one hostname and one client region.
+// It is immutable once in a Snapshot.
+type Answer struct {
+	// Records are the answer records, most preferred first. A CNAME answer
+	// holds exactly one record.
+	Records []Record
+	// TTL is the records' TTL.
+	TTL time.Duration
+	// ServFail is true when the database answers SERVFAIL
+	// (when_all_down: servfail with nothing eligible).
+	ServFail bool
+	// Members are the answered members, in order.
+	Members []string
+	// Reason is a one-line explanation: which member, why, its lag, since
+	// when. `dig TXT _why.<host>` serves it.
+	Reason string
+	// Since is when this answer (its first member) started being given.
+	Since time.Time
+	// RegionDependent is false when every region gets the same answer
+	// (failover mode, forced, all-down); the ECS scope is then 0.
+	RegionDependent bool
+}
+
+// VantageState is one vantage's view of one member.
+type VantageState struct {
+	// Agent is the vantage's agent ID; Region its region.
+	Agent  string
+	Region string
+	// Verdict is the vantage's rise/fall verdict.
+	Verdict Verdict
+	// Fresh is false when the vantage has been silent for stale_after.
+	Fresh bool
+	// LastSeen is when its last observation arrived; LastSeq its sequence.
+	LastSeen time.Time
+	LastSeq  uint64
+	// Passes and Failures are the current consecutive counts.
+	Passes   int
+	Failures int
+	// LastError is the last failing check's text.
+	LastError string
+	// RTT is the last observed round-trip time.
+	RTT time.Duration
+}
+
+// MemberStatus is the engine's view of one member.
+type MemberStatus struct {
+	// Name, Database and Region identify the member.
+	Name     string
+	Database string
+	Region   string
+	// Verdict is the quorum verdict.
+	Verdict Verdict
+	// Since is when Verdict last changed (zero: never).
+	Since time.Time
+	// Lag is the member's replication lag: the max over source regions.
+	Lag time.Duration
+	// LagBySource is the last lag seen per source region.
+	LagBySource map[string]time.Duration
+	// LagKnown is false when no lag has been measured.
+	LagKnown bool
+	// Lagging is true when Lag exceeds the database's lag tolerance.
+	Lagging bool
+	// Drained is true when an operator drained it.
+	Drained bool
+	// Settled is false while a recovered member serves its failback hold.
+	Settled bool
+	// HealthySince is when the member last became up and in sync.
+	HealthySince time.Time
+	// Vantages are the per-vantage views, sorted by agent ID.
+	Vantages []VantageState
+}
+
+// EventKind names an answer change.
+type EventKind string
+
+// The event kinds.
+const (
+	// Failover: the answer left a member that stopped being eligible.
+	Failover EventKind = "failover"
+	// Failback: the answer returned to a more preferred member.
+	Failback EventKind = "failback"
+	// Change: any other change of the first answered member
+	// (an override, a drain).
+	Change EventKind = "change"
+)
+
+// Event is a change of the first answered member of a database for a
+// client region.
+type Event struct {
+	// Kind is failover, failback or change.
+	Kind EventKind
+	// Database and Region say which answer changed.
+	Database string
+	Region   string
+	// From and To are the old and new first members ("" for none).
+	From string
+	To   string
+	// At is when the engine decided the change.
+	At time.Time
+	// Detection is, for a failover, the time from the first failed probe
+	// observation that led to the down verdict until At.
+	Detection time.Duration
+	// RPOEstimate is the last lag seen of To behind From's region: the
+	// writes the old member may have held that the new one lacked.
+	RPOEstimate time.Duration
+	// RPOKnown is false when no such lag was ever measured.
+	RPOKnown bool
+	// Reason explains the change in one line.
+	Reason string
+}
+
+// HostAnswers holds every region's answer for one hostname.
+type HostAnswers struct {
+	// Database is the database's name; Host its hostname (lower case FQDN).
+	Database string
+	Host     string
+	// ByRegion maps a client region to its answer.
+	ByRegion map[string]*Answer
+}
+
+// Snapshot is an immutable, complete decision: every hostname's answer for
+// every client region, per-member status and the events of the evaluation
+// that made it. Looking up an answer is a map lookup; nothing is computed
+// per query.
+type Snapshot struct {
+	// Generated is the evaluation time.
+	Generated time.Time
+	// Serial increases with every snapshot whose answers differ from the
+	// previous one.
+	Serial uint64
+	// Hosts maps a lower-case FQDN hostname to its answers.
+	Hosts map[string]*HostAnswers
+	// Members maps member name to status.
+	Members map[string]*MemberStatus
+	// Events are the answer changes this evaluation decided.
+	Events []Event
+	// Recent holds the last events (at most RecentEvents), oldest first.
+	Recent []Event
+}
+
+// RecentEvents is how many events a Snapshot keeps in Recent.
+const RecentEvents = 100
+
+// Lookup returns the answer for a hostname (any case, FQDN) and a client
+// region. ok is false for a hostname that is not a database.
+func (s *Snapshot) Lookup(host, region string) (*Answer, bool) {
+	h, ok := s.Hosts[host]
+	if !ok {
+		h, ok = s.Hosts[strings.ToLower(host)]
+		if !ok {
+			return nil, false
+		}
+	}
+	a, ok := h.ByRegion[region]
+	return a, ok
+}
