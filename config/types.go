@@ -32,6 +32,12 @@ type Config struct {
 	Security Security
 	// DNS holds the DNS-server settings every node uses.
 	DNS DNS
+
+	// Source is the file the config was loaded from.
+	Source string `json:"-"`
+	// Hash identifies the effective settings; agents and nodes compare it
+	// to notice that they run different configs.
+	Hash string `json:"-"`
 }
 
 // Zone is the authoritative zone: its apex SOA and NS set.

@@ -1,0 +1,607 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// problems collects validation errors, each prefixed with its field path.
+type problems []error
+
+func (p *problems) add(path, format string, args ...any) {
+	*p = append(*p, fmt.Errorf("%s: %s", path, fmt.Sprintf(format, args...)))
+}
+
+// duration parses a duration setting; an empty value takes def.
+func (p *problems) duration(path, s string, def time.Duration) time.Duration {
+	if strings.TrimSpace(s) == "" {
+		return def
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil {
+		p.add(path, "%q is not a duration: write it like 500ms, 5s or 2m", s)
+		return def
+	}
+	if d < 0 {
+		p.add(path, "%s is negative: use a positive duration", s)
+		return def
+	}
+	return d
+}
+
+// fqdn canonicalises a domain name: lower case, trailing dot.
+func (p *problems) fqdn(path, s string) string {
+	name := strings.ToLower(strings.TrimSpace(s))
+	if name == "" {
+		p.add(path, "missing: give a domain name such as gtm.example.com.")
+		return ""
+	}
+	if !strings.HasSuffix(name, ".") {
+		name += "."
+	}
+	if !validDomain(name) {
+		p.add(path, "%q is not a valid domain name: use letters, digits and hyphens in dot-separated labels of at most 63 characters", s)
+	}
+	return name
+}
+
+func validDomain(name string) bool {
+	if len(name) > 254 || name == "." {
+		return false
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(name, "."), ".") {
+		if !validLabel(label) && !(label == "*") {
+			return false
+		}
+	}
+	return true
+}
+
+// validLabel accepts a hostname label (letters, digits, hyphen, underscore).
+func validLabel(l string) bool {
+	if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+		return false
+	}
+	for _, r := range l {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+func (p *problems) hostPort(path, s string, required bool) string {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		if required {
+			p.add(path, "missing: give host:port, e.g. 127.0.0.1:7411")
+		}
+		return ""
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		p.add(path, "%q is not host:port: write it like 10.0.0.5:7411 or [::1]:7411", s)
+		return s
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		p.add(path, "port %q is not a number from 0 to 65535", port)
+	}
+	_ = host
+	return s
+}
+
+func (p *problems) fileExists(path, file string) {
+	if file == "" {
+		return
+	}
+	if _, err := os.Stat(file); err != nil {
+		p.add(path, "cannot read %s: %v; fix the path or create the file", file, err)
+	}
+}
+
+// build converts the raw file into the typed Config, validating every field.
+func build(raw *rawConfig, baseDir string) (*Config, []error) {
+	var p problems
+	cfg := &Config{}
+	buildZone(&p, raw, cfg)
+	buildRegions(&p, raw, cfg)
+	buildAgents(&p, raw, cfg)
+	buildProbes(&p, raw, cfg)
+	buildDatabases(&p, raw, cfg)
+	buildNodes(&p, raw, cfg)
+	buildSecurity(&p, raw, cfg, baseDir)
+	buildDNS(&p, raw, cfg)
+	return cfg, p
+}
+
+func buildZone(p *problems, raw *rawConfig, cfg *Config) {
+	z := &cfg.Zone
+	z.Name = p.fqdn("zone.name", raw.Zone.Name)
+	if len(raw.Zone.NS) == 0 {
+		p.add("zone.ns", "no name servers: list at least one, e.g. [{name: ns1.%s, address: 192.0.2.53}]", orExample(z.Name))
+	}
+	seen := map[string]bool{}
+	for i, ns := range raw.Zone.NS {
+		path := fmt.Sprintf("zone.ns[%d]", i)
+		n := NameServer{Name: p.fqdn(path+".name", ns.Name)}
+		if seen[n.Name] && n.Name != "" {
+			p.add(path+".name", "%s is listed twice: remove the duplicate", n.Name)
+		}
+		seen[n.Name] = true
+		addrs := ns.Addresses
+		if ns.Address != "" {
+			addrs = append([]string{ns.Address}, addrs...)
+		}
+		for j, a := range addrs {
+			ip, err := netip.ParseAddr(strings.TrimSpace(a))
+			if err != nil {
+				p.add(fmt.Sprintf("%s.addresses[%d]", path, j), "%q is not an IP address", a)
+				continue
+			}
+			n.Addresses = append(n.Addresses, ip.Unmap())
+		}
+		if z.Name != "" && inZone(n.Name, z.Name) && len(n.Addresses) == 0 {
+			p.add(path, "%s is inside the zone, so it needs glue: add address: <its IP>", n.Name)
+		}
+		z.NS = append(z.NS, n)
+	}
+	s := raw.Zone.SOA
+	z.SOA = SOA{
+		Serial:      s.Serial,
+		Refresh:     p.duration("zone.soa.refresh", s.Refresh, time.Hour),
+		Retry:       p.duration("zone.soa.retry", s.Retry, 10*time.Minute),
+		Expire:      p.duration("zone.soa.expire", s.Expire, 168*time.Hour),
+		NegativeTTL: p.duration("zone.soa.negative_ttl", s.NegativeTTL, 5*time.Second),
+		TTL:         p.duration("zone.soa.ttl", s.TTL, time.Hour),
+	}
+	if s.MBox == "" {
+		z.SOA.MBox = "hostmaster." + z.Name
+	} else {
+		z.SOA.MBox = p.fqdn("zone.soa.mbox", strings.Replace(s.MBox, "@", ".", 1))
+	}
+}
+
+func orExample(zone string) string {
+	if zone == "" {
+		return "gtm.example.com."
+	}
+	return zone
+}
+
+// inZone reports whether name is zone or below it (both canonical FQDNs).
+func inZone(name, zone string) bool {
+	return name == zone || strings.HasSuffix(name, "."+zone)
+}
+
+func buildRegions(p *problems, raw *rawConfig, cfg *Config) {
+	if len(raw.Regions) == 0 {
+		p.add("regions", "no regions: declare at least one, e.g. us-east: {subnets: [10.1.0.0/16]}")
+	}
+	names := sortedKeys(raw.Regions)
+	declared := map[string]bool{}
+	for _, n := range names {
+		declared[n] = true
+	}
+	owner := map[netip.Prefix]string{}
+	for _, name := range names {
+		r := raw.Regions[name]
+		path := "regions." + name
+		if !validLabel(name) {
+			p.add(path, "region name %q: use letters, digits and hyphens", name)
+		}
+		reg := Region{Name: name}
+		for i, s := range r.Subnets {
+			sp := fmt.Sprintf("%s.subnets[%d]", path, i)
+			pfx, err := netip.ParsePrefix(strings.TrimSpace(s))
+			if err != nil {
+				p.add(sp, "%q is not a CIDR prefix: write it like 10.1.0.0/16 or 2001:db8::/32", s)
+				continue
+			}
+			if pfx.Masked() != pfx {
+				p.add(sp, "%s has host bits set: did you mean %s?", s, pfx.Masked())
+				continue
+			}
+			if other, dup := owner[pfx]; dup {
+				p.add(sp, "%s is also a subnet of region %s: an identical prefix cannot pick a region; keep it in one", pfx, other)
+				continue
+			}
+			owner[pfx] = name
+			reg.Subnets = append(reg.Subnets, pfx)
+		}
+		for i, pr := range r.Prefer {
+			pr = strings.ToLower(strings.TrimSpace(pr))
+			if !declared[pr] {
+				p.add(fmt.Sprintf("%s.prefer[%d]", path, i), "%q is not a declared region (declared: %s)", pr, strings.Join(names, ", "))
+				continue
+			}
+			reg.Prefer = append(reg.Prefer, pr)
+		}
+		cfg.Regions = append(cfg.Regions, reg)
+	}
+	def := strings.ToLower(strings.TrimSpace(raw.DefaultRegion))
+	switch {
+	case def == "" && len(names) == 1:
+		def = names[0]
+	case def == "" && len(names) > 1:
+		p.add("default_region", "missing: name the region of clients that match no subnet (one of: %s)", strings.Join(names, ", "))
+	case def != "" && !declared[def]:
+		p.add("default_region", "%q is not a declared region (declared: %s)", def, strings.Join(names, ", "))
+	}
+	cfg.DefaultRegion = def
+}
+
+func buildAgents(p *problems, raw *rawConfig, cfg *Config) {
+	if len(raw.Agents) == 0 {
+		for _, r := range cfg.Regions {
+			cfg.Agents = append(cfg.Agents, Agent{ID: r.Name, Region: r.Name})
+		}
+		return
+	}
+	seen := map[string]bool{}
+	for i, a := range raw.Agents {
+		path := fmt.Sprintf("agents[%d]", i)
+		ag := Agent{ID: strings.TrimSpace(a.ID), Region: strings.ToLower(strings.TrimSpace(a.Region))}
+		if ag.ID == "" {
+			p.add(path+".id", "missing: give the agent a unique id (with mTLS, its certificate's common name)")
+		} else if seen[ag.ID] {
+			p.add(path+".id", "%q is used twice: agent ids must be unique", ag.ID)
+		}
+		seen[ag.ID] = true
+		if _, ok := cfg.Region(ag.Region); !ok {
+			p.add(path+".region", "%q is not a declared region (declared: %s)", a.Region, strings.Join(cfg.RegionNames(), ", "))
+		}
+		cfg.Agents = append(cfg.Agents, ag)
+	}
+	sort.Slice(cfg.Agents, func(i, j int) bool { return cfg.Agents[i].ID < cfg.Agents[j].ID })
+}
+
+var knownChecks = []Check{CheckPing, CheckEcho, CheckKeyspace, CheckLag, CheckREST, CheckCommand}
+
+func buildProbes(p *problems, raw *rawConfig, cfg *Config) {
+	r := raw.Probes
+	pr := &cfg.Probes
+	pr.Interval = p.duration("probes.interval", r.Interval, time.Second)
+	pr.Timeout = p.duration("probes.timeout", r.Timeout, 500*time.Millisecond)
+	pr.StaleAfter = p.duration("probes.stale_after", r.StaleAfter, 3*time.Second)
+	pr.KeyTTL = p.duration("probes.key_ttl", r.KeyTTL, time.Minute)
+	pr.Rise, pr.Fall = r.Rise, r.Fall
+	pr.ReadOnly = r.ReadOnly
+	pr.KeyspaceKeys = r.KeyspaceKeys
+	pr.HeartbeatPrefix = r.HeartbeatPrefix
+	pr.Command = CommandCheck{Args: r.Command.Args, Expect: r.Command.Expect}
+
+	if pr.Interval < 50*time.Millisecond {
+		p.add("probes.interval", "%s is too short: use 50ms or more (100ms is the practical floor)", pr.Interval)
+	}
+	if pr.Timeout <= 0 {
+		p.add("probes.timeout", "must be positive, e.g. 500ms")
+	} else if pr.Timeout >= pr.Interval {
+		p.add("probes.timeout", "%s must be shorter than probes.interval (%s): lower the timeout or raise the interval", pr.Timeout, pr.Interval)
+	}
+	if pr.StaleAfter <= pr.Interval {
+		p.add("probes.stale_after", "%s must be longer than probes.interval (%s): 3× the interval is a good value", pr.StaleAfter, pr.Interval)
+	}
+	if pr.Rise < 1 {
+		p.add("probes.rise", "%d: must be at least 1", pr.Rise)
+	}
+	if pr.Fall < 1 {
+		p.add("probes.fall", "%d: must be at least 1", pr.Fall)
+	}
+	if pr.KeyspaceKeys < 1 {
+		p.add("probes.keyspace_keys", "%d: must be at least 1", pr.KeyspaceKeys)
+	}
+	if pr.KeyTTL < time.Second {
+		p.add("probes.key_ttl", "%s: probe keys need a TTL of at least 1s", pr.KeyTTL)
+	}
+	if pr.HeartbeatPrefix == "" {
+		p.add("probes.heartbeat_prefix", "must not be empty: the default is aagtm:hb:")
+	}
+
+	q := strings.ToLower(strings.TrimSpace(r.Quorum))
+	switch q {
+	case "majority", "any", "all":
+		pr.Quorum = Quorum{Kind: q}
+	default:
+		n, err := strconv.Atoi(q)
+		switch {
+		case err != nil:
+			p.add("probes.quorum", "%q: use majority, any, all or a number of agents", r.Quorum)
+		case n < 1 || n > len(cfg.Agents):
+			p.add("probes.quorum", "%d: must be from 1 to the number of agents (%d)", n, len(cfg.Agents))
+		default:
+			pr.Quorum = Quorum{Kind: "count", Count: n}
+		}
+	}
+
+	if len(r.Checks) == 0 {
+		p.add("probes.checks", "no checks: list at least one of %s", checkList())
+	}
+	seen := map[Check]bool{}
+	for i, c := range r.Checks {
+		ck := Check(strings.ToLower(strings.TrimSpace(c)))
+		if !isKnownCheck(ck) {
+			p.add(fmt.Sprintf("probes.checks[%d]", i), "%q is not a check: use %s", c, checkList())
+			continue
+		}
+		if seen[ck] {
+			p.add(fmt.Sprintf("probes.checks[%d]", i), "%s is listed twice", ck)
+			continue
+		}
+		seen[ck] = true
+		pr.Checks = append(pr.Checks, ck)
+	}
+	if seen[CheckCommand] && len(pr.Command.Args) == 0 {
+		p.add("probes.command.args", "the command check is on but no command is set: e.g. args: [PING], expect: PONG")
+	}
+}
+
+func isKnownCheck(c Check) bool {
+	for _, k := range knownChecks {
+		if k == c {
+			return true
+		}
+	}
+	return false
+}
+
+func checkList() string {
+	s := make([]string, len(knownChecks))
+	for i, c := range knownChecks {
+		s[i] = string(c)
+	}
+	return strings.Join(s, ", ")
+}
+
+// HasCheck reports whether the check is enabled.
+func (p Probes) HasCheck(c Check) bool {
+	for _, k := range p.Checks {
+		if k == c {
+			return true
+		}
+	}
+	return false
+}
+
+func buildDatabases(p *problems, raw *rawConfig, cfg *Config) {
+	if len(raw.Databases) == 0 {
+		p.add("databases", "no databases: declare at least one, e.g. cache: {members: [...]}")
+	}
+	memberDB := map[string]string{}
+	for _, name := range sortedKeys(raw.Databases) {
+		r := raw.Databases[name]
+		path := "databases." + name
+		d := Database{Name: name, Host: name + "." + cfg.Zone.Name}
+		if !validLabel(name) || strings.HasPrefix(name, "_") {
+			p.add(path, "%q cannot be a DNS label: use letters, digits and hyphens", name)
+		}
+		d.Mode = Mode(strings.ToLower(strings.TrimSpace(r.Mode)))
+		switch d.Mode {
+		case "":
+			d.Mode = DefaultMode
+		case ModeNearest, ModeFailover, ModeAll:
+		default:
+			p.add(path+".mode", "%q: use nearest, failover or all", r.Mode)
+		}
+		d.TTL = p.duration(path+".ttl", r.TTL, DefaultTTL)
+		if d.TTL < time.Second {
+			p.add(path+".ttl", "%s: DNS TTLs are whole seconds; use 1s or more", d.TTL)
+		}
+		d.LagTolerance = p.duration(path+".lag_tolerance", r.LagTolerance, DefaultLagTolerance)
+		if d.LagTolerance == 0 {
+			p.add(path+".lag_tolerance", "must be positive, e.g. 500ms")
+		}
+		d.FailbackHold = p.duration(path+".failback_hold", r.FailbackHold, DefaultFailbackHold)
+		d.WhenAllDown = AllDown(strings.ToLower(strings.TrimSpace(r.WhenAllDown)))
+		switch d.WhenAllDown {
+		case "":
+			d.WhenAllDown = DefaultWhenAllDown
+		case AllDownAll, AllDownLast, AllDownServfail:
+		default:
+			p.add(path+".when_all_down", "%q: use all, last or servfail", r.WhenAllDown)
+		}
+		if len(r.Members) == 0 {
+			p.add(path+".members", "no members: list at least one")
+		}
+		local := map[string]bool{}
+		for i, rm := range r.Members {
+			m := buildMember(p, fmt.Sprintf("%s.members[%d]", path, i), rm, name, cfg)
+			if m.Name != "" {
+				if other, dup := memberDB[m.Name]; dup {
+					p.add(fmt.Sprintf("%s.members[%d].name", path, i), "%q is already a member of database %s: member names are unique across databases", m.Name, other)
+				}
+				memberDB[m.Name] = name
+				local[m.Name] = true
+			}
+			d.Members = append(d.Members, m)
+		}
+		inOrder := map[string]bool{}
+		for i, o := range r.Order {
+			o = strings.TrimSpace(o)
+			op := fmt.Sprintf("%s.order[%d]", path, i)
+			switch {
+			case !local[o]:
+				p.add(op, "%q is not a member of %s", o, name)
+			case inOrder[o]:
+				p.add(op, "%q is listed twice", o)
+			default:
+				inOrder[o] = true
+				d.Order = append(d.Order, o)
+			}
+		}
+		if len(d.Order) > 0 && len(d.Order) != len(local) {
+			p.add(path+".order", "lists %d of %d members: list every member once", len(d.Order), len(local))
+		}
+		cfg.Databases = append(cfg.Databases, d)
+	}
+}
+
+func buildMember(p *problems, path string, r rawMember, db string, cfg *Config) Member {
+	m := Member{Name: strings.TrimSpace(r.Name), Database: db, Region: strings.ToLower(strings.TrimSpace(r.Region)), Redis: strings.TrimSpace(r.Redis)}
+	if m.Name == "" {
+		p.add(path+".name", "missing: give the member a unique name, e.g. %s-%s", db, orDefault(m.Region, "us-east"))
+	}
+	if _, ok := cfg.Region(m.Region); !ok {
+		if m.Region == "" {
+			p.add(path+".region", "missing: name the region the member runs in (declared: %s)", strings.Join(cfg.RegionNames(), ", "))
+		} else {
+			p.add(path+".region", "%q is not a declared region (declared: %s)", r.Region, strings.Join(cfg.RegionNames(), ", "))
+		}
+	}
+	switch {
+	case len(r.Addresses) > 0 && r.CNAME != "":
+		p.add(path, "has both addresses and cname: a member is answered either by address (A/AAAA) or by name (CNAME); keep one")
+	case len(r.Addresses) == 0 && r.CNAME == "":
+		p.add(path, "has neither addresses nor cname: add addresses: [IP] or cname: host.example.net.")
+	}
+	for i, a := range r.Addresses {
+		ip, err := netip.ParseAddr(strings.TrimSpace(a))
+		if err != nil {
+			p.add(fmt.Sprintf("%s.addresses[%d]", path, i), "%q is not an IP address", a)
+			continue
+		}
+		m.Addresses = append(m.Addresses, ip.Unmap())
+	}
+	if r.CNAME != "" {
+		m.CNAME = p.fqdn(path+".cname", r.CNAME)
+	}
+	if m.Redis == "" {
+		if cfg.Probes.HasCheck(CheckPing) || cfg.Probes.HasCheck(CheckEcho) || cfg.Probes.HasCheck(CheckKeyspace) || cfg.Probes.HasCheck(CheckLag) || cfg.Probes.HasCheck(CheckCommand) {
+			p.add(path+".redis", "missing: give the URL probes connect to, e.g. redis://10.1.0.10:12000 or rediss://user:pass@host:port")
+		}
+	} else if u, err := url.Parse(m.Redis); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+		p.add(path+".redis", "%q is not a redis URL: write redis://host:port or rediss://user:password@host:port", RedactURL(m.Redis))
+	}
+	m.REST = REST{URL: strings.TrimRight(strings.TrimSpace(r.REST.URL), "/"), BDB: r.REST.BDB, InsecureSkipVerify: r.REST.InsecureSkipVerify}
+	m.REST.LagTolerance = p.duration(path+".rest.lag_tolerance", r.REST.LagTolerance, DefaultRESTLagTolerance)
+	if cfg.Probes.HasCheck(CheckREST) {
+		if u, err := url.Parse(m.REST.URL); m.REST.URL == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+			p.add(path+".rest.url", "the rest check is on: give the cluster's REST API URL, e.g. https://cluster.example.com:9443")
+		}
+		if m.REST.BDB < 1 {
+			p.add(path+".rest.bdb", "the rest check is on: give the database uid (a positive number)")
+		}
+	}
+	return m
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func buildNodes(p *problems, raw *rawConfig, cfg *Config) {
+	if len(raw.Nodes) == 0 {
+		p.add("nodes", "no nodes: list the GTM nodes agents report to, e.g. [{name: ns1, report: 10.0.0.5:7411}]")
+	}
+	seen := map[string]bool{}
+	for i, r := range raw.Nodes {
+		path := fmt.Sprintf("nodes[%d]", i)
+		n := Node{Name: strings.TrimSpace(r.Name), StateFile: r.StateFile}
+		if n.Name == "" {
+			p.add(path+".name", "missing: give the node a unique name (it answers CH TXT id.server)")
+		} else if seen[n.Name] {
+			p.add(path+".name", "%q is used twice: node names must be unique", n.Name)
+		}
+		seen[n.Name] = true
+		n.Report = p.hostPort(path+".report", r.Report, true)
+		n.Listen = p.hostPort(path+".listen", r.Listen, false)
+		if n.Listen == "" {
+			n.Listen = n.Report
+		}
+		for j, a := range r.DNS {
+			n.DNS = append(n.DNS, p.hostPort(fmt.Sprintf("%s.dns[%d]", path, j), a, true))
+		}
+		if len(n.DNS) == 0 {
+			n.DNS = []string{DefaultDNSListen}
+		}
+		n.Admin = p.hostPort(path+".admin", r.Admin, false)
+		if n.Admin == "" {
+			n.Admin = DefaultAdminListen
+		}
+		cfg.Nodes = append(cfg.Nodes, n)
+	}
+	sort.SliceStable(cfg.Nodes, func(i, j int) bool { return cfg.Nodes[i].Name < cfg.Nodes[j].Name })
+}
+
+// buildSecurity resolves relative file paths against baseDir, the config
+// file's folder, so a config and its credentials can move together.
+func buildSecurity(p *problems, raw *rawConfig, cfg *Config, baseDir string) {
+	r := raw.Security
+	s := &cfg.Security
+	rel := func(f string) string {
+		if f == "" || filepath.IsAbs(f) || baseDir == "" {
+			return f
+		}
+		return filepath.Join(baseDir, f)
+	}
+	s.TLS = TLS{Cert: rel(r.TLS.Cert), Key: rel(r.TLS.Key), CA: rel(r.TLS.CA), ServerName: r.TLS.ServerName}
+	s.TokenFile, s.Insecure, s.AdminTokenFile = rel(r.TokenFile), r.Insecure, rel(r.AdminTokenFile)
+	if s.TLS.Enabled() {
+		if s.TLS.Cert == "" || s.TLS.Key == "" || s.TLS.CA == "" {
+			p.add("security.tls", "mTLS needs cert, key and ca together: set all three")
+		}
+		p.fileExists("security.tls.cert", s.TLS.Cert)
+		p.fileExists("security.tls.key", s.TLS.Key)
+		p.fileExists("security.tls.ca", s.TLS.CA)
+	}
+	p.fileExists("security.token_file", s.TokenFile)
+	p.fileExists("security.admin_token_file", s.AdminTokenFile)
+	if !s.Insecure && !s.TLS.Enabled() && s.TokenFile == "" {
+		p.add("security", "reports would travel unauthenticated: set tls {cert, key, ca} or token_file, or insecure: true for a lab")
+	}
+}
+
+func buildDNS(p *problems, raw *rawConfig, cfg *Config) {
+	r := raw.DNS
+	cfg.DNS = DNS{MaxUDPSize: r.MaxUDPSize, ReusePort: r.ReusePort, RateLimit: RateLimit(r.RateLimit)}
+	if r.MaxUDPSize < 512 || r.MaxUDPSize > 65535 {
+		p.add("dns.max_udp_size", "%d: use 512 to 65535 (1232 avoids IP fragmentation)", r.MaxUDPSize)
+	}
+	if r.ReusePort < 1 || r.ReusePort > 256 {
+		p.add("dns.reuse_port", "%d: use 1 (one UDP socket) up to the number of cores", r.ReusePort)
+	}
+	rl := r.RateLimit
+	if rl.ResponsesPerSecond < 0 {
+		p.add("dns.rate_limit.responses_per_second", "%d: use 0 (off) or a positive rate", rl.ResponsesPerSecond)
+	}
+	if rl.Slip < 0 {
+		p.add("dns.rate_limit.slip", "%d: use 0 (drop all) or N to answer every Nth limited query with TC", rl.Slip)
+	}
+	if rl.IPv4PrefixLen < 8 || rl.IPv4PrefixLen > 32 {
+		p.add("dns.rate_limit.ipv4_prefix_len", "%d: use 8 to 32", rl.IPv4PrefixLen)
+	}
+	if rl.IPv6PrefixLen < 16 || rl.IPv6PrefixLen > 128 {
+		p.add("dns.rate_limit.ipv6_prefix_len", "%d: use 16 to 128", rl.IPv6PrefixLen)
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// RedactURL hides the password of a URL for logs and errors.
+func RedactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return s
+	}
+	if _, has := u.User.Password(); has {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
+}

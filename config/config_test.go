@@ -1,0 +1,276 @@
+package config
+
+import (
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+// validYAML is a small valid config that the cases below break one field at a time.
+const validYAML = `
+zone:
+  name: gtm.example.com.
+  ns: [{name: ns1.gtm.example.com., address: 192.0.2.53}]
+regions:
+  us-east: {subnets: [10.1.0.0/16], prefer: [us-east, eu-west]}
+  eu-west: {subnets: [10.2.0.0/16, 10.1.5.0/24], prefer: [eu-west, us-east]}
+default_region: us-east
+databases:
+  cache:
+    members:
+      - {name: cache-use, region: us-east, addresses: [10.1.0.10], redis: "redis://10.1.0.10:12000"}
+      - {name: cache-euw, region: eu-west, cname: redis.eu.example.net, redis: "rediss://u:pw@redis.eu.example.net:12000"}
+probes:
+  checks: [ping, lag]
+nodes:
+  - {name: ns1, report: 127.0.0.1:7411}
+security:
+  insecure: true
+`
+
+func TestParseValid(t *testing.T) {
+	cfg, err := Parse([]byte(validYAML))
+	if err != nil {
+		t.Fatalf("valid config rejected: %v", err)
+	}
+	db, ok := cfg.Database("cache")
+	if !ok {
+		t.Fatal("database cache missing")
+	}
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"host", db.Host, "cache.gtm.example.com."},
+		{"default mode", db.Mode, ModeNearest},
+		{"default ttl", db.TTL, DefaultTTL},
+		{"default failback_hold", db.FailbackHold, DefaultFailbackHold},
+		{"default when_all_down", db.WhenAllDown, AllDownAll},
+		{"cname canonical", db.Members[1].CNAME, "redis.eu.example.net."},
+		{"implied agents", len(cfg.Agents), 2},
+		{"default interval", cfg.Probes.Interval, time.Second},
+		{"default timeout", cfg.Probes.Timeout, 500 * time.Millisecond},
+		{"default quorum", cfg.Probes.Quorum.String(), "majority"},
+		{"soa mbox default", cfg.Zone.SOA.MBox, "hostmaster.gtm.example.com."},
+		{"negative ttl default", cfg.Zone.SOA.NegativeTTL, 5 * time.Second},
+		{"node listen defaults to report", cfg.Nodes[0].Listen, "127.0.0.1:7411"},
+		{"node dns default", cfg.Nodes[0].DNS[0], DefaultDNSListen},
+		{"node admin default loopback", cfg.Nodes[0].Admin, DefaultAdminListen},
+		{"max udp default", cfg.DNS.MaxUDPSize, 1232},
+		{"hash set", cfg.Hash != "", true},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s: got %v, want %v", c.name, c.got, c.want)
+		}
+	}
+}
+
+func TestParseErrorsNameFieldAndFix(t *testing.T) {
+	cases := []struct {
+		name      string
+		from, to  string // textual edit of validYAML
+		wantError string
+	}{
+		{"unknown key", "default_region: us-east", "default_region: us-east\ndefault_regoin: x", "default_regoin: unknown setting"},
+		{"unknown member key", "region: us-east, addresses", "regin: us-east, region: us-east, addresses", "databases.cache.members[0].regin: unknown setting"},
+		{"undeclared region", "{name: cache-use, region: us-east", "{name: cache-use, region: eu-wst", `databases.cache.members[0].region: "eu-wst" is not a declared region (declared: eu-west, us-east)`},
+		{"zone not a name", "name: gtm.example.com.", "name: gtm..example.com", "zone.name"},
+		{"no ns", "ns: [{name: ns1.gtm.example.com., address: 192.0.2.53}]", "ns: []", "zone.ns: no name servers"},
+		{"in-zone ns without glue", "{name: ns1.gtm.example.com., address: 192.0.2.53}", "{name: ns1.gtm.example.com.}", "needs glue"},
+		{"bad glue", "address: 192.0.2.53", "address: 192.0.2", `zone.ns[0].addresses[0]: "192.0.2" is not an IP address`},
+		{"duplicate member", "name: cache-euw", "name: cache-use", `databases.cache.members[1].name: "cache-use" is already a member`},
+		{"bad address", "addresses: [10.1.0.10]", "addresses: [10.1.0.300]", `members[0].addresses[0]: "10.1.0.300" is not an IP address`},
+		{"addresses and cname", "addresses: [10.1.0.10]", "addresses: [10.1.0.10], cname: x.example.", "has both addresses and cname"},
+		{"neither", "addresses: [10.1.0.10], ", "", "has neither addresses nor cname"},
+		{"bad redis url", `redis: "redis://10.1.0.10:12000"`, `redis: "http://10.1.0.10"`, "members[0].redis"},
+		{"redis url password masked", `redis: "redis://10.1.0.10:12000"`, `redis: "http://u:hunter2@10.1.0.10"`, "xxxxx"},
+		{"timeout not below interval", "checks: [ping, lag]", "checks: [ping, lag]\n  timeout: 1s", "probes.timeout: 1s must be shorter than probes.interval (1s)"},
+		{"rise zero", "checks: [ping, lag]", "checks: [ping, lag]\n  rise: 0", "probes.rise: 0: must be at least 1"},
+		{"fall zero", "checks: [ping, lag]", "checks: [ping, lag]\n  fall: 0", "probes.fall: 0: must be at least 1"},
+		{"quorum word", "checks: [ping, lag]", "checks: [ping, lag]\n  quorum: most", `probes.quorum: "most": use majority, any, all or a number`},
+		{"quorum above agents", "checks: [ping, lag]", "checks: [ping, lag]\n  quorum: 3", "probes.quorum: 3: must be from 1 to the number of agents (2)"},
+		{"unknown check", "checks: [ping, lag]", "checks: [ping, pong]", `probes.checks[1]: "pong" is not a check`},
+		{"command without args", "checks: [ping, lag]", "checks: [ping, command]", "probes.command.args"},
+		{"rest without url", "checks: [ping, lag]", "checks: [ping, rest]", "databases.cache.members[0].rest.url"},
+		{"prefer undeclared", "prefer: [us-east, eu-west]}", "prefer: [us-east, eu-wst]}", `regions.us-east.prefer[1]: "eu-wst" is not a declared region`},
+		{"subnet host bits", "subnets: [10.1.0.0/16]", "subnets: [10.1.0.1/16]", "did you mean 10.1.0.0/16"},
+		{"subnet twice", "subnets: [10.2.0.0/16, 10.1.5.0/24]", "subnets: [10.1.0.0/16]", "is also a subnet of region"},
+		{"default region undeclared", "default_region: us-east", "default_region: mars", `default_region: "mars" is not a declared region`},
+		{"ttl below 1s", "  cache:\n", "  cache:\n    ttl: 500ms\n", "databases.cache.ttl: 500ms"},
+		{"bad duration", "  cache:\n", "  cache:\n    failback_hold: 30 seconds\n", `databases.cache.failback_hold: "30 seconds" is not a duration`},
+		{"bad mode", "  cache:\n", "  cache:\n    mode: nearst\n", `databases.cache.mode: "nearst": use nearest, failover or all`},
+		{"bad when_all_down", "  cache:\n", "  cache:\n    when_all_down: panic\n", "databases.cache.when_all_down"},
+		{"order names stranger", "  cache:\n", "  cache:\n    order: [cache-use, nope]\n", `databases.cache.order[1]: "nope" is not a member of cache`},
+		{"order incomplete", "  cache:\n", "  cache:\n    order: [cache-use]\n", "lists 1 of 2 members"},
+		{"no nodes", "nodes:\n  - {name: ns1, report: 127.0.0.1:7411}", "nodes: []", "nodes: no nodes"},
+		{"bad report address", "report: 127.0.0.1:7411", "report: 127.0.0.1", "nodes[0].report"},
+		{"no auth", "insecure: true", "insecure: false", "reports would travel unauthenticated"},
+		{"missing token file", "insecure: true", "token_file: /nonexistent/token", "security.token_file: cannot read /nonexistent/token"},
+		{"agent region", "probes:", "agents: [{id: a1, region: mars}]\nprobes:", `agents[0].region: "mars" is not a declared region`},
+		{"udp size", "security:", "dns: {max_udp_size: 100}\nsecurity:", "dns.max_udp_size: 100"},
+		{"not yaml", "zone:", "zone: [", "not valid YAML"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if !strings.Contains(validYAML, c.from) {
+				t.Fatalf("test edit %q does not apply", c.from)
+			}
+			_, err := Parse([]byte(strings.Replace(validYAML, c.from, c.to, 1)))
+			if err == nil {
+				t.Fatalf("accepted; want error containing %q", c.wantError)
+			}
+			if !strings.Contains(err.Error(), c.wantError) {
+				t.Fatalf("error\n%v\ndoes not contain %q", err, c.wantError)
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Fatalf("error leaks a password: %v", err)
+			}
+		})
+	}
+}
+
+func TestParseCollectsEveryError(t *testing.T) {
+	bad := strings.NewReplacer("rise: 0", "", "checks: [ping, lag]", "checks: [pong]\n  rise: 0\n  fall: 0",
+		"region: us-east, addresses", "region: mars, addresses").Replace(validYAML)
+	_, err := Parse([]byte(bad))
+	if err == nil {
+		t.Fatal("accepted a config with three errors")
+	}
+	for _, want := range []string{"probes.checks[0]", "probes.rise", "probes.fall", "members[0].region"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error misses %s:\n%v", want, err)
+		}
+	}
+}
+
+func TestExamplesLoad(t *testing.T) {
+	files, err := filepath.Glob("../examples/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no example configs found: %v", err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			if _, err := Load(Options{Path: f, Environ: []string{}}); err != nil {
+				t.Fatalf("example does not load: %v", err)
+			}
+		})
+	}
+}
+
+func TestEnvAndFlagOverrides(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(path, []byte(validYAML), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(Options{Path: path, Environ: []string{"AAGTM_PROBES_INTERVAL=250ms", "AAGTM_PROBES_TIMEOUT=100ms", "AAGTM_PROBES_CHECKS=ping,echo", "OTHER=1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Probes.Interval != 250*time.Millisecond || cfg.Probes.Timeout != 100*time.Millisecond {
+		t.Errorf("env not applied: interval %s timeout %s", cfg.Probes.Interval, cfg.Probes.Timeout)
+	}
+	if len(cfg.Probes.Checks) != 2 || cfg.Probes.Checks[1] != CheckEcho {
+		t.Errorf("env list not applied: %v", cfg.Probes.Checks)
+	}
+
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	fs.String("probes.fall", "", "")
+	fs.String("config", "", "")
+	if err := fs.Parse([]string{"--probes.fall=5", "--config=x"}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err = Load(Options{Path: path, Flags: fs, Environ: []string{"AAGTM_PROBES_FALL=3"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Probes.Fall != 5 {
+		t.Errorf("flag should beat env and file: fall = %d", cfg.Probes.Fall)
+	}
+
+	_, err = Load(Options{Path: path, Environ: []string{"AAGTM_PROBES_INTERVAL=fast"}})
+	if err == nil || !strings.Contains(err.Error(), `probes.interval: "fast" is not a duration`) {
+		t.Errorf("bad env value: got %v", err)
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	_, err := Load(Options{Path: "/nonexistent/aagtm.yaml"})
+	if err == nil || !strings.Contains(err.Error(), "/nonexistent/aagtm.yaml") {
+		t.Fatalf("got %v", err)
+	}
+	if _, err := Load(Options{}); err == nil || !strings.Contains(err.Error(), "--config") {
+		t.Fatalf("no path: got %v", err)
+	}
+}
+
+func TestMatchRegionLongestPrefix(t *testing.T) {
+	cfg, err := Parse([]byte(validYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		addr       string
+		wantRegion string
+		wantBits   int
+		wantOK     bool
+	}{
+		{"10.1.0.7", "us-east", 16, true},
+		{"10.1.5.7", "eu-west", 24, true}, // 10.1.5.0/24 (eu-west) is longer than 10.1.0.0/16
+		{"10.2.9.9", "eu-west", 16, true},
+		{"::ffff:10.1.0.7", "us-east", 16, true},
+		{"192.0.2.1", "", 0, false},
+	}
+	for _, c := range cases {
+		t.Run(c.addr, func(t *testing.T) {
+			r, p, ok := cfg.MatchRegion(netip.MustParseAddr(c.addr))
+			if r != c.wantRegion || ok != c.wantOK || (ok && p.Bits() != c.wantBits) {
+				t.Fatalf("got %q %v %v", r, p, ok)
+			}
+		})
+	}
+}
+
+func TestPreference(t *testing.T) {
+	cfg := &Config{Regions: []Region{{Name: "a"}, {Name: "b", Prefer: []string{"c"}}, {Name: "c"}}}
+	cases := map[string]string{"a": "a,b,c", "b": "b,c,a", "c": "c,a,b", "zz": "a,b,c"}
+	for from, want := range cases {
+		if got := strings.Join(cfg.Preference(from), ","); got != want {
+			t.Errorf("Preference(%s) = %s, want %s", from, got, want)
+		}
+	}
+}
+
+func TestQuorumNeed(t *testing.T) {
+	cases := []struct {
+		q           Quorum
+		fresh, need int
+	}{
+		{Quorum{Kind: "majority"}, 3, 2},
+		{Quorum{Kind: "majority"}, 2, 2},
+		{Quorum{Kind: "majority"}, 1, 1},
+		{Quorum{Kind: "any"}, 3, 1},
+		{Quorum{Kind: "all"}, 3, 3},
+		{Quorum{Kind: "count", Count: 2}, 3, 2},
+		{Quorum{Kind: "count", Count: 2}, 1, 1},
+	}
+	for _, c := range cases {
+		if got := c.q.Need(c.fresh); got != c.need {
+			t.Errorf("%s of %d: need %d, want %d", c.q, c.fresh, got, c.need)
+		}
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	if got := RedactURL("rediss://user:hunter2@h:1"); strings.Contains(got, "hunter2") || !strings.Contains(got, "user") {
+		t.Fatalf("got %s", got)
+	}
+	if got := RedactURL("redis://h:1"); got != "redis://h:1" {
+		t.Fatalf("got %s", got)
+	}
+}

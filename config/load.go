@@ -1,0 +1,201 @@
+package config
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+)
+
+// EnvPrefix prefixes the environment variables that override file settings:
+// AAGTM_PROBES_INTERVAL overrides probes.interval.
+const EnvPrefix = "AAGTM"
+
+// Options says where the configuration comes from.
+type Options struct {
+	// Path is the YAML file. Required.
+	Path string
+	// Flags, when set, override the file and the environment: every changed
+	// flag whose name is a config path (e.g. --probes.interval) is applied.
+	Flags *pflag.FlagSet
+	// Environ is the environment to read AAGTM_* variables from; nil means
+	// the process environment.
+	Environ []string
+}
+
+// Load reads, decodes and validates the configuration. The error lists every
+// problem found, each naming the field and the fix; a nil error means the
+// returned Config is complete and valid.
+func Load(opts Options) (*Config, error) {
+	if opts.Path == "" {
+		return nil, errors.New("config: no file given: pass --config FILE (see examples/)")
+	}
+	data, err := os.ReadFile(opts.Path)
+	if err != nil {
+		return nil, fmt.Errorf("config: read %s: %w", opts.Path, err)
+	}
+	cfg, err := parse(data, opts, filepath.Dir(opts.Path))
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", opts.Path, err)
+	}
+	cfg.Source = opts.Path
+	return cfg, nil
+}
+
+// Parse decodes and validates YAML configuration text, with no environment
+// or flag overrides.
+func Parse(data []byte) (*Config, error) {
+	return parse(data, Options{Environ: []string{}}, "")
+}
+
+func parse(data []byte, opts Options, baseDir string) (*Config, error) {
+	v := viper.New()
+	v.SetConfigType("yaml")
+	for key, val := range defaultValues {
+		v.SetDefault(key, val)
+	}
+	if err := v.ReadConfig(bytes.NewReader(data)); err != nil {
+		return nil, fmt.Errorf("not valid YAML: %w", err)
+	}
+	applyEnv(v, opts.Environ)
+	if opts.Flags != nil {
+		var flagErr error
+		opts.Flags.Visit(func(f *pflag.Flag) {
+			if !strings.Contains(f.Name, ".") {
+				return
+			}
+			if !isKnownKey(f.Name) {
+				flagErr = errors.Join(flagErr, fmt.Errorf("flag --%s: not a config setting", f.Name))
+				return
+			}
+			v.Set(f.Name, f.Value.String())
+		})
+		if flagErr != nil {
+			return nil, flagErr
+		}
+	}
+
+	var raw rawConfig
+	var md mapstructure.Metadata
+	if err := v.Unmarshal(&raw, func(dc *mapstructure.DecoderConfig) {
+		dc.Metadata = &md
+		dc.WeaklyTypedInput = true
+	}); err != nil {
+		return nil, fmt.Errorf("decode: %w", err)
+	}
+	var problems []error
+	sort.Strings(md.Unused)
+	for _, key := range md.Unused {
+		problems = append(problems, fmt.Errorf("%s: unknown setting; check its spelling against docs/config.md", displayPath(key)))
+	}
+	cfg, errs := build(&raw, baseDir)
+	problems = append(problems, errs...)
+	if len(problems) > 0 {
+		return nil, errors.Join(problems...)
+	}
+	cfg.Hash = hashOf(cfg)
+	return cfg, nil
+}
+
+// applyEnv sets every AAGTM_* variable whose name maps to a known scalar
+// setting: AAGTM_PROBES_STALE_AFTER → probes.stale_after.
+func applyEnv(v *viper.Viper, environ []string) {
+	if environ == nil {
+		environ = os.Environ()
+	}
+	byEnv := map[string]string{}
+	for key := range defaultValues {
+		byEnv[EnvPrefix+"_"+strings.ToUpper(strings.NewReplacer(".", "_").Replace(key))] = key
+	}
+	for _, kv := range environ {
+		name, val, ok := strings.Cut(kv, "=")
+		if !ok {
+			continue
+		}
+		if key, ok := byEnv[name]; ok {
+			if _, isList := defaultValues[key].([]string); isList {
+				v.Set(key, splitList(val))
+				continue
+			}
+			v.Set(key, val)
+		}
+	}
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' }) {
+		out = append(out, f)
+	}
+	return out
+}
+
+func isKnownKey(key string) bool {
+	_, ok := defaultValues[key]
+	return ok
+}
+
+// EnvKeys returns the settings that AAGTM_* variables and --path.to.key
+// flags can override, sorted.
+func EnvKeys() []string {
+	keys := make([]string, 0, len(defaultValues))
+	for k := range defaultValues {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// displayPath turns mapstructure's "databases[cache].members[0].regin" into
+// "databases.cache.members[0].regin".
+func displayPath(key string) string {
+	var b strings.Builder
+	for i := 0; i < len(key); i++ {
+		if key[i] == '[' {
+			end := strings.IndexByte(key[i:], ']')
+			inner := key[i+1 : i+end]
+			if isDigits(inner) {
+				b.WriteString(key[i : i+end+1])
+			} else {
+				b.WriteString("." + inner)
+			}
+			i += end
+			continue
+		}
+		b.WriteByte(key[i])
+	}
+	return b.String()
+}
+
+func isDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+func hashOf(cfg *Config) string {
+	c := *cfg
+	c.Source, c.Hash = "", ""
+	b, err := json.Marshal(c)
+	if err != nil {
+		return ""
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
+}
