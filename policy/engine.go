@@ -5,9 +5,26 @@
 // It performs no I/O, starts no goroutines, has no logger and reads no clock:
 // time is always passed in. An Engine is not safe for concurrent use; its
 // owner serialises calls.
+//
+// The pipeline of one Evaluate:
+//
+//  1. buffered observations are applied in (agent, member, seq) order, so the
+//     order they arrived in within a tick never matters (health.go);
+//  2. per (vantage, member), rise/fall turns observations into a vantage
+//     verdict; per member, a quorum of the fresh vantages turns those into
+//     the member verdict, and the last verdict stands when no vantage is
+//     fresh (fail-static); lag and the failback hold are advanced to now;
+//  3. per database and client region, members are ranked (rank.go) and the
+//     answer, its records and its one-line reason are built (answer.go);
+//  4. answers are compared with the previous ones to derive events and the
+//     snapshot serial (events.go).
+//
+// Export and Restore (state.go) carry the decision state across a node
+// restart.
 package policy
 
 import (
+	"slices"
 	"time"
 
 	"github.com/aagtm/aagtm/config"
@@ -16,27 +33,223 @@ import (
 // Engine holds the health state of every (vantage, member) pair and member,
 // and the last answers, between evaluations.
 type Engine struct {
-	cfg *config.Config
+	cfg    *config.Config
+	ranker Ranker
+
+	// Indexes of cfg, rebuilt by Reconfigure.
+	agents  map[string]string // agent ID → region
+	regions map[string]bool   // declared region names
+
+	// members holds every configured member's state, by member name.
+	members map[string]*memberState
+	// pending are the observations buffered since the last Evaluate.
+	pending []pendingObs
+
+	// answers holds, per (database, client region), what was answered last.
+	answers map[answerKey]*answerState
+	// prev is the last snapshot; its answers decide whether Serial moves.
+	prev   *Snapshot
+	serial uint64
+	recent []Event
+	// prevOv is the override state the last Evaluate saw, to tell operator
+	// changes from health changes.
+	prevOv Overrides
 }
 
 // New returns an engine for cfg. Every member starts up and settled
 // (nothing has been seen failing yet).
 func New(cfg *config.Config) *Engine {
-	return &Engine{cfg: cfg}
+	e := &Engine{
+		members: map[string]*memberState{},
+		answers: map[answerKey]*answerState{},
+	}
+	e.Reconfigure(cfg)
+	return e
 }
+
+// SetRanker replaces how members are ordered for a client region in nearest
+// and all modes (failover mode always uses the database's global order).
+// nil restores the default, PreferenceRanker. It is the seam for ranking by
+// measured RTT.
+func (e *Engine) SetRanker(r Ranker) { e.ranker = r }
 
 // Observe records an observation for the next Evaluate. Observations of
 // unknown members or agents are ignored. Within one Evaluate, observations
 // are applied in (agent, member, seq) order, whatever order they arrived in;
 // an observation whose Seq is not above the vantage's last one is ignored.
-func (e *Engine) Observe(o Observation) {}
+// The vantage's region is the configured agent's, not o.Region. Observe
+// copies what it keeps: the caller may reuse o's slices and maps.
+func (e *Engine) Observe(o Observation) {
+	m, ok := e.members[o.Member]
+	if !ok {
+		return
+	}
+	if _, ok := m.vantages[o.Agent]; !ok {
+		return
+	}
+	p := pendingObs{
+		agent:  o.Agent,
+		member: o.Member,
+		seq:    o.Seq,
+		at:     o.Time,
+		passed: o.Passed(),
+		rtt:    o.RTT,
+	}
+	if !p.passed {
+		p.errText = failureText(o.Checks)
+	}
+	if len(o.Lag) > 0 {
+		p.lag = make(map[string]time.Duration, len(o.Lag))
+		for k, v := range o.Lag {
+			p.lag[k] = v
+		}
+	}
+	e.pending = append(e.pending, p)
+}
 
 // Evaluate applies pending observations, advances staleness and failback
 // timers to now, and returns the new snapshot with the events it decided.
+//
+// Overrides name members and databases; names that are not configured are
+// ignored. A Forced member that is not a member of that database is
+// ignored too.
 func (e *Engine) Evaluate(now time.Time, ov Overrides) *Snapshot {
-	return &Snapshot{Generated: now}
+	e.applyPending(now)
+	e.updateHealth(now)
+
+	snap := &Snapshot{
+		Generated: now,
+		Hosts:     make(map[string]*HostAnswers, len(e.cfg.Databases)),
+		Members:   make(map[string]*MemberStatus, len(e.members)),
+	}
+	ev := e.newEvaluation(now, ov)
+	for i := range e.cfg.Databases {
+		db := &e.cfg.Databases[i]
+		h := ev.database(db)
+		snap.Hosts[h.Host] = h
+	}
+	snap.Events = ev.events
+
+	if e.prev == nil || answersChanged(e.prev.Hosts, snap.Hosts) {
+		e.serial++
+	}
+	snap.Serial = e.serial
+
+	if len(ev.events) > 0 {
+		// A new slice each time: earlier snapshots keep theirs unchanged.
+		all := make([]Event, 0, len(e.recent)+len(ev.events))
+		all = append(append(all, e.recent...), ev.events...)
+		e.recent = all[max(0, len(all)-RecentEvents):]
+	}
+	snap.Recent = e.recent
+
+	for name, m := range e.members {
+		snap.Members[name] = m.status(e.cfg, ov.Drained[name], now)
+		m.tier = tierOf(m, ov.Drained[name])
+	}
+
+	e.prevOv = copyOverrides(ov)
+	e.prev = snap
+	return snap
 }
 
 // Reconfigure swaps in a new config, keeping the state of members and
-// vantages that still exist.
-func (e *Engine) Reconfigure(cfg *config.Config) { e.cfg = cfg }
+// vantages that still exist. New members start up and settled; new vantages
+// start up and unseen. Buffered observations are kept and checked against
+// the new config when applied. A nil config is treated as empty.
+func (e *Engine) Reconfigure(cfg *config.Config) {
+	if cfg == nil {
+		cfg = &config.Config{}
+	}
+	e.cfg = cfg
+	e.agents = make(map[string]string, len(cfg.Agents))
+	for _, a := range cfg.Agents {
+		e.agents[a.ID] = a.Region
+	}
+	e.regions = make(map[string]bool, len(cfg.Regions))
+	for _, r := range cfg.Regions {
+		e.regions[r.Name] = true
+	}
+
+	members := map[string]*memberState{}
+	for i := range cfg.Databases {
+		db := &cfg.Databases[i]
+		for j := range db.Members {
+			mc := &db.Members[j]
+			m, ok := e.members[mc.Name]
+			if !ok {
+				m = newMemberState()
+			}
+			m.name, m.region, m.db = mc.Name, mc.Region, db
+			for src := range m.lag {
+				if !e.regions[src] {
+					delete(m.lag, src)
+				}
+			}
+			vs := make(map[string]*vantage, len(cfg.Agents))
+			for _, a := range cfg.Agents {
+				v, ok := m.vantages[a.ID]
+				if !ok {
+					v = &vantage{agent: a.ID, verdict: Up}
+				}
+				v.region = a.Region
+				vs[a.ID] = v
+			}
+			m.vantages = vs
+			members[mc.Name] = m
+		}
+	}
+	e.members = members
+
+	answers := map[answerKey]*answerState{}
+	for i := range cfg.Databases {
+		db := &cfg.Databases[i]
+		for _, r := range cfg.Regions {
+			k := answerKey{db.Name, r.Name}
+			if a, ok := e.answers[k]; ok {
+				// New slices: a state's slices may be shared with others.
+				keep := func(n string) bool { return !isMemberOf(db, n) }
+				a.members = slices.DeleteFunc(slices.Clone(a.members), keep)
+				a.lastGood = slices.DeleteFunc(slices.Clone(a.lastGood), keep)
+				answers[k] = a
+			}
+		}
+	}
+	e.answers = answers
+}
+
+// isMemberOf reports whether name is a member of db.
+func isMemberOf(db *config.Database, name string) bool {
+	return memberIndex(db, name) >= 0
+}
+
+// memberIndex returns the index of the member named name in db, or -1.
+func memberIndex(db *config.Database, name string) int {
+	for i := range db.Members {
+		if db.Members[i].Name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// copyOverrides returns a deep copy of ov, so a caller mutating its maps
+// after Evaluate cannot change what the engine remembers.
+func copyOverrides(ov Overrides) Overrides {
+	out := Overrides{}
+	if len(ov.Drained) > 0 {
+		out.Drained = make(map[string]bool, len(ov.Drained))
+		for k, v := range ov.Drained {
+			if v {
+				out.Drained[k] = true
+			}
+		}
+	}
+	if len(ov.Forced) > 0 {
+		out.Forced = make(map[string]string, len(ov.Forced))
+		for k, v := range ov.Forced {
+			out.Forced[k] = v
+		}
+	}
+	return out
+}

@@ -1,0 +1,407 @@
+package policy
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/aagtm/aagtm/config"
+)
+
+// answerKey names one precomputed answer: a database and a client region.
+type answerKey struct{ db, region string }
+
+// answerState is what the engine remembers of the last answer for a key.
+type answerState struct {
+	// first is the first answered member ("" for SERVFAIL or none).
+	first    string
+	servfail bool
+	// allDown is true when the answer came from when_all_down.
+	allDown bool
+	// since is when first started being answered.
+	since time.Time
+	// members are the answered members.
+	members []string
+	// lastGood are the members of the last answer that had an eligible
+	// (or forced) member: what when_all_down: last serves.
+	lastGood []string
+}
+
+// decisionKind is how an answer was decided.
+type decisionKind uint8
+
+const (
+	decideNormal   decisionKind = iota // ranked eligible members
+	decideForced                       // operator override
+	decideFailOpen                     // when_all_down: all (or last without a last good answer)
+	decideLast                         // when_all_down: last
+	decideServfail                     // when_all_down: servfail
+)
+
+// decision is the outcome of ranking before it becomes an Answer.
+type decision struct {
+	kind decisionKind
+	// order is the region's candidate order (failover: the global order).
+	order []int
+	// chosen are the members picked, most preferred first, before CNAME
+	// filtering.
+	chosen []int
+	// multi: answer every chosen member's addresses, not only the first's.
+	multi bool
+	// regionDependent is Answer.RegionDependent.
+	regionDependent bool
+}
+
+// evaluation is the context of one Evaluate while answers are built.
+type evaluation struct {
+	e       *Engine
+	now     time.Time
+	ov      Overrides
+	regions []string
+	prefs   map[string][]string
+	rtt     map[string]map[string]time.Duration
+	events  []Event
+}
+
+func (e *Engine) newEvaluation(now time.Time, ov Overrides) *evaluation {
+	ev := &evaluation{
+		e:       e,
+		now:     now,
+		ov:      ov,
+		regions: e.cfg.RegionNames(),
+		prefs:   map[string][]string{},
+	}
+	for _, r := range ev.regions {
+		ev.prefs[r] = e.cfg.Preference(r)
+	}
+	if e.ranker != nil {
+		ev.rtt = e.rttView(now)
+	}
+	return ev
+}
+
+// database builds every region's answer for db.
+func (ev *evaluation) database(db *config.Database) *HostAnswers {
+	h := &HostAnswers{
+		Database: db.Name,
+		Host:     strings.ToLower(db.Host),
+		ByRegion: make(map[string]*Answer, len(ev.regions)),
+	}
+	tiers := make([]int, len(db.Members))
+	for i := range db.Members {
+		tiers[i] = tierOf(ev.e.members[db.Members[i].Name], ev.ov.Drained[db.Members[i].Name])
+	}
+	forced := memberIndex(db, ev.ov.Forced[db.Name])
+
+	if db.Mode == config.ModeFailover {
+		d := ev.decide(db, failoverOrder(db), tiers, forced, ev.regions)
+		a := ev.commit(db, d, ev.regions, "")
+		for _, r := range ev.regions {
+			h.ByRegion[r] = a
+		}
+		return h
+	}
+	for _, r := range ev.regions {
+		d := ev.decide(db, ev.order(db, r), tiers, forced, []string{r})
+		h.ByRegion[r] = ev.commit(db, d, []string{r}, r)
+	}
+	return h
+}
+
+// order returns the candidate order of db's members for client region r in
+// nearest and all modes.
+func (ev *evaluation) order(db *config.Database, r string) []int {
+	if ev.e.ranker == nil {
+		return nearestOrder(db, ev.prefs[r])
+	}
+	return completeOrder(db, ev.e.ranker(RankInput{Config: ev.e.cfg, Database: db, Region: r, RTT: ev.rtt}))
+}
+
+// decide picks the members to answer from a candidate order. regions are
+// the client regions the answer is for (every region in failover mode).
+func (ev *evaluation) decide(db *config.Database, order, tiers []int, forced int, regions []string) *decision {
+	d := &decision{order: order, regionDependent: db.Mode != config.ModeFailover}
+	if forced >= 0 {
+		d.kind, d.chosen, d.regionDependent = decideForced, []int{forced}, false
+		return d
+	}
+	ranked := rankEligible(order, tiers)
+	if len(ranked) > 0 {
+		d.kind = decideNormal
+		if db.Mode != config.ModeAll {
+			d.chosen = ranked[:1]
+			return d
+		}
+		// All mode: every undrained member that is up; only when there is
+		// none, every drained one that is up.
+		d.multi = true
+		n := 0
+		for n < len(ranked) && tiers[ranked[n]] < tierDrained {
+			n++
+		}
+		if n == 0 {
+			n = len(ranked)
+		}
+		d.chosen = ranked[:n]
+		return d
+	}
+
+	// Nothing is up: when_all_down.
+	switch db.WhenAllDown {
+	case config.AllDownServfail:
+		d.kind, d.regionDependent = decideServfail, false
+		return d
+	case config.AllDownLast:
+		if st := ev.e.prevState(db, regions); st != nil && len(st.lastGood) > 0 {
+			d.kind, d.multi = decideLast, true
+			d.chosen = make([]int, 0, len(st.lastGood))
+			for _, n := range st.lastGood {
+				if i := memberIndex(db, n); i >= 0 {
+					d.chosen = append(d.chosen, i)
+				}
+			}
+			if len(d.chosen) > 0 {
+				return d
+			}
+		}
+	}
+	d.kind, d.multi, d.regionDependent = decideFailOpen, true, false
+	if db.Mode == config.ModeFailover {
+		d.chosen = order
+	} else {
+		d.chosen = fileOrder(db)
+	}
+	return d
+}
+
+// prevState returns the last answer state of db for the first of regions
+// that has one, or nil.
+func (e *Engine) prevState(db *config.Database, regions []string) *answerState {
+	for _, r := range regions {
+		if st, ok := e.answers[answerKey{db.Name, r}]; ok {
+			return st
+		}
+	}
+	return nil
+}
+
+// commit turns a decision into the Answer for regions, remembers it, and
+// records the event when its first member changed. eventRegion is the
+// event's Region ("" in failover mode, where one answer serves all).
+func (ev *evaluation) commit(db *config.Database, d *decision, regions []string, eventRegion string) *Answer {
+	recs, members := records(db, d.chosen, d.multi)
+	a := &Answer{
+		Records:         recs,
+		TTL:             db.TTL,
+		ServFail:        d.kind == decideServfail,
+		Members:         members,
+		RegionDependent: d.regionDependent,
+	}
+	first := ""
+	if len(members) > 0 {
+		first = members[0]
+	}
+	prev := ev.e.prevState(db, regions)
+	a.Since = ev.now
+	if prev != nil && prev.first == first && prev.servfail == a.ServFail {
+		a.Since = prev.since
+	}
+	st := answerState{
+		first:    first,
+		servfail: a.ServFail,
+		allDown:  d.kind >= decideFailOpen,
+		since:    a.Since,
+		members:  members,
+	}
+	switch {
+	case d.kind == decideNormal || d.kind == decideForced:
+		st.lastGood = members
+	case prev != nil:
+		st.lastGood = prev.lastGood
+	}
+	for _, r := range regions {
+		c := st
+		ev.e.answers[answerKey{db.Name, r}] = &c
+	}
+	if prev != nil && prev.first != first {
+		ev.event(db, d, prev, &st, eventRegion)
+	}
+	a.Reason = ev.reason(db, d, members, a.Since, eventRegion)
+	return a
+}
+
+// records returns the answer records for the chosen members and the members
+// they answer. A first member with a CNAME is answered alone, as exactly
+// that CNAME (RFC 1034 §3.6.2: a CNAME owner has no other data). Otherwise
+// each member's addresses become A or AAAA records: the first member's
+// only, or, when multi, every chosen member's that has no CNAME.
+func records(db *config.Database, chosen []int, multi bool) ([]Record, []string) {
+	if len(chosen) == 0 {
+		return nil, nil
+	}
+	if f := &db.Members[chosen[0]]; f.CNAME != "" {
+		return []Record{{Kind: RecordCNAME, Member: f.Name, Target: f.CNAME}}, []string{f.Name}
+	}
+	var recs []Record
+	var names []string
+	for k, i := range chosen {
+		if k > 0 && !multi {
+			break
+		}
+		m := &db.Members[i]
+		if m.CNAME != "" {
+			continue
+		}
+		names = append(names, m.Name)
+		for _, addr := range m.Addresses {
+			addr = addr.Unmap()
+			kind := RecordAAAA
+			if addr.Is4() {
+				kind = RecordA
+			}
+			recs = append(recs, Record{Kind: kind, Member: m.Name, Addr: addr})
+		}
+	}
+	return recs, names
+}
+
+// stamp formats a time for reasons.
+func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+// memberText describes a member's state in a few words, e.g.
+// "down (2/3 vantages)" or "up, in sync (lag 12ms)".
+func (ev *evaluation) memberText(name string) string {
+	m := ev.e.members[name]
+	if m == nil {
+		return "not configured"
+	}
+	if m.verdict == Down {
+		if m.fresh == 0 {
+			return "down (no fresh vantage, verdict kept)"
+		}
+		return fmt.Sprintf("down (%d/%d vantages)", m.downVotes, m.fresh)
+	}
+	parts := []string{"up"}
+	if ev.ov.Drained[name] {
+		parts = append(parts, "drained")
+	}
+	switch {
+	case !m.lagKnown:
+		parts = append(parts, "lag unknown")
+	case m.lagging:
+		parts = append(parts, fmt.Sprintf("lagging (lag %s > %s)", m.lagMax, m.db.LagTolerance))
+	default:
+		parts = append(parts, fmt.Sprintf("in sync (lag %s)", m.lagMax))
+	}
+	if !m.settled {
+		if m.healthySince.IsZero() {
+			parts = append(parts, "recovering (failback hold starts when in sync)")
+		} else {
+			parts = append(parts, "recovering (failback hold until "+stamp(m.healthySince.Add(m.db.FailbackHold))+")")
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// named describes a member with its region and state:
+// "cache-use (us-east) up, in sync (lag 12ms)".
+func (ev *evaluation) named(db *config.Database, i int) string {
+	m := &db.Members[i]
+	return m.Name + " (" + m.Region + ") " + ev.memberText(m.Name)
+}
+
+// reason explains an answer in one line: the member(s), why, their lag,
+// since when, and why the members ranked before were skipped.
+func (ev *evaluation) reason(db *config.Database, d *decision, members []string, since time.Time, region string) string {
+	var parts []string
+	others := func(skip func(i int) bool) {
+		for _, i := range d.order {
+			if !skip(i) {
+				parts = append(parts, db.Members[i].Name+" "+ev.memberText(db.Members[i].Name))
+			}
+		}
+	}
+	answered := func(i int) bool { return slices.Contains(members, db.Members[i].Name) }
+	policyText := "when_all_down " + string(db.WhenAllDown)
+
+	switch d.kind {
+	case decideForced:
+		parts = append(parts, fmt.Sprintf("%s (%s) forced by operator (%s) since %s",
+			db.Members[d.chosen[0]].Name, db.Members[d.chosen[0]].Region,
+			ev.memberText(db.Members[d.chosen[0]].Name), stamp(since)))
+	case decideServfail:
+		parts = append(parts, "no member eligible, answering SERVFAIL ("+policyText+") since "+stamp(since))
+		others(func(int) bool { return false })
+	case decideLast:
+		parts = append(parts, "no member eligible, keeping the last good answer "+
+			strings.Join(members, ", ")+" ("+policyText+") since "+stamp(since))
+		others(func(int) bool { return false })
+	case decideFailOpen:
+		head := "no member eligible, failing open to every member (" + policyText
+		if db.WhenAllDown == config.AllDownLast {
+			head += ", no last good answer"
+		}
+		parts = append(parts, head+") since "+stamp(since))
+		others(func(int) bool { return false })
+	case decideNormal:
+		if db.Mode == config.ModeAll {
+			var list []string
+			for _, i := range d.chosen {
+				t := ev.named(db, i)
+				if !answered(i) {
+					t += ", not answered beside a CNAME"
+				}
+				list = append(list, t)
+			}
+			parts = append(parts, "all eligible for "+region+", nearest first, since "+stamp(since)+": "+
+				strings.Join(list, "; "))
+			others(func(i int) bool { return slices.Contains(d.chosen, i) })
+			break
+		}
+		first := d.chosen[0]
+		eligible := ""
+		if d.order[0] != first {
+			eligible = " eligible"
+		}
+		why := "nearest" + eligible + " for " + region
+		if db.Mode == config.ModeFailover {
+			why = "first" + eligible + " in failover order"
+		}
+		parts = append(parts, ev.named(db, first)+", "+why+" since "+stamp(since))
+		for _, i := range d.order {
+			if i == first {
+				break
+			}
+			parts = append(parts, db.Members[i].Name+" "+ev.memberText(db.Members[i].Name))
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+// answersChanged reports whether any answer's content (records, members,
+// SERVFAIL, TTL, region dependence) differs; reasons and Since do not count.
+func answersChanged(prev, cur map[string]*HostAnswers) bool {
+	if len(prev) != len(cur) {
+		return true
+	}
+	for host, c := range cur {
+		p, ok := prev[host]
+		if !ok || len(p.ByRegion) != len(c.ByRegion) {
+			return true
+		}
+		for r, ca := range c.ByRegion {
+			pa, ok := p.ByRegion[r]
+			if !ok || !sameAnswer(pa, ca) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// sameAnswer compares what a DNS client would see of two answers.
+func sameAnswer(a, b *Answer) bool {
+	return a.ServFail == b.ServFail && a.TTL == b.TTL && a.RegionDependent == b.RegionDependent &&
+		slices.Equal(a.Records, b.Records) && slices.Equal(a.Members, b.Members)
+}

@@ -1,0 +1,123 @@
+package policy
+
+import (
+	"slices"
+
+	"github.com/aagtm/aagtm/config"
+)
+
+// event records the change of an answer's first member from prev.first to
+// cur.first, classified as a failover, a failback or a change.
+func (ev *evaluation) event(db *config.Database, d *decision, prev, cur *answerState, region string) {
+	from, to := prev.first, cur.first
+	kind, why := ev.classify(db, d, prev, cur)
+	e := Event{
+		Kind:     kind,
+		Database: db.Name,
+		Region:   region,
+		From:     from,
+		To:       to,
+		At:       ev.now,
+	}
+	fm, tm := ev.e.members[from], ev.e.members[to]
+	if kind == Failover && fm != nil && fm.verdict == Down && !fm.failStart.IsZero() && !fm.failStart.After(ev.now) {
+		e.Detection = ev.now.Sub(fm.failStart)
+	}
+	if fm != nil && tm != nil {
+		if s, ok := tm.lag[fm.region]; ok {
+			e.RPOEstimate, e.RPOKnown = s.lag, true
+		}
+	}
+	e.Reason = orNone(from) + " → " + orNone(to) + ": " + why
+	ev.events = append(ev.events, e)
+}
+
+// classify tells why the first member changed. Operator actions (force,
+// drain) are changes; leaving a member that is down, lagging, or when
+// nothing is eligible any more is a failover; moving to a member that
+// ranks before the old one because its health improved (it came up, caught
+// up, finished its failback hold), or to any member after nothing was
+// eligible, is a failback; anything else (a Ranker's new order) is a change.
+func (ev *evaluation) classify(db *config.Database, d *decision, prev, cur *answerState) (EventKind, string) {
+	from, to := prev.first, cur.first
+	pf, cf := forcedMember(db, ev.e.prevOv), forcedMember(db, ev.ov)
+	switch {
+	case pf != cf && cf != "":
+		return Change, "forced by operator"
+	case pf != cf:
+		return Change, "operator force on " + pf + " lifted"
+	case prev.allDown && !cur.allDown:
+		return Failback, to + " eligible again: " + ev.memberText(to)
+	}
+	fm := ev.e.members[from]
+	if from != "" && (fm == nil || fm.db.Name != db.Name) {
+		return Change, from + " no longer configured"
+	}
+	allDown := ""
+	if cur.allDown {
+		allDown = "; no member eligible (when_all_down " + string(db.WhenAllDown) + ")"
+	}
+	switch {
+	case fm != nil && fm.verdict == Down:
+		return Failover, from + " " + ev.memberText(from) + allDown
+	case cur.allDown:
+		return Failover, allDown[2:]
+	}
+	if why, ok := ev.drainChange(from, to); ok {
+		return Change, why
+	}
+	switch {
+	case fm != nil && fm.lagging:
+		return Failover, from + " " + ev.memberText(from)
+	case from != "" && to != "" && ranksBefore(db, d.order, to, from) && recovered(ev.e.members[to], ev.ov):
+		return Failback, to + " ranks before " + from + " and is " + ev.memberText(to)
+	}
+	return Change, "ranking changed"
+}
+
+// drainChange reports an operator drain or undrain of from or to since the
+// last evaluation.
+func (ev *evaluation) drainChange(from, to string) (string, bool) {
+	for _, n := range []string{from, to} {
+		if n == "" {
+			continue
+		}
+		was, is := ev.e.prevOv.Drained[n], ev.ov.Drained[n]
+		switch {
+		case is && !was:
+			return n + " drained by operator", true
+		case was && !is:
+			return n + " undrained by operator", true
+		}
+	}
+	return "", false
+}
+
+// recovered reports whether m's health tier improved since the last
+// evaluation (it came up, caught up, or finished its failback hold).
+func recovered(m *memberState, ov Overrides) bool {
+	return m.tier == tierDown || m.tier > tierOf(m, ov.Drained[m.name])
+}
+
+// ranksBefore reports whether member a comes before member b in order.
+func ranksBefore(db *config.Database, order []int, a, b string) bool {
+	ia, ib := slices.Index(order, memberIndex(db, a)), slices.Index(order, memberIndex(db, b))
+	return ia >= 0 && ib >= 0 && ia < ib
+}
+
+// forcedMember returns the member ov forces for db, or "" when none (or
+// when the forced name is not a member of db).
+func forcedMember(db *config.Database, ov Overrides) string {
+	if i := memberIndex(db, ov.Forced[db.Name]); i >= 0 {
+		return db.Members[i].Name
+	}
+	return ""
+}
+
+// orNone names a member, or "none".
+func orNone(name string) string {
+	if name == "" {
+		return "none"
+	}
+	return name
+}
