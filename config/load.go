@@ -163,6 +163,10 @@ func displayPath(key string) string {
 	for i := 0; i < len(key); i++ {
 		if key[i] == '[' {
 			end := strings.IndexByte(key[i:], ']')
+			if end < 0 { // a key that itself contains '[': keep it as it is
+				b.WriteString(key[i:])
+				break
+			}
 			inner := key[i+1 : i+end]
 			if isDigits(inner) {
 				b.WriteString(key[i : i+end+1])
