@@ -116,7 +116,7 @@ func build(raw *rawConfig, baseDir string) (*Config, []error) {
 	buildAgents(&p, raw, cfg)
 	buildProbes(&p, raw, cfg)
 	buildDatabases(&p, raw, cfg)
-	buildNodes(&p, raw, cfg)
+	buildNodes(&p, raw, cfg, baseDir)
 	buildSecurity(&p, raw, cfg, baseDir)
 	buildDNS(&p, raw, cfg)
 	return cfg, p
@@ -499,7 +499,9 @@ func orDefault(s, def string) string {
 	return s
 }
 
-func buildNodes(p *problems, raw *rawConfig, cfg *Config) {
+// buildNodes resolves relative state_file paths against baseDir, like the
+// security files.
+func buildNodes(p *problems, raw *rawConfig, cfg *Config, baseDir string) {
 	if len(raw.Nodes) == 0 {
 		p.add("nodes", "no nodes: list the GTM nodes agents report to, e.g. [{name: ns1, report: 10.0.0.5:7411}]")
 	}
@@ -507,6 +509,9 @@ func buildNodes(p *problems, raw *rawConfig, cfg *Config) {
 	for i, r := range raw.Nodes {
 		path := fmt.Sprintf("nodes[%d]", i)
 		n := Node{Name: strings.TrimSpace(r.Name), StateFile: r.StateFile}
+		if n.StateFile != "" && !filepath.IsAbs(n.StateFile) && baseDir != "" {
+			n.StateFile = filepath.Join(baseDir, n.StateFile)
+		}
 		if n.Name == "" {
 			p.add(path+".name", "missing: give the node a unique name (it answers CH TXT id.server)")
 		} else if seen[n.Name] {

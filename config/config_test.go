@@ -181,8 +181,9 @@ func TestEnvAndFlagOverrides(t *testing.T) {
 
 	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
 	fs.String("probes.fall", "", "")
+	fs.String("probes.checks", "", "")
 	fs.String("config", "", "")
-	if err := fs.Parse([]string{"--probes.fall=5", "--config=x"}); err != nil {
+	if err := fs.Parse([]string{"--probes.fall=5", "--probes.checks=ping,echo", "--config=x"}); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err = Load(Options{Path: path, Flags: fs, Environ: []string{"AAGTM_PROBES_FALL=3"}})
@@ -191,6 +192,9 @@ func TestEnvAndFlagOverrides(t *testing.T) {
 	}
 	if cfg.Probes.Fall != 5 {
 		t.Errorf("flag should beat env and file: fall = %d", cfg.Probes.Fall)
+	}
+	if len(cfg.Probes.Checks) != 2 || cfg.Probes.Checks[1] != CheckEcho {
+		t.Errorf("list flag not split: %v", cfg.Probes.Checks)
 	}
 
 	_, err = Load(Options{Path: path, Environ: []string{"AAGTM_PROBES_INTERVAL=fast"}})

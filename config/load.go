@@ -78,7 +78,7 @@ func parse(data []byte, opts Options, baseDir string) (*Config, error) {
 				flagErr = errors.Join(flagErr, fmt.Errorf("flag --%s: not a config setting", f.Name))
 				return
 			}
-			v.Set(f.Name, f.Value.String())
+			setValue(v, f.Name, f.Value.String())
 		})
 		if flagErr != nil {
 			return nil, flagErr
@@ -123,13 +123,19 @@ func applyEnv(v *viper.Viper, environ []string) {
 			continue
 		}
 		if key, ok := byEnv[name]; ok {
-			if _, isList := defaultValues[key].([]string); isList {
-				v.Set(key, splitList(val))
-				continue
-			}
-			v.Set(key, val)
+			setValue(v, key, val)
 		}
 	}
+}
+
+// setValue sets an override given as text; list settings take comma- or
+// space-separated values.
+func setValue(v *viper.Viper, key, val string) {
+	if _, isList := defaultValues[key].([]string); isList {
+		v.Set(key, splitList(val))
+		return
+	}
+	v.Set(key, val)
 }
 
 func splitList(s string) []string {

@@ -1,0 +1,198 @@
+package admin
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/aagtm/aagtm/policy"
+)
+
+// Gauges are read from the latest snapshot when scraped, so a member that a
+// reload removed disappears at once and a scrape never sees half an update.
+var (
+	descMemberUp = prometheus.NewDesc("aagtm_policy_member_up",
+		"1 when the member's quorum verdict is up, 0 when down.",
+		[]string{"database", "member"}, nil)
+	descMemberLag = prometheus.NewDesc("aagtm_policy_member_lag_seconds",
+		"Last measured replication lag of the member behind each source region (heartbeat method).",
+		[]string{"member", "source_region"}, nil)
+	descMemberLagging = prometheus.NewDesc("aagtm_policy_member_lagging",
+		"1 when the member's replication lag exceeds its database's lag_tolerance.",
+		[]string{"member"}, nil)
+	descVantageStale = prometheus.NewDesc("aagtm_policy_vantage_stale",
+		"1 when the agent has sent nothing about the member for probes.stale_after (its vote is not counted).",
+		[]string{"member", "agent"}, nil)
+	descDrained = prometheus.NewDesc("aagtm_policy_drained",
+		"1 when an operator drained the member.",
+		[]string{"member"}, nil)
+	descSerial = prometheus.NewDesc("aagtm_policy_snapshot_serial",
+		"Serial of the current answer snapshot; it increases whenever answers change.",
+		nil, nil)
+	descGenerated = prometheus.NewDesc("aagtm_policy_snapshot_timestamp_seconds",
+		"Unix time the current snapshot was evaluated; it stops advancing when the engine stalls.",
+		nil, nil)
+)
+
+// PolicyMetrics exports the policy engine's decisions as Prometheus
+// metrics. The node calls Observe with every new snapshot; gauges are
+// computed from the latest one at scrape time, counters and histograms
+// count the snapshots' events and new probe RTTs. Safe for concurrent use.
+type PolicyMetrics struct {
+	snap atomic.Pointer[policy.Snapshot]
+
+	answerChanges *prometheus.CounterVec
+	failovers     *prometheus.CounterVec
+	detection     prometheus.Histogram
+	rpo           prometheus.Histogram
+	probeRTT      *prometheus.HistogramVec
+
+	mu     sync.Mutex // guards last and rttSeq
+	last   *policy.Snapshot
+	rttSeq map[[2]string]uint64 // (member, agent) → last seq whose RTT was observed
+}
+
+// NewPolicyMetrics creates the policy metrics and registers them with reg.
+// When reg already holds policy metrics, those are returned instead (one
+// node per registry is the intended use). Any other registration conflict
+// panics, like MustRegister: it is a programming error.
+func NewPolicyMetrics(reg prometheus.Registerer) *PolicyMetrics {
+	m := &PolicyMetrics{
+		answerChanges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "aagtm_policy_answer_changes_total",
+			Help: "Changes of the first answered member, per database and client region (failovers, failbacks and operator changes).",
+		}, []string{"database", "region"}),
+		failovers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "aagtm_policy_failovers_total",
+			Help: "Failovers and failbacks, per database and kind (failover, failback); one per affected client region.",
+		}, []string{"database", "kind"}),
+		detection: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "aagtm_policy_failover_detection_seconds",
+			Help:    "Time from the first failed probe that led to a member's down verdict until the failover was decided.",
+			Buckets: []float64{0.1, 0.25, 0.5, 1, 1.5, 2, 3, 5, 10, 30, 60},
+		}),
+		rpo: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "aagtm_policy_rpo_estimate_seconds",
+			Help:    "Estimated data-loss window of each failover: the last replication lag seen of the new member behind the old member's region.",
+			Buckets: []float64{0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30},
+		}),
+		probeRTT: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "aagtm_probe_rtt_seconds",
+			Help:    "Round-trip time of the fastest check of a member, per probe agent, as reported to this node.",
+			Buckets: []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1},
+		}, []string{"member", "agent"}),
+		rttSeq: map[[2]string]uint64{},
+	}
+	if err := reg.Register(m); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(*PolicyMetrics); ok {
+				return existing
+			}
+		}
+		panic(fmt.Sprintf("admin: register policy metrics: %v", err))
+	}
+	return m
+}
+
+// Observe records a new snapshot: gauges follow it, and its events and the
+// RTTs of observations newer than the last snapshot's are counted. Observing
+// the same snapshot twice counts it once; nil is ignored.
+func (m *PolicyMetrics) Observe(snap *policy.Snapshot) {
+	if snap == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if snap == m.last {
+		return
+	}
+	m.last = snap
+	m.snap.Store(snap)
+	for _, e := range snap.Events {
+		m.answerChanges.WithLabelValues(e.Database, e.Region).Inc()
+		switch e.Kind {
+		case policy.Failover:
+			m.failovers.WithLabelValues(e.Database, string(e.Kind)).Inc()
+			if e.Detection > 0 {
+				m.detection.Observe(e.Detection.Seconds())
+			}
+			if e.RPOKnown {
+				m.rpo.Observe(e.RPOEstimate.Seconds())
+			}
+		case policy.Failback:
+			m.failovers.WithLabelValues(e.Database, string(e.Kind)).Inc()
+		}
+	}
+	seen := make(map[[2]string]uint64, len(m.rttSeq))
+	for name, ms := range snap.Members {
+		if ms == nil {
+			continue
+		}
+		for _, v := range ms.Vantages {
+			key := [2]string{name, v.Agent}
+			last, had := m.rttSeq[key]
+			seen[key] = v.LastSeq
+			if v.RTT > 0 && v.LastSeq > 0 && (!had || v.LastSeq > last) {
+				m.probeRTT.WithLabelValues(name, v.Agent).Observe(v.RTT.Seconds())
+			}
+		}
+	}
+	m.rttSeq = seen
+}
+
+// Describe implements prometheus.Collector.
+func (m *PolicyMetrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descMemberUp, descMemberLag, descMemberLagging, descVantageStale, descDrained, descSerial, descGenerated} {
+		ch <- d
+	}
+	m.answerChanges.Describe(ch)
+	m.failovers.Describe(ch)
+	m.detection.Describe(ch)
+	m.rpo.Describe(ch)
+	m.probeRTT.Describe(ch)
+}
+
+// Collect implements prometheus.Collector.
+func (m *PolicyMetrics) Collect(ch chan<- prometheus.Metric) {
+	m.answerChanges.Collect(ch)
+	m.failovers.Collect(ch)
+	m.detection.Collect(ch)
+	m.rpo.Collect(ch)
+	m.probeRTT.Collect(ch)
+	snap := m.snap.Load()
+	if snap == nil {
+		return
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	gauge(descSerial, float64(snap.Serial))
+	if !snap.Generated.IsZero() {
+		gauge(descGenerated, float64(snap.Generated.UnixNano())/1e9)
+	}
+	for name, ms := range snap.Members {
+		if ms == nil {
+			continue
+		}
+		gauge(descMemberUp, boolFloat(ms.Verdict != policy.Down), ms.Database, name)
+		gauge(descMemberLagging, boolFloat(ms.Lagging), name)
+		gauge(descDrained, boolFloat(ms.Drained), name)
+		for src, lag := range ms.LagBySource {
+			gauge(descMemberLag, lag.Seconds(), name, src)
+		}
+		for _, v := range ms.Vantages {
+			gauge(descVantageStale, boolFloat(!v.Fresh), name, v.Agent)
+		}
+	}
+}
+
+func boolFloat(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,66 @@
+package admin_test
+
+import (
+	"bytes"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/aagtm/aagtm/admin"
+	"github.com/aagtm/aagtm/policy"
+)
+
+func TestRenderStatus(t *testing.T) {
+	b := newFakeBackend(t)
+	ov := policy.Overrides{Drained: map[string]bool{"cache-euw": true}, Forced: map[string]string{}}
+	snap := testSnapshot()
+	snap.Members["cache-use"].Lagging = true
+	snap.Members["sessions-use"].Settled = false // serving its failback hold
+	st := admin.NewStatus("ns1", snap, b.cfg, ov)
+	st.Ready = true
+
+	var buf bytes.Buffer
+	if err := admin.RenderStatus(&buf, st); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	t.Log("\n" + out)
+
+	// Rows are matched with flexible spacing: tabwriter pads columns.
+	rows := []string{
+		`node ns1 +serial 7 +generated 2026-03-01T12:00:00.000Z +config \w+ +ready`,
+		`overrides: drained cache-euw`,
+		`MEMBER +DATABASE +REGION +VERDICT +VANTAGES +LAG +RTT +FLAGS`,
+		`cache-use +cache +us-east +up +2/0/0 +12ms +400µs +lagging\n`,
+		`cache-euw +cache +eu-west +down +0/1/1 +- +- +drained\n`,
+		`sessions-use +sessions +us-east +up +1/0/0 +- +1ms +holding\n`,
+		`DATABASE +REGION +ANSWER +REASON`,
+		`cache +eu-west +cache-use +cache-use: cache-euw is down`,
+		`cache +us-east +cache-use +cache-use: nearest healthy member`,
+		`sessions +\* +sessions-use +sessions-use: first in order`,
+		`AT +KIND +DATABASE +REGION +CHANGE +DETECTION +RPO +REASON`,
+		`2026-03-01T11:59:00.000Z +failover +cache +eu-west +cache-euw -> cache-use +2.1s +12ms +cache-euw down`,
+	}
+	for _, row := range rows {
+		if !regexp.MustCompile(row).MatchString(out) {
+			t.Errorf("output has no row matching %q", row)
+		}
+	}
+	if strings.Count(out, "sessions-use: first in order") != 1 {
+		t.Error("a region-independent answer was not folded into one row")
+	}
+}
+
+func TestRenderStatusEmpty(t *testing.T) {
+	st := admin.NewStatus("ns2", nil, nil, policy.Overrides{})
+	var buf bytes.Buffer
+	if err := admin.RenderStatus(&buf, st); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	for _, want := range []string{"node ns2", "NOT READY", "(no members evaluated yet)", "(no answers yet)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}

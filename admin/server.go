@@ -1,0 +1,306 @@
+package admin
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/aagtm/aagtm/config"
+	"github.com/aagtm/aagtm/policy"
+)
+
+// Errors a Backend returns (wrapped with %w) so the server can pick the
+// HTTP status, and that Client methods return (wrapped in *APIError) so
+// callers can test them with errors.Is.
+var (
+	// ErrNotFound: the member or database is not in the config (404).
+	ErrNotFound = errors.New("not found")
+	// ErrBadRequest: the request is malformed or contradicts the config,
+	// e.g. forcing a database to another database's member (400).
+	ErrBadRequest = errors.New("bad request")
+	// ErrUnauthorized: a mutating call without the right bearer token (401).
+	ErrUnauthorized = errors.New("unauthorized")
+	// ErrForbidden: mutations are disabled because the node has no admin
+	// token and is not insecure (403).
+	ErrForbidden = errors.New("forbidden")
+)
+
+// Backend is what the admin API needs from a node. Methods are called from
+// HTTP handlers concurrently and must be safe for that.
+//
+// Drain, Undrain, Force and Unforce return an error wrapping ErrNotFound
+// for an unknown member or database and ErrBadRequest for input that the
+// config contradicts; any other error is a 500.
+type Backend interface {
+	// Snapshot returns the current decision, nil before the first one.
+	Snapshot() *policy.Snapshot
+	// Config returns the config in force.
+	Config() *config.Config
+	// Overrides returns a copy of the operator overrides.
+	Overrides() policy.Overrides
+	// Drain and Undrain set and clear a member's drain.
+	Drain(member string) error
+	Undrain(member string) error
+	// Force answers member to every client of db; Unforce clears it.
+	Force(db, member string) error
+	Unforce(db string) error
+	// Ready reports whether the node serves DNS.
+	Ready() bool
+}
+
+// Result is the JSON reply of a successful mutating call.
+type Result struct {
+	// Node is the node that applied the change.
+	Node string `json:"node"`
+	// Action is drain, undrain, force or unforce.
+	Action string `json:"action"`
+	// Overrides are the node's overrides after the change.
+	Overrides OverrideStatus `json:"overrides"`
+}
+
+// ForceRequest is the JSON body of POST /v1/databases/{db}/force.
+type ForceRequest struct {
+	// Member is the member every client of the database gets.
+	Member string `json:"member"`
+}
+
+// errorBody is the JSON reply of a failed call.
+type errorBody struct {
+	Error string `json:"error"`
+	Code  string `json:"code"`
+}
+
+// The error codes of errorBody, one per sentinel.
+const (
+	codeNotFound     = "not_found"
+	codeBadRequest   = "bad_request"
+	codeUnauthorized = "unauthorized"
+	codeForbidden    = "forbidden"
+	codeInternal     = "internal"
+)
+
+// maxBody bounds request bodies.
+const maxBody = 64 << 10
+
+// shutdownTimeout bounds how long Serve waits for in-flight requests.
+const shutdownTimeout = 5 * time.Second
+
+// Server is the admin HTTP API of one node.
+type Server struct {
+	b         Backend
+	node      string
+	tokenHash [sha256.Size]byte
+	hasToken  bool
+	insecure  bool
+	logger    hclog.Logger
+	handler   http.Handler
+	shutting  atomic.Bool
+}
+
+// NewServer returns the admin API of node, served from b.
+//
+// Mutating calls need "Authorization: Bearer <token>". With token "" they
+// are refused (403), unless insecure is true, when they are open to anyone
+// who can reach the listener (tests, labs). GETs are always open.
+// reg is exposed on /metrics; nil serves no /metrics. logger may be nil.
+func NewServer(b Backend, node string, token string, insecure bool, reg *prometheus.Registry, logger hclog.Logger) *Server {
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	s := &Server{
+		b:        b,
+		node:     node,
+		hasToken: token != "",
+		insecure: insecure,
+		logger:   logger.Named("admin"),
+	}
+	if s.hasToken {
+		s.tokenHash = sha256.Sum256([]byte(token))
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.HandleFunc("GET /v1/status", s.status)
+	mux.HandleFunc("POST /v1/members/{name}/drain", s.mutating("drain", func(r *http.Request) error {
+		return s.b.Drain(r.PathValue("name"))
+	}))
+	mux.HandleFunc("POST /v1/members/{name}/undrain", s.mutating("undrain", func(r *http.Request) error {
+		return s.b.Undrain(r.PathValue("name"))
+	}))
+	mux.HandleFunc("POST /v1/databases/{db}/force", s.mutating("force", s.force))
+	mux.HandleFunc("DELETE /v1/databases/{db}/force", s.mutating("unforce", func(r *http.Request) error {
+		return s.b.Unforce(r.PathValue("db"))
+	}))
+	if reg != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+			Registry:          reg,
+			ErrorLog:          s.logger.StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Warn}),
+			EnableOpenMetrics: true,
+		}))
+	}
+	s.handler = mux
+	return s
+}
+
+// Handler returns the API's HTTP handler.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// SetShuttingDown makes /readyz answer 503 from now on, so load balancers
+// and orchestrators stop sending work before the listeners close.
+func (s *Server) SetShuttingDown() { s.shutting.Store(true) }
+
+// Serve serves the API on ln until ctx is cancelled, then marks the server
+// shutting down and closes gracefully, waiting up to 5s for in-flight
+// requests. It returns nil after a graceful shutdown.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		ErrorLog:          s.logger.StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Debug}),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("admin: serve on %s: %w", ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	s.SetShuttingDown()
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	<-errc // http.ErrServerClosed once Shutdown has begun
+	if err != nil {
+		return fmt.Errorf("admin: shutdown: %w", err)
+	}
+	return nil
+}
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	io.WriteString(w, "ok\n")
+}
+
+func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	switch {
+	case s.shutting.Load():
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, "shutting down\n")
+	case !s.b.Ready():
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, "not ready\n")
+	default:
+		io.WriteString(w, "ready\n")
+	}
+}
+
+// ready is the readiness /readyz reports.
+func (s *Server) ready() bool { return !s.shutting.Load() && s.b.Ready() }
+
+func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
+	st := NewStatus(s.node, s.b.Snapshot(), s.b.Config(), s.b.Overrides())
+	st.Ready = s.ready()
+	writeJSON(w, http.StatusOK, st)
+}
+
+// mutating wraps a state-changing handler: it checks the bearer token, runs
+// apply and answers the resulting overrides or the mapped error.
+func (s *Server) mutating(action string, apply func(*http.Request) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := s.authorize(r); err != nil {
+			s.logger.Warn("admin call refused", "action", action, "remote", r.RemoteAddr, "error", err)
+			s.writeError(w, err)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		if err := apply(r); err != nil {
+			s.writeError(w, err)
+			return
+		}
+		s.logger.Debug("admin call applied", "action", action, "path", r.URL.Path, "remote", r.RemoteAddr)
+		writeJSON(w, http.StatusOK, Result{Node: s.node, Action: action, Overrides: newOverrideStatus(s.b.Overrides())})
+	}
+}
+
+// authorize checks the bearer token in constant time. Both sides are hashed
+// first so that the comparison does not leak the token's length either.
+func (s *Server) authorize(r *http.Request) error {
+	if !s.hasToken {
+		if s.insecure {
+			return nil
+		}
+		return fmt.Errorf("%w: this node has no admin token: set security.admin_token_file (or security.insecure: true in a lab)", ErrForbidden)
+	}
+	const prefix = "Bearer "
+	h := r.Header.Get("Authorization")
+	if len(h) < len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
+		return fmt.Errorf("%w: send Authorization: Bearer <admin token>", ErrUnauthorized)
+	}
+	got := sha256.Sum256([]byte(strings.TrimSpace(h[len(prefix):])))
+	if subtle.ConstantTimeCompare(got[:], s.tokenHash[:]) != 1 {
+		return fmt.Errorf("%w: wrong admin token", ErrUnauthorized)
+	}
+	return nil
+}
+
+func (s *Server) force(r *http.Request) error {
+	var req ForceRequest
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return fmt.Errorf("%w: body must be JSON like {\"member\": \"NAME\"}: %v", ErrBadRequest, err)
+	}
+	if dec.More() {
+		return fmt.Errorf("%w: body must be one JSON object", ErrBadRequest)
+	}
+	req.Member = strings.TrimSpace(req.Member)
+	if req.Member == "" {
+		return fmt.Errorf("%w: member is missing: send {\"member\": \"NAME\"}", ErrBadRequest)
+	}
+	return s.b.Force(r.PathValue("db"), req.Member)
+}
+
+// writeError maps err to its HTTP status: the one place that decides it.
+func (s *Server) writeError(w http.ResponseWriter, err error) {
+	code, status := codeInternal, http.StatusInternalServerError
+	switch {
+	case errors.Is(err, ErrNotFound):
+		code, status = codeNotFound, http.StatusNotFound
+	case errors.Is(err, ErrBadRequest):
+		code, status = codeBadRequest, http.StatusBadRequest
+	case errors.Is(err, ErrUnauthorized):
+		code, status = codeUnauthorized, http.StatusUnauthorized
+		w.Header().Set("WWW-Authenticate", `Bearer realm="aagtm"`)
+	case errors.Is(err, ErrForbidden):
+		code, status = codeForbidden, http.StatusForbidden
+	default:
+		s.logger.Error("admin call failed", "error", err)
+	}
+	writeJSON(w, status, errorBody{Error: err.Error(), Code: code})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v) // the status is sent; a broken connection is the client's
+}
