@@ -202,6 +202,9 @@ func isDigits(s string) bool {
 func hashOf(cfg *Config) string {
 	c := *cfg
 	c.Source, c.Hash = "", ""
+	// Host-local settings (credential paths, DNS tuning) may differ between
+	// hosts through AAGTM_* overrides without the hosts disagreeing.
+	c.Security, c.DNS = Security{}, DNS{}
 	b, err := json.Marshal(c)
 	if err != nil {
 		return ""

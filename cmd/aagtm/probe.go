@@ -1,0 +1,67 @@
+package main
+
+import (
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/aagtm/aagtm/probes"
+)
+
+func newProbeCmd(g *globalFlags) *cobra.Command {
+	var agentID string
+	cmd := &cobra.Command{
+		Use:   "probe",
+		Short: "Run a region's probe agent: check every member, report to every node",
+		Long: `probe runs the probe agent of one region. Every probes.interval it runs the
+configured checks (ping, echo, keyspace, lag, rest, command) against every member
+of every database, each bounded by probes.timeout, and streams a report over gRPC
+to every node in the config. It writes its region's replication heartbeat to the
+local member(s) and reads every region's heartbeat from every member, which
+measures replication lag without comparing clocks across hosts.
+
+Unreachable nodes are retried with exponential backoff; only the latest report
+is kept for them. SIGHUP or a change of the config file reloads the config.`,
+		Example: `  aagtm probe -c /etc/aagtm/aagtm.yaml --agent probe-use`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			logger, err := g.newLogger(os.Stderr, "aagtm")
+			if err != nil {
+				return err
+			}
+			cfg, err := g.loadConfig(cmd.Flags())
+			if err != nil {
+				logConfigErrors(logger, err)
+				return err
+			}
+			if agentID == "" {
+				if len(cfg.Agents) != 1 {
+					return usagef("--agent: the config has %d agents; name this one (its id)", len(cfg.Agents))
+				}
+				agentID = cfg.Agents[0].ID
+			}
+			logger.Info("effective config", summarize(cfg)...)
+			agent, err := probes.NewAgent(cfg, agentID, logger)
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			go watchConfig(ctx, g.configPath, logger, func() {
+				next, err := g.loadConfig(cmd.Flags())
+				if err != nil {
+					logger.Error("config reload rejected; keeping the old config")
+					logConfigErrors(logger, err)
+					return
+				}
+				if err := agent.Reconfigure(next); err != nil {
+					logger.Error("config reload rejected; keeping the old config", "error", err)
+					return
+				}
+				logger.Info("config reloaded", "hash", next.Hash)
+			})
+			return agent.Run(ctx)
+		},
+	}
+	cmd.Flags().StringVar(&agentID, "agent", os.Getenv("AAGTM_AGENT"), "this agent's id in the config's agents list (by default one agent per region, id = region); env AAGTM_AGENT")
+	return cmd
+}

@@ -1,0 +1,522 @@
+// Package node is the composition root of a GTM node (`aagtm serve`): it
+// wires the report ingest, the policy engine, the DNS server and the admin
+// API together, owns their goroutines, persists state and applies reloads.
+//
+// It holds no decision logic (that is policy), answers no query itself (that
+// is dnsserver) and reads no files but its state file: the caller loads the
+// config and hands it over.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/aagtm/aagtm/admin"
+	"github.com/aagtm/aagtm/config"
+	"github.com/aagtm/aagtm/dnsserver"
+	"github.com/aagtm/aagtm/policy"
+	"github.com/aagtm/aagtm/probes"
+)
+
+// evalEvery is how often the engine re-evaluates without new reports, to
+// advance staleness and failback timers.
+const evalEvery = 100 * time.Millisecond
+
+// saveEvery bounds how often the state file is written.
+const saveEvery = time.Second
+
+// Options override the node's own entry in the config; tests and the demo
+// use them to listen on chosen (or :0) addresses.
+type Options struct {
+	// DNS, Ingest and Admin replace the config's listen addresses when set.
+	DNS    []string
+	Ingest string
+	Admin  string
+	// StateFile replaces the node's state_file when set.
+	StateFile string
+	// Registry receives the node's metrics; nil creates one.
+	Registry *prometheus.Registry
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Node is one running GTM node.
+type Node struct {
+	name   string
+	logger hclog.Logger
+	opts   Options
+	now    func() time.Time
+
+	cfg atomic.Pointer[config.Config]
+
+	mu        sync.Mutex // guards engine, overrides, dirty
+	engine    *policy.Engine
+	overrides policy.Overrides
+	dirty     bool // overrides changed since the last save
+
+	snap    atomic.Pointer[policy.Snapshot]
+	wake    chan struct{}
+	ready   atomic.Bool
+	started chan struct{}
+
+	registry *prometheus.Registry
+	metrics  *admin.PolicyMetrics
+	dns      *dnsserver.Server
+	ingest   *probes.Ingest
+	admin    *admin.Server
+
+	savedSerial atomic.Uint64 // snapshot serial in the state file
+
+	addrMu     sync.Mutex
+	ingestAddr net.Addr
+	adminAddr  net.Addr
+}
+
+// New prepares node name of cfg. Nothing listens until Run.
+func New(cfg *config.Config, name string, logger hclog.Logger, opts Options) (*Node, error) {
+	self, ok := cfg.Node(name)
+	if !ok {
+		var names []string
+		for _, n := range cfg.Nodes {
+			names = append(names, n.Name)
+		}
+		return nil, fmt.Errorf("node %q is not in the config's nodes (declared: %v): pass --node with one of them", name, names)
+	}
+	if len(opts.DNS) == 0 {
+		opts.DNS = self.DNS
+	}
+	if opts.Ingest == "" {
+		opts.Ingest = self.Listen
+	}
+	if opts.Admin == "" {
+		opts.Admin = self.Admin
+	}
+	if opts.StateFile == "" {
+		opts.StateFile = self.StateFile
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+		opts.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	logger = logger.Named("node").With("node", name)
+	n := &Node{
+		name:      name,
+		logger:    logger,
+		opts:      opts,
+		now:       opts.Now,
+		engine:    policy.New(cfg),
+		overrides: policy.Overrides{Drained: map[string]bool{}, Forced: map[string]string{}},
+		wake:      make(chan struct{}, 1),
+		started:   make(chan struct{}),
+		registry:  opts.Registry,
+	}
+	n.cfg.Store(cfg)
+	n.metrics = admin.NewPolicyMetrics(opts.Registry)
+	n.dns = dnsserver.New(dnsserver.Options{
+		Node:       name,
+		Listen:     opts.DNS,
+		MaxUDPSize: cfg.DNS.MaxUDPSize,
+		ReusePort:  cfg.DNS.ReusePort,
+		RateLimit:  cfg.DNS.RateLimit,
+		Registerer: opts.Registry,
+	}, logger)
+	n.ingest = probes.NewIngest(cfg, logger, n.observe, probes.WithRegisterer(opts.Registry))
+	token, err := readAdminToken(cfg)
+	if err != nil {
+		return nil, err
+	}
+	n.admin = admin.NewServer(n, name, token, cfg.Security.Insecure, opts.Registry, logger)
+	n.restore()
+	return n, nil
+}
+
+// restore loads the state file, if any, so the first snapshot repeats the
+// last decision. A corrupt file is reported and ignored, not fatal.
+func (n *Node) restore() {
+	if n.opts.StateFile == "" {
+		return
+	}
+	st, err := loadState(n.opts.StateFile)
+	if err != nil {
+		n.logger.Error("state file unusable; starting fresh", "path", n.opts.StateFile, "error", err)
+		return
+	}
+	if st == nil {
+		n.logger.Info("no state file yet; starting fresh", "path", n.opts.StateFile)
+		return
+	}
+	n.engine.Restore(st.Engine)
+	if st.Overrides.Drained != nil {
+		n.overrides.Drained = st.Overrides.Drained
+	}
+	if st.Overrides.Forced != nil {
+		n.overrides.Forced = st.Overrides.Forced
+	}
+	n.logger.Info("restored last state", "path", n.opts.StateFile, "saved_at", st.SavedAt,
+		"drained", len(n.overrides.Drained), "forced", len(n.overrides.Forced))
+}
+
+// observe is the ingest's sink: it queues observations and wakes the
+// evaluation loop so a failure is acted on at once, not at the next tick.
+func (n *Node) observe(obs []policy.Observation) {
+	n.mu.Lock()
+	for _, o := range obs {
+		n.engine.Observe(o)
+	}
+	n.mu.Unlock()
+	select {
+	case n.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run serves DNS, the ingest and the admin API until ctx is cancelled,
+// then shuts down gracefully: readiness goes 503 first, listeners stop,
+// in-flight work drains, and the state is saved.
+func (n *Node) Run(ctx context.Context) error {
+	cfg := n.cfg.Load()
+	n.evaluate() // serve the restored (or fail-open) decision from the first query
+
+	ingestLis, err := net.Listen("tcp", n.opts.Ingest)
+	if err != nil {
+		return fmt.Errorf("listen for reports on %s: %w", n.opts.Ingest, err)
+	}
+	adminLis, err := net.Listen("tcp", n.opts.Admin)
+	if err != nil {
+		ingestLis.Close()
+		return fmt.Errorf("listen for admin on %s: %w", n.opts.Admin, err)
+	}
+	n.addrMu.Lock()
+	n.ingestAddr, n.adminAddr = ingestLis.Addr(), adminLis.Addr()
+	n.addrMu.Unlock()
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g, gctx := errgroup.WithContext(runCtx)
+	g.Go(func() error { return n.dns.Run(gctx) })
+	g.Go(func() error { return n.ingest.Serve(gctx, ingestLis) })
+	g.Go(func() error { return n.admin.Serve(gctx, adminLis) })
+	g.Go(func() error { n.loop(gctx); return nil })
+	g.Go(func() error {
+		select {
+		case <-n.dns.Ready():
+		case <-gctx.Done():
+			return nil
+		}
+		n.ready.Store(true)
+		close(n.started)
+		n.logger.Info("serving", "dns", n.DNSAddrs(), "ingest", ingestLis.Addr().String(),
+			"admin", adminLis.Addr().String(), "zone", cfg.Zone.Name)
+		<-gctx.Done()
+		n.ready.Store(false)
+		n.admin.SetShuttingDown()
+		return nil
+	})
+	err = g.Wait()
+	n.saveNow()
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	n.logger.Info("stopped")
+	return nil
+}
+
+// Started is closed once every listener is up.
+func (n *Node) Started() <-chan struct{} { return n.started }
+
+// DNSAddrs returns the DNS server's bound addresses (after Started).
+func (n *Node) DNSAddrs() []string {
+	var out []string
+	for _, a := range n.dns.Addrs() {
+		out = append(out, a.String())
+	}
+	return out
+}
+
+// IngestAddr and AdminAddr return the bound listener addresses.
+func (n *Node) IngestAddr() string {
+	n.addrMu.Lock()
+	defer n.addrMu.Unlock()
+	if n.ingestAddr == nil {
+		return ""
+	}
+	return n.ingestAddr.String()
+}
+
+// AdminAddr returns the admin API's bound address.
+func (n *Node) AdminAddr() string {
+	n.addrMu.Lock()
+	defer n.addrMu.Unlock()
+	if n.adminAddr == nil {
+		return ""
+	}
+	return n.adminAddr.String()
+}
+
+// loop re-evaluates on every report batch and every evalEvery, and saves
+// state at most every saveEvery.
+func (n *Node) loop(ctx context.Context) {
+	tick := time.NewTicker(evalEvery)
+	defer tick.Stop()
+	lastSave := n.now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		case <-n.wake:
+		}
+		n.evaluate()
+		if now := n.now(); now.Sub(lastSave) >= saveEvery {
+			lastSave = now
+			n.saveIfChanged()
+		}
+	}
+}
+
+// evaluate runs the engine once and publishes the snapshot to DNS, metrics
+// and the logs.
+func (n *Node) evaluate() {
+	n.mu.Lock()
+	snap := n.engine.Evaluate(n.now(), n.overridesCopyLocked())
+	n.mu.Unlock()
+	prev := n.snap.Swap(snap)
+	n.dns.Update(n.cfg.Load(), snap)
+	n.metrics.Observe(snap)
+	n.logChanges(prev, snap)
+}
+
+// logChanges logs verdict changes and answer events at Info: these are the
+// lines an operator reads after an incident.
+func (n *Node) logChanges(prev, cur *policy.Snapshot) {
+	if prev != nil {
+		names := make([]string, 0, len(cur.Members))
+		for name := range cur.Members {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			m := cur.Members[name]
+			old, ok := prev.Members[name]
+			if !ok {
+				continue
+			}
+			if old.Verdict != m.Verdict {
+				n.logger.Info("member verdict changed", "member", name, "db", m.Database, "region", m.Region,
+					"from", old.Verdict, "to", m.Verdict, "votes", voteSummary(m))
+			}
+			if old.Lagging != m.Lagging {
+				n.logger.Info("member lag state changed", "member", name, "lagging", m.Lagging, "lag", m.Lag)
+			}
+			if !old.Settled && m.Settled && m.Verdict == policy.Up {
+				n.logger.Info("member completed failback hold", "member", name)
+			}
+		}
+	}
+	for _, e := range cur.Events {
+		args := []any{"db", e.Database, "region", e.Region, "from", e.From, "to", e.To, "reason", e.Reason}
+		if e.Kind == policy.Failover {
+			args = append(args, "detection", e.Detection)
+			if e.RPOKnown {
+				args = append(args, "rpo_estimate", e.RPOEstimate)
+			} else {
+				args = append(args, "rpo_estimate", "unknown")
+			}
+		}
+		n.logger.Info(string(e.Kind), args...)
+	}
+}
+
+func voteSummary(m *policy.MemberStatus) string {
+	up, down, stale := 0, 0, 0
+	for _, v := range m.Vantages {
+		switch {
+		case !v.Fresh:
+			stale++
+		case v.Verdict == policy.Down:
+			down++
+		default:
+			up++
+		}
+	}
+	return fmt.Sprintf("%d up/%d down/%d stale", up, down, stale)
+}
+
+func (n *Node) overridesCopyLocked() policy.Overrides {
+	o := policy.Overrides{Drained: make(map[string]bool, len(n.overrides.Drained)), Forced: make(map[string]string, len(n.overrides.Forced))}
+	for k, v := range n.overrides.Drained {
+		o.Drained[k] = v
+	}
+	for k, v := range n.overrides.Forced {
+		o.Forced[k] = v
+	}
+	return o
+}
+
+// saveIfChanged writes the state file when answers or overrides changed.
+func (n *Node) saveIfChanged() {
+	snap := n.snap.Load()
+	n.mu.Lock()
+	dirty := n.dirty
+	n.mu.Unlock()
+	if snap != nil && snap.Serial == n.savedSerial.Load() && !dirty {
+		return
+	}
+	n.saveNow()
+}
+
+func (n *Node) saveNow() {
+	if n.opts.StateFile == "" {
+		return
+	}
+	n.mu.Lock()
+	st := &persisted{Version: stateVersion, Node: n.name, SavedAt: n.now().UTC(), Overrides: n.overridesCopyLocked(), Engine: n.engine.Export()}
+	n.dirty = false
+	n.mu.Unlock()
+	if err := saveState(n.opts.StateFile, st); err != nil {
+		n.logger.Error("cannot save state", "path", n.opts.StateFile, "error", err)
+		return
+	}
+	if snap := n.snap.Load(); snap != nil {
+		n.savedSerial.Store(snap.Serial)
+	}
+}
+
+// Reload swaps in a new, already validated config without dropping
+// queries: the engine keeps the state of members that still exist.
+func (n *Node) Reload(cfg *config.Config) error {
+	if _, ok := cfg.Node(n.name); !ok {
+		return fmt.Errorf("the new config no longer lists node %q: keeping the old config", n.name)
+	}
+	if err := n.ingest.Reconfigure(cfg); err != nil {
+		return fmt.Errorf("report ingest rejects the new config, keeping the old one: %w", err)
+	}
+	n.mu.Lock()
+	n.engine.Reconfigure(cfg)
+	n.mu.Unlock()
+	n.cfg.Store(cfg)
+	n.evaluate()
+	n.logger.Info("config reloaded", "hash", cfg.Hash, "databases", len(cfg.Databases))
+	return nil
+}
+
+// readAdminToken reads the token that mutating admin calls need.
+func readAdminToken(cfg *config.Config) (string, error) {
+	if cfg.Security.AdminTokenFile == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(cfg.Security.AdminTokenFile)
+	if err != nil {
+		return "", fmt.Errorf("security.admin_token_file: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("security.admin_token_file %s is empty: put a long random token in it", cfg.Security.AdminTokenFile)
+	}
+	return tok, nil
+}
+
+// Snapshot returns the current decision.
+func (n *Node) Snapshot() *policy.Snapshot { return n.snap.Load() }
+
+// Config returns the config in force.
+func (n *Node) Config() *config.Config { return n.cfg.Load() }
+
+// Overrides returns a copy of the operator overrides.
+func (n *Node) Overrides() policy.Overrides {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.overridesCopyLocked()
+}
+
+// Ready reports whether the node serves its listeners.
+func (n *Node) Ready() bool { return n.ready.Load() }
+
+// Drain marks a member drained: answered only when nothing else is eligible.
+func (n *Node) Drain(member string) error {
+	return n.override(func(cfg *config.Config) error {
+		if _, _, ok := cfg.Member(member); !ok {
+			return fmt.Errorf("%w: member %q", admin.ErrNotFound, member)
+		}
+		n.overrides.Drained[member] = true
+		n.logger.Info("member drained by operator", "member", member)
+		return nil
+	})
+}
+
+// Undrain clears a drain.
+func (n *Node) Undrain(member string) error {
+	return n.override(func(cfg *config.Config) error {
+		if _, _, ok := cfg.Member(member); !ok {
+			return fmt.Errorf("%w: member %q", admin.ErrNotFound, member)
+		}
+		delete(n.overrides.Drained, member)
+		n.logger.Info("member undrained by operator", "member", member)
+		return nil
+	})
+}
+
+// Force answers member to every client of db, whatever its health.
+func (n *Node) Force(db, member string) error {
+	return n.override(func(cfg *config.Config) error {
+		d, ok := cfg.Database(db)
+		if !ok {
+			return fmt.Errorf("%w: database %q", admin.ErrNotFound, db)
+		}
+		found := false
+		for _, m := range d.Members {
+			found = found || m.Name == member
+		}
+		if !found {
+			return fmt.Errorf("%w: %q is not a member of database %s", admin.ErrBadRequest, member, db)
+		}
+		n.overrides.Forced[db] = member
+		n.logger.Warn("answer forced by operator", "db", db, "member", member)
+		return nil
+	})
+}
+
+// Unforce returns db to health-based answers.
+func (n *Node) Unforce(db string) error {
+	return n.override(func(cfg *config.Config) error {
+		if _, ok := cfg.Database(db); !ok {
+			return fmt.Errorf("%w: database %q", admin.ErrNotFound, db)
+		}
+		delete(n.overrides.Forced, db)
+		n.logger.Info("forced answer cleared by operator", "db", db)
+		return nil
+	})
+}
+
+// override applies a change under the lock, then re-evaluates and persists
+// at once so the change is served and survives a restart.
+func (n *Node) override(change func(*config.Config) error) error {
+	n.mu.Lock()
+	err := change(n.cfg.Load())
+	if err == nil {
+		n.dirty = true
+	}
+	n.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	n.evaluate()
+	n.saveNow()
+	return nil
+}

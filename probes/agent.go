@@ -1,0 +1,499 @@
+package probes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/aagtm/aagtm/api"
+	"github.com/aagtm/aagtm/config"
+)
+
+// AgentOption configures NewAgent.
+type AgentOption func(*agentOptions)
+
+type agentOptions struct {
+	reportHook func(*api.Report)
+	ackHook    func(node string, ack *api.Ack)
+}
+
+// WithReportHook calls f with every report the agent produces, at the end
+// of each round, before it is queued for the nodes. f runs on the agent's
+// round loop and must not modify the report or block.
+func WithReportHook(f func(*api.Report)) AgentOption {
+	return func(o *agentOptions) { o.reportHook = f }
+}
+
+// WithAckHook calls f with every ack a node sends back, from that node's
+// sender goroutine. f must not block.
+func WithAckHook(f func(node string, ack *api.Ack)) AgentOption {
+	return func(o *agentOptions) { o.ackHook = f }
+}
+
+// Agent is a probe agent: one vantage in one region. It probes every
+// member of every database each interval and streams the reports to every
+// node. Create it with NewAgent and run it with Run.
+type Agent struct {
+	id     string
+	logger hclog.Logger
+	opts   agentOptions
+
+	// seq numbers rounds. It starts at the agent's start time in
+	// microseconds, so a restarted agent's sequence keeps increasing and
+	// nodes do not discard its reports as old.
+	seq atomic.Uint64
+
+	running atomic.Bool
+	// wg tracks member probes, which may outlive their round by a little.
+	wg sync.WaitGroup
+
+	mu      sync.Mutex
+	pending *agentState   // set by Reconfigure, taken by Run
+	current *agentState   // the state Run is using
+	reconf  chan struct{} // signals pending
+}
+
+// agentState is everything derived from one config.
+type agentState struct {
+	cfg     *config.Config
+	region  string
+	hash    string
+	checks  []check
+	targets []*target // every member of every database, in config order
+	dbOf    map[*target]string
+	// dbRegions: database name -> regions of its members, sorted.
+	dbRegions map[string][]string
+	dial      dialSettings
+}
+
+// NewAgent returns an agent with the given ID for cfg. The ID must be one of
+// cfg.Agents; the agent probes from that agent's region. It dials nothing
+// yet: a bad member URL, an unknown check or unusable credentials are
+// reported here, unreachable members and nodes later, by Run.
+func NewAgent(cfg *config.Config, agentID string, logger hclog.Logger, opts ...AgentOption) (*Agent, error) {
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	a := &Agent{
+		id:     agentID,
+		logger: logger.Named("probe").With("agent", agentID),
+		reconf: make(chan struct{}, 1),
+	}
+	for _, o := range opts {
+		o(&a.opts)
+	}
+	st, err := a.newState(cfg, nil)
+	if err != nil {
+		return nil, err
+	}
+	a.pending = st
+	redisLogOnce.Do(func() { redis.SetLogger(redisLogger{logger.Named("go-redis")}) })
+	a.seq.Store(uint64(time.Now().UnixMicro()))
+	return a, nil
+}
+
+// redisLogOnce installs, process-wide and once, a go-redis logger that
+// sends go-redis's own messages (a failed dial per probe of a dead member)
+// to the first agent's logger at Debug instead of stderr: the checks
+// already report those failures.
+var redisLogOnce sync.Once
+
+type redisLogger struct{ l hclog.Logger }
+
+// Printf implements go-redis's internal logging interface.
+func (r redisLogger) Printf(_ context.Context, format string, v ...any) {
+	r.l.Debug(fmt.Sprintf(format, v...))
+}
+
+// ID returns the agent's ID.
+func (a *Agent) ID() string { return a.id }
+
+// Reconfigure validates cfg and hands it to the running agent, which
+// switches to it before its next round: members added or changed get new
+// clients, removed ones are closed, senders are restarted for nodes whose
+// address or credentials changed. On error the agent keeps its current
+// config.
+func (a *Agent) Reconfigure(cfg *config.Config) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	prev := a.pending
+	if prev == nil {
+		prev = a.current
+	}
+	st, err := a.newState(cfg, prev)
+	if err != nil {
+		return err
+	}
+	a.pending = st
+	select {
+	case a.reconf <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// newState builds the state for cfg, reusing prev's targets for members
+// whose config and timeout did not change.
+func (a *Agent) newState(cfg *config.Config, prev *agentState) (*agentState, error) {
+	ag, ok := cfg.Agent(a.id)
+	if !ok {
+		return nil, fmt.Errorf("probes: agent %q is not in the config; add it under agents (id and region), "+
+			"or run with the id of a declared agent", a.id)
+	}
+	p := cfg.Probes
+	if p.Interval <= 0 || p.Timeout <= 0 {
+		return nil, fmt.Errorf("probes: interval (%s) and timeout (%s) must be positive", p.Interval, p.Timeout)
+	}
+	st := &agentState{
+		cfg: cfg, region: ag.Region, hash: configHash(cfg),
+		dbOf: map[*target]string{}, dbRegions: map[string][]string{},
+	}
+	names := p.Checks
+	if len(names) == 0 {
+		names = []config.Check{config.CheckPing}
+	}
+	for _, n := range names {
+		c, err := newCheck(n)
+		if err != nil {
+			return nil, err
+		}
+		st.checks = append(st.checks, c)
+	}
+	old := map[string]*target{}
+	if prev != nil {
+		for _, t := range prev.targets {
+			old[t.member.Name] = t
+		}
+	}
+	for _, db := range cfg.Databases {
+		var regions []string
+		for _, m := range db.Members {
+			t := old[m.Name]
+			if t == nil || !reflect.DeepEqual(t.member, m) || t.opts.ReadTimeout != p.Timeout || t.local != (m.Region == ag.Region) {
+				var err error
+				if t, err = newTarget(m, p, a.id, ag.Region); err != nil {
+					return nil, fmt.Errorf("probes: %w", err)
+				}
+			}
+			st.targets = append(st.targets, t)
+			st.dbOf[t] = db.Name
+			if !slices.Contains(regions, m.Region) {
+				regions = append(regions, m.Region)
+			}
+		}
+		slices.Sort(regions)
+		st.dbRegions[db.Name] = regions
+	}
+	d, err := newDialSettings(cfg.Security, a.id)
+	if err != nil {
+		return nil, fmt.Errorf("probes: %w", err)
+	}
+	st.dial = d
+	return st, nil
+}
+
+// takePending returns the state Reconfigure (or NewAgent) left, if any.
+func (a *Agent) takePending() *agentState {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	st := a.pending
+	a.pending = nil
+	return st
+}
+
+// Run probes and reports until ctx is done, then stops its senders, waits
+// for its goroutines and closes its clients. It returns nil on
+// cancellation. The first round starts at once, then one every
+// Probes.Interval. Run may be called only once at a time.
+func (a *Agent) Run(ctx context.Context) error {
+	if !a.running.CompareAndSwap(false, true) {
+		return errors.New("probes: agent is already running")
+	}
+	defer a.running.Store(false)
+	st := a.takePending()
+	if st == nil {
+		return errors.New("probes: agent has no config")
+	}
+	a.setCurrent(st)
+	a.logger.Info("probe agent starting", "region", st.region, "members", len(st.targets),
+		"nodes", len(st.cfg.Nodes), "interval", st.cfg.Probes.Interval, "timeout", st.cfg.Probes.Timeout,
+		"config_hash", st.hash)
+
+	senders := map[string]*sender{}
+	defer func() {
+		for _, s := range senders {
+			s.stop()
+		}
+		a.wg.Wait()
+		for _, t := range st.targets {
+			t.close()
+		}
+		// Leave the last config for a later Run or ProbeOnce.
+		a.mu.Lock()
+		if a.pending == nil {
+			a.pending = st
+		}
+		a.current = nil
+		a.mu.Unlock()
+	}()
+	a.syncSenders(ctx, senders, nil, st)
+
+	ticker := time.NewTicker(st.cfg.Probes.Interval)
+	defer ticker.Stop()
+	for {
+		a.publish(senders, a.round(ctx, st))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ticker.C:
+		case <-a.reconf:
+			next := a.takePending()
+			if next == nil {
+				continue
+			}
+			a.wg.Wait() // no probe of an old target still running
+			for _, t := range st.targets {
+				if !slices.Contains(next.targets, t) {
+					t.close()
+				}
+			}
+			a.syncSenders(ctx, senders, st, next)
+			if next.cfg.Probes.Interval != st.cfg.Probes.Interval {
+				ticker.Reset(next.cfg.Probes.Interval)
+			}
+			a.logger.Info("probe agent reconfigured", "region", next.region, "members", len(next.targets),
+				"nodes", len(next.cfg.Nodes), "config_hash", next.hash)
+			st = next
+			a.setCurrent(st)
+		}
+	}
+}
+
+func (a *Agent) setCurrent(st *agentState) {
+	a.mu.Lock()
+	a.current = st
+	a.mu.Unlock()
+}
+
+// syncSenders starts, stops and restarts senders so that there is one per
+// node of next, restarting those whose node or credentials changed.
+func (a *Agent) syncSenders(ctx context.Context, senders map[string]*sender, prev, next *agentState) {
+	want := map[string]config.Node{}
+	for _, n := range next.cfg.Nodes {
+		want[n.Name] = n
+	}
+	for name, s := range senders {
+		n, ok := want[name]
+		if ok && n.Report == s.node.Report && prev != nil && reflect.DeepEqual(prev.cfg.Security, next.cfg.Security) {
+			continue
+		}
+		s.stop()
+		delete(senders, name)
+	}
+	for name, n := range want {
+		if _, ok := senders[name]; ok {
+			continue
+		}
+		senders[name] = startSender(ctx, n, next.dial, next.cfg.Probes.Interval, a.logger, a.opts.ackHook)
+	}
+}
+
+// publish hands a report to the hook and to every sender's mailbox.
+func (a *Agent) publish(senders map[string]*sender, rep *api.Report) {
+	if rep == nil {
+		return
+	}
+	if a.opts.reportHook != nil {
+		a.opts.reportHook(rep)
+	}
+	for _, s := range senders {
+		s.box.put(rep)
+	}
+}
+
+// ProbeOnce runs one probe round with the agent's current config and
+// returns the report without sending it (for `aagtm check` and tests). It
+// must not be called while Run is running. Member connections stay open for
+// the next ProbeOnce or Run. It returns an error if ctx ends during the
+// round.
+func (a *Agent) ProbeOnce(ctx context.Context) (*api.Report, error) {
+	if a.running.Load() {
+		return nil, errors.New("probes: ProbeOnce while the agent is running")
+	}
+	a.mu.Lock()
+	st := a.pending
+	a.mu.Unlock()
+	if st == nil {
+		return nil, errors.New("probes: agent has no config")
+	}
+	rep := a.round(ctx, st)
+	a.wg.Wait()
+	if rep == nil {
+		return nil, fmt.Errorf("probes: probe round: %w", ctx.Err())
+	}
+	return rep, nil
+}
+
+// memberResult is one member's outcome of a round.
+type memberResult struct {
+	results    []result
+	heartbeats map[string]heartbeat
+}
+
+// round probes every member concurrently, each bounded by the probe
+// timeout, and builds the report. A member that has not finished by timeout
+// plus a small slack is reported as timed out; its probe goroutine ends on
+// its own when its context expires.
+func (a *Agent) round(ctx context.Context, st *agentState) *api.Report {
+	if ctx.Err() != nil {
+		return nil
+	}
+	seq := a.seq.Add(1)
+	timeout := st.cfg.Probes.Timeout
+	mctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	type done struct {
+		i int
+		r memberResult
+	}
+	n := len(st.targets)
+	results := make([]memberResult, n)
+	have := make([]bool, n)
+	ch := make(chan done, n) // buffered: a late probe never blocks
+	waiting := 0
+	for i, t := range st.targets {
+		if !t.busy.CompareAndSwap(false, true) {
+			results[i], have[i] = a.unfinished(st, t, "the previous probe of the member is still running"), true
+			continue
+		}
+		p := &probe{
+			t: t, agentID: a.id, region: st.region, seq: seq,
+			settings: st.cfg.Probes, hbRegions: st.dbRegions[st.dbOf[t]],
+		}
+		waiting++
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			defer t.busy.Store(false)
+			ch <- done{i, a.probeMember(mctx, st, p)}
+		}()
+	}
+	timer := time.NewTimer(timeout + roundSlack)
+	defer timer.Stop()
+collect:
+	for waiting > 0 {
+		select {
+		case d := <-ch:
+			results[d.i], have[d.i] = d.r, true
+			waiting--
+		case <-timer.C:
+			break collect
+		}
+	}
+	if ctx.Err() != nil {
+		return nil // shutting down: the results say "canceled", not the members' health
+	}
+	for i, t := range st.targets {
+		if !have[i] {
+			results[i] = a.unfinished(st, t, fmt.Sprintf("no result within %s", timeout+roundSlack))
+		}
+	}
+	return a.report(st, seq, results)
+}
+
+// probeMember runs every applicable check of one member, one after
+// another, all within ctx's deadline.
+func (a *Agent) probeMember(ctx context.Context, st *agentState, p *probe) memberResult {
+	var mr memberResult
+	reset := false
+	for _, c := range st.checks {
+		if c.skip(p) {
+			continue
+		}
+		start := time.Now()
+		r := c.run(ctx, p)
+		r.duration = time.Since(start)
+		r.check = c.name()
+		if !r.ok() {
+			a.logger.Debug("check failed", "member", p.t.member.Name, "check", r.check,
+				"outcome", r.outcome, "error", r.err, "duration", r.duration)
+		}
+		if r.outcome == OutcomeTimeout || r.outcome == OutcomeUnreachable {
+			reset = true
+		}
+		mr.results = append(mr.results, r)
+	}
+	mr.heartbeats = p.heartbeats
+	if reset {
+		p.t.reset()
+	}
+	return mr
+}
+
+// unfinished is the result of a member whose probe did not finish in time:
+// every applicable check timed out.
+func (a *Agent) unfinished(st *agentState, t *target, why string) memberResult {
+	var mr memberResult
+	p := &probe{t: t, settings: st.cfg.Probes}
+	for _, c := range st.checks {
+		if !c.skip(p) {
+			mr.results = append(mr.results, fail(c.name(), OutcomeTimeout, "%s", why))
+		}
+	}
+	return mr
+}
+
+// report assembles the round's report.
+func (a *Agent) report(st *agentState, seq uint64, results []memberResult) *api.Report {
+	in := make([]lagInput, len(st.targets))
+	for i, t := range st.targets {
+		in[i] = lagInput{member: t.member.Name, database: st.dbOf[t], region: t.member.Region, heartbeats: results[i].heartbeats}
+	}
+	lags := computeLag(in)
+	rep := &api.Report{
+		AgentId:    a.id,
+		Region:     st.region,
+		Seq:        seq,
+		Sent:       timestamppb.Now(),
+		ConfigHash: st.hash,
+	}
+	for i, t := range st.targets {
+		mr := &api.MemberReport{Member: t.member.Name}
+		var rtt time.Duration
+		for _, r := range results[i].results {
+			mr.Checks = append(mr.Checks, &api.CheckResult{
+				Name: string(r.check), Ok: r.ok(), Error: r.err,
+				Duration: durationpb.New(r.duration), Outcome: string(r.outcome),
+			})
+			if r.ok() && (r.check == config.CheckPing || r.check == config.CheckEcho) && (rtt == 0 || r.duration < rtt) {
+				rtt = r.duration
+			}
+		}
+		mr.Rtt = durationpb.New(rtt)
+		if l := lags[t.member.Name]; len(l) > 0 {
+			mr.Lag = make(map[string]*durationpb.Duration, len(l))
+			for src, d := range l {
+				mr.Lag[src] = durationpb.New(d)
+			}
+		}
+		if hbs := results[i].heartbeats; len(hbs) > 0 {
+			mr.Heartbeats = make(map[string]*api.Heartbeat, len(hbs))
+			for r, hb := range hbs {
+				mr.Heartbeats[r] = &api.Heartbeat{Seq: hb.seq, UnixNanos: hb.ts, Writer: hb.writer}
+			}
+		}
+		rep.Members = append(rep.Members, mr)
+	}
+	return rep
+}

@@ -1,0 +1,90 @@
+package probes
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// ingestMetrics are the ingest's Prometheus metrics. A nil *ingestMetrics
+// records nothing.
+type ingestMetrics struct {
+	reports      *prometheus.CounterVec
+	refused      *prometheus.CounterVec
+	streams      prometheus.Gauge
+	unknownMembs prometheus.Counter
+}
+
+// Report results, the result label of aagtm_ingest_reports_total.
+const (
+	resultAccepted    = "accepted"
+	resultRejected    = "rejected"
+	resultRateLimited = "rate_limited"
+)
+
+func newIngestMetrics(reg prometheus.Registerer) *ingestMetrics {
+	m := &ingestMetrics{
+		reports: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "aagtm_ingest_reports_total",
+			Help: "Reports received, per agent (\"unknown\" for agents not in the config) and result (accepted, rejected, rate_limited).",
+		}, []string{"agent", "result"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "aagtm_ingest_refused_streams_total",
+			Help: "Report streams refused after the TLS handshake, per gRPC code (Unauthenticated, PermissionDenied).",
+		}, []string{"code"}),
+		streams: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "aagtm_ingest_streams",
+			Help: "Report streams currently open.",
+		}),
+		unknownMembs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "aagtm_ingest_unknown_members_total",
+			Help: "Member entries dropped because this node's config does not know the member.",
+		}),
+	}
+	m.reports = register(reg, m.reports)
+	m.refused = register(reg, m.refused)
+	m.streams = register(reg, m.streams)
+	m.unknownMembs = register(reg, m.unknownMembs)
+	return m
+}
+
+// register registers c with reg, or returns the collector already
+// registered under the same name (several ingests may share a registry in
+// tests). Any other conflict panics, like MustRegister.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing
+			}
+		}
+		panic(fmt.Sprintf("probes: register ingest metrics: %v", err))
+	}
+	return c
+}
+
+func (m *ingestMetrics) report(agent, result string) {
+	if m != nil {
+		m.reports.WithLabelValues(agent, result).Inc()
+	}
+}
+
+func (m *ingestMetrics) refusedStream(code string) {
+	if m != nil {
+		m.refused.WithLabelValues(code).Inc()
+	}
+}
+
+func (m *ingestMetrics) streamOpen(delta float64) {
+	if m != nil {
+		m.streams.Add(delta)
+	}
+}
+
+func (m *ingestMetrics) unknownMembers(n int) {
+	if m != nil && n > 0 {
+		m.unknownMembs.Add(float64(n))
+	}
+}

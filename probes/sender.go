@@ -1,0 +1,335 @@
+package probes
+
+import (
+	"context"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/aagtm/aagtm/api"
+	"github.com/aagtm/aagtm/config"
+)
+
+// Report-stream tuning.
+const (
+	// streamBackoffBase and streamBackoffMax bound the wait before
+	// reopening a failed stream; it doubles per failure, with ±20% jitter.
+	streamBackoffBase = 100 * time.Millisecond
+	streamBackoffMax  = 5 * time.Second
+	// keepaliveTime is how often an idle connection is pinged, and
+	// keepaliveTimeout how long a ping may go unanswered before the
+	// connection is considered dead. Nodes permit pings this often
+	// (ingest's enforcement policy).
+	keepaliveTime    = 10 * time.Second
+	keepaliveTimeout = 5 * time.Second
+	// maxMessageSize bounds one report or ack.
+	maxMessageSize = 1 << 20
+)
+
+// dialSettings are the gRPC dial options for one config's security
+// settings.
+type dialSettings struct {
+	opts []grpc.DialOption
+}
+
+// newDialSettings builds the agent's credentials: TLS (mTLS when a client
+// certificate is configured), a bearer token, or plaintext when
+// security.insecure allows it.
+func newDialSettings(sec config.Security, agentID string) (dialSettings, error) {
+	var token string
+	if sec.TokenFile != "" {
+		var err error
+		if token, err = readToken(sec.TokenFile); err != nil {
+			return dialSettings{}, err
+		}
+	}
+	var opts []grpc.DialOption
+	switch {
+	case sec.TLS.Enabled():
+		tc, err := clientTLS(sec.TLS, agentID, token != "")
+		if err != nil {
+			return dialSettings{}, err
+		}
+		opts = append(opts, grpc.WithTransportCredentials(credentials.NewTLS(tc)))
+	case sec.Insecure:
+		opts = append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	default:
+		return dialSettings{}, errNoProtection
+	}
+	if token != "" {
+		opts = append(opts, grpc.WithPerRPCCredentials(tokenCreds{token: token, requireTLS: sec.TLS.Enabled()}))
+	}
+	opts = append(opts,
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{
+			Time: keepaliveTime, Timeout: keepaliveTimeout, PermitWithoutStream: true,
+		}),
+		// gRPC's own reconnect backoff (exponential with jitter), shortened
+		// so that a restarted node is found again within about a second.
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff: backoff.Config{
+				BaseDelay: streamBackoffBase, Multiplier: 1.6, Jitter: 0.2, MaxDelay: streamBackoffMax,
+			},
+			MinConnectTimeout: 5 * time.Second,
+		}),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessageSize), grpc.MaxCallSendMsgSize(maxMessageSize)),
+	)
+	return dialSettings{opts: opts}, nil
+}
+
+// mailbox holds the latest report not yet sent to one node: a one-slot
+// queue where a new report replaces an unsent one, so an unreachable node
+// costs one report of memory, never a backlog.
+type mailbox struct {
+	mu     sync.Mutex
+	rep    *api.Report
+	at     time.Time
+	notify chan struct{}
+}
+
+func newMailbox() *mailbox { return &mailbox{notify: make(chan struct{}, 1)} }
+
+// put replaces the slot's content with r.
+func (m *mailbox) put(r *api.Report) {
+	m.mu.Lock()
+	m.rep, m.at = r, time.Now()
+	m.mu.Unlock()
+	m.signal()
+}
+
+// putBack returns r to the slot unless a newer report arrived meanwhile.
+func (m *mailbox) putBack(r *api.Report, at time.Time) {
+	m.mu.Lock()
+	if m.rep == nil {
+		m.rep, m.at = r, at
+	}
+	m.mu.Unlock()
+	m.signal()
+}
+
+func (m *mailbox) signal() {
+	select {
+	case m.notify <- struct{}{}:
+	default:
+	}
+}
+
+// take empties the slot.
+func (m *mailbox) take() (*api.Report, time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, at := m.rep, m.at
+	m.rep = nil
+	return r, at
+}
+
+// sender streams reports to one node. It owns a gRPC connection, a
+// goroutine that logs the connection's state changes and one that reads
+// acks while a stream is open.
+type sender struct {
+	node    config.Node
+	logger  hclog.Logger
+	box     *mailbox
+	maxAge  time.Duration
+	ackHook func(string, *api.Ack)
+
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	// sentHash is the config hash of the last report sent.
+	sentHash atomic.Value // string
+
+	// lastErr (run's goroutine), lastAckErr and lastMismatch (the ack
+	// reader's) avoid repeating the same warning every round.
+	lastErr      string
+	lastAckErr   string
+	lastMismatch string
+}
+
+// startSender starts a sender for node. Reports older than two intervals
+// when the stream (re)opens are dropped: the next round's is due.
+func startSender(ctx context.Context, node config.Node, d dialSettings, interval time.Duration,
+	logger hclog.Logger, ackHook func(string, *api.Ack)) *sender {
+	ctx, cancel := context.WithCancel(ctx)
+	s := &sender{
+		node:    node,
+		logger:  logger.With("node", node.Name, "address", node.Report),
+		box:     newMailbox(),
+		maxAge:  2 * interval,
+		ackHook: ackHook,
+		cancel:  cancel,
+		done:    make(chan struct{}),
+	}
+	go s.run(ctx, d)
+	return s
+}
+
+// stop ends the sender and waits for its goroutines.
+func (s *sender) stop() {
+	s.cancel()
+	<-s.done
+}
+
+func (s *sender) run(ctx context.Context, d dialSettings) {
+	defer close(s.done)
+	conn, err := grpc.NewClient(s.node.Report, d.opts...)
+	if err != nil {
+		s.logger.Error("cannot create a client for the node; no reports will reach it", "error", err)
+		return
+	}
+	defer conn.Close()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.watch(ctx, conn)
+	}()
+	defer wg.Wait()
+
+	client := api.NewReportServiceClient(conn)
+	delay := streamBackoffBase
+	for {
+		acked, err := s.stream(ctx, client)
+		if ctx.Err() != nil {
+			return
+		}
+		if acked {
+			delay = streamBackoffBase
+		}
+		if msg := err.Error(); msg != s.lastErr {
+			s.logger.Warn("report stream failed", "error", err)
+			s.lastErr = msg
+		} else {
+			s.logger.Debug("report stream failed", "error", err)
+		}
+		// ±20% jitter keeps agents from reconnecting in lockstep after a
+		// node restart.
+		wait := time.Duration(float64(delay) * (0.8 + 0.4*rand.Float64()))
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		delay = min(2*delay, streamBackoffMax)
+	}
+}
+
+// watch logs the connection's state changes: Info when it becomes ready
+// or stops being ready, Debug otherwise.
+func (s *sender) watch(ctx context.Context, conn *grpc.ClientConn) {
+	state := conn.GetState()
+	for conn.WaitForStateChange(ctx, state) {
+		next := conn.GetState()
+		switch {
+		case next == connectivity.Ready:
+			s.logger.Info("connected to node")
+		case state == connectivity.Ready:
+			s.logger.Info("disconnected from node", "state", next.String())
+		default:
+			s.logger.Debug("node connection state", "state", next.String())
+		}
+		state = next
+	}
+}
+
+// stream opens one stream and sends reports from the mailbox until the
+// stream fails or ctx ends. acked reports whether the node acknowledged
+// anything on it.
+func (s *sender) stream(ctx context.Context, client api.ReportServiceClient) (acked bool, err error) {
+	sctx, cancel := context.WithCancel(ctx)
+	st, err := client.Stream(sctx)
+	if err != nil {
+		cancel()
+		return false, err
+	}
+	errc := make(chan error, 1)
+	ackc := make(chan struct{}, 1)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			ack, err := st.Recv()
+			if err != nil {
+				errc <- err
+				return
+			}
+			select {
+			case ackc <- struct{}{}:
+			default:
+			}
+			s.handleAck(ack)
+		}
+	}()
+	defer func() {
+		cancel() // ends Recv
+		wg.Wait()
+	}()
+	s.box.signal() // send what is waiting
+	for {
+		select {
+		case <-ctx.Done():
+			return acked, ctx.Err()
+		case err := <-errc:
+			return acked, err
+		case <-ackc:
+			if !acked {
+				acked = true
+				s.lastErr = ""
+			}
+		case <-s.box.notify:
+			rep, at := s.box.take()
+			if rep == nil {
+				continue
+			}
+			if time.Since(at) > s.maxAge {
+				s.logger.Debug("dropping stale report", "seq", rep.GetSeq(), "age", time.Since(at))
+				continue
+			}
+			s.sentHash.Store(rep.GetConfigHash())
+			if err := st.Send(rep); err != nil {
+				s.box.putBack(rep, at)
+				// The stream is broken; Recv has the real error.
+				select {
+				case rerr := <-errc:
+					return acked, rerr
+				case <-time.After(time.Second):
+					return acked, err
+				}
+			}
+		}
+	}
+}
+
+// handleAck logs rejections and config disagreement, once per distinct
+// text, then calls the hook.
+func (s *sender) handleAck(ack *api.Ack) {
+	if e := ack.GetError(); e != s.lastAckErr {
+		if e != "" {
+			s.logger.Warn("node rejected report", "seq", ack.GetSeq(), "error", e,
+				"rejected_members", ack.GetRejectedMembers())
+		}
+		s.lastAckErr = e
+	}
+	mine, _ := s.sentHash.Load().(string)
+	if h := ack.GetConfigHash(); h != "" && mine != "" {
+		if key := h + "/" + mine; h != mine && key != s.lastMismatch {
+			s.logger.Warn("node runs a different config than this agent",
+				"node_config_hash", h, "agent_config_hash", mine)
+			s.lastMismatch = key
+		}
+	}
+	if s.ackHook != nil {
+		s.ackHook(s.node.Name, ack)
+	}
+}
