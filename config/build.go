@@ -272,6 +272,7 @@ func buildProbes(p *problems, raw *rawConfig, cfg *Config) {
 	pr.Timeout = p.duration("probes.timeout", r.Timeout, 500*time.Millisecond)
 	pr.StaleAfter = p.duration("probes.stale_after", r.StaleAfter, 3*time.Second)
 	pr.KeyTTL = p.duration("probes.key_ttl", r.KeyTTL, time.Minute)
+	pr.HeartbeatInterval = p.duration("probes.heartbeat_interval", r.HeartbeatInterval, 100*time.Millisecond)
 	pr.Rise, pr.Fall = r.Rise, r.Fall
 	pr.ReadOnly = r.ReadOnly
 	pr.KeyspaceKeys = r.KeyspaceKeys
@@ -300,6 +301,9 @@ func buildProbes(p *problems, raw *rawConfig, cfg *Config) {
 	}
 	if pr.KeyTTL < time.Second {
 		p.add("probes.key_ttl", "%s: probe keys need a TTL of at least 1s", pr.KeyTTL)
+	}
+	if pr.HeartbeatInterval < 10*time.Millisecond || pr.HeartbeatInterval > pr.Interval {
+		p.add("probes.heartbeat_interval", "%s: use 10ms up to probes.interval (%s); 100ms is a good value", pr.HeartbeatInterval, pr.Interval)
 	}
 	if pr.HeartbeatPrefix == "" {
 		p.add("probes.heartbeat_prefix", "must not be empty: the default is aagtm:hb:")
@@ -397,6 +401,8 @@ func buildDatabases(p *problems, raw *rawConfig, cfg *Config) {
 		d.LagTolerance = p.duration(path+".lag_tolerance", r.LagTolerance, DefaultLagTolerance)
 		if d.LagTolerance == 0 {
 			p.add(path+".lag_tolerance", "must be positive, e.g. 500ms")
+		} else if cfg.Probes.HasCheck(CheckLag) && d.LagTolerance <= 2*cfg.Probes.HeartbeatInterval {
+			p.add(path+".lag_tolerance", "%s is within the lag's resolution (2 × probes.heartbeat_interval = %s): raise it or lower the heartbeat interval", d.LagTolerance, 2*cfg.Probes.HeartbeatInterval)
 		}
 		d.FailbackHold = p.duration(path+".failback_hold", r.FailbackHold, DefaultFailbackHold)
 		d.WhenAllDown = AllDown(strings.ToLower(strings.TrimSpace(r.WhenAllDown)))

@@ -46,6 +46,7 @@ var defaultValues = map[string]any{
 	"probes.keyspace_keys":                16,
 	"probes.key_ttl":                      "60s",
 	"probes.heartbeat_prefix":             "aagtm:hb:",
+	"probes.heartbeat_interval":           "100ms",
 	"security.insecure":                   false,
 	"security.token_file":                 "",
 	"security.admin_token_file":           "",

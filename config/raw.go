@@ -70,18 +70,19 @@ type rawREST struct {
 }
 
 type rawProbes struct {
-	Interval        string          `mapstructure:"interval"`
-	Timeout         string          `mapstructure:"timeout"`
-	Rise            int             `mapstructure:"rise"`
-	Fall            int             `mapstructure:"fall"`
-	Quorum          string          `mapstructure:"quorum"`
-	StaleAfter      string          `mapstructure:"stale_after"`
-	Checks          []string        `mapstructure:"checks"`
-	ReadOnly        bool            `mapstructure:"read_only"`
-	KeyspaceKeys    int             `mapstructure:"keyspace_keys"`
-	KeyTTL          string          `mapstructure:"key_ttl"`
-	HeartbeatPrefix string          `mapstructure:"heartbeat_prefix"`
-	Command         rawCommandCheck `mapstructure:"command"`
+	Interval          string          `mapstructure:"interval"`
+	Timeout           string          `mapstructure:"timeout"`
+	Rise              int             `mapstructure:"rise"`
+	Fall              int             `mapstructure:"fall"`
+	Quorum            string          `mapstructure:"quorum"`
+	StaleAfter        string          `mapstructure:"stale_after"`
+	Checks            []string        `mapstructure:"checks"`
+	ReadOnly          bool            `mapstructure:"read_only"`
+	KeyspaceKeys      int             `mapstructure:"keyspace_keys"`
+	KeyTTL            string          `mapstructure:"key_ttl"`
+	HeartbeatPrefix   string          `mapstructure:"heartbeat_prefix"`
+	HeartbeatInterval string          `mapstructure:"heartbeat_interval"`
+	Command           rawCommandCheck `mapstructure:"command"`
 }
 
 type rawCommandCheck struct {

@@ -245,6 +245,9 @@ type Probes struct {
 	KeyTTL time.Duration
 	// HeartbeatPrefix prefixes heartbeat keys: <prefix>{<region>}.
 	HeartbeatPrefix string
+	// HeartbeatInterval is how often each agent writes its region's
+	// heartbeat to its local members: the resolution of measured lag.
+	HeartbeatInterval time.Duration
 	// Command is the custom command check.
 	Command CommandCheck
 }

@@ -89,13 +89,16 @@ func (ev *evaluation) database(db *config.Database) *HostAnswers {
 		ByRegion: make(map[string]*Answer, len(ev.regions)),
 	}
 	tiers := make([]int, len(db.Members))
+	since := make([]time.Time, len(db.Members))
 	for i := range db.Members {
-		tiers[i] = tierOf(ev.e.members[db.Members[i].Name], ev.ov.Drained[db.Members[i].Name])
+		m := ev.e.members[db.Members[i].Name]
+		tiers[i] = tierOf(m, ev.ov.Drained[db.Members[i].Name])
+		since[i] = m.healthySince
 	}
 	forced := memberIndex(db, ev.ov.Forced[db.Name])
 
 	if db.Mode == config.ModeFailover {
-		d := ev.decide(db, failoverOrder(db), tiers, forced, ev.regions)
+		d := ev.decide(db, failoverOrder(db), tiers, since, forced, ev.regions)
 		a := ev.commit(db, d, ev.regions, "")
 		for _, r := range ev.regions {
 			h.ByRegion[r] = a
@@ -103,7 +106,7 @@ func (ev *evaluation) database(db *config.Database) *HostAnswers {
 		return h
 	}
 	for _, r := range ev.regions {
-		d := ev.decide(db, ev.order(db, r), tiers, forced, []string{r})
+		d := ev.decide(db, ev.order(db, r), tiers, since, forced, []string{r})
 		h.ByRegion[r] = ev.commit(db, d, []string{r}, r)
 	}
 	return h
@@ -120,13 +123,13 @@ func (ev *evaluation) order(db *config.Database, r string) []int {
 
 // decide picks the members to answer from a candidate order. regions are
 // the client regions the answer is for (every region in failover mode).
-func (ev *evaluation) decide(db *config.Database, order, tiers []int, forced int, regions []string) *decision {
+func (ev *evaluation) decide(db *config.Database, order, tiers []int, since []time.Time, forced int, regions []string) *decision {
 	d := &decision{order: order, regionDependent: db.Mode != config.ModeFailover}
 	if forced >= 0 {
 		d.kind, d.chosen, d.regionDependent = decideForced, []int{forced}, false
 		return d
 	}
-	ranked := rankEligible(order, tiers)
+	ranked := rankEligible(order, tiers, since)
 	if len(ranked) > 0 {
 		d.kind = decideNormal
 		if db.Mode != config.ModeAll {

@@ -253,7 +253,16 @@ func TestRecoveringServesWhenNothingSettled(t *testing.T) {
 	}
 	h.heal(use)
 	h.rounds(2)
-	// Both recovering: nearest first.
+	// Both recovering: the one healthy longest keeps the traffic; the
+	// nearer use must not take it back before its own failback hold.
+	h.wantFirsts(aps, aps, aps)
+	// aps settles first (30s hold), then use settles and gets its regions.
+	h.rounds(29)
+	if !h.snap.Members[aps].Settled || h.snap.Members[use].Settled {
+		t.Fatalf("want aps settled and use still holding: aps %+v use %+v", h.snap.Members[aps], h.snap.Members[use])
+	}
+	h.wantFirsts(aps, aps, aps)
+	h.rounds(3)
 	h.wantFirsts(aps, use, use)
 }
 

@@ -130,15 +130,27 @@ func tierOf(m *memberState, drained bool) int {
 }
 
 // rankEligible returns the members of order that are up, stably sorted by
-// tier: in sync, lagging, recovering, then drained ones.
-func rankEligible(order []int, tiers []int) []int {
+// tier: in sync, lagging, recovering, then drained ones. Within a
+// recovering tier the member healthy the longest (earliest since) comes
+// first: a recovered member must not take traffic from one that has been
+// healthy longer just because it is nearer, or it would get traffic back
+// before its failback hold.
+func rankEligible(order []int, tiers []int, since []time.Time) []int {
 	out := make([]int, 0, len(order))
 	for _, i := range order {
 		if tiers[i] != tierDown {
 			out = append(out, i)
 		}
 	}
-	slices.SortStableFunc(out, func(a, b int) int { return tiers[a] - tiers[b] })
+	slices.SortStableFunc(out, func(a, b int) int {
+		if tiers[a] != tiers[b] {
+			return tiers[a] - tiers[b]
+		}
+		if t := tiers[a] % tierDrained; t == tierRecovering && !since[a].IsZero() && !since[b].IsZero() {
+			return since[a].Compare(since[b])
+		}
+		return 0
+	})
 	return out
 }
 

@@ -247,6 +247,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.mu.Unlock()
 	}()
 	a.syncSenders(ctx, senders, nil, st)
+	hbCtx, stopHeartbeats := context.WithCancel(ctx)
+	hbDone := make(chan struct{})
+	go func() { defer close(hbDone); a.heartbeatLoop(hbCtx) }()
+	defer func() { stopHeartbeats(); <-hbDone }()
 
 	ticker := time.NewTicker(st.cfg.Probes.Interval)
 	defer ticker.Stop()
@@ -275,6 +279,78 @@ func (a *Agent) Run(ctx context.Context) error {
 				"nodes", len(next.cfg.Nodes), "config_hash", next.hash)
 			st = next
 			a.setCurrent(st)
+		}
+	}
+}
+
+// heartbeatLoop writes the agent's heartbeat <prefix>{<region>} to its
+// local members every Probes.HeartbeatInterval until ctx is done, when the
+// lag check is on and the agent is not read-only. Active-Active
+// replication carries it to the other members, where every agent's lag
+// check reads it. Writing more often than probing keeps the lag's
+// resolution fine (one heartbeat interval) without probing more often.
+// A failed write is logged at Debug: the member's own checks report it.
+func (a *Agent) heartbeatLoop(ctx context.Context) {
+	seq := uint64(time.Now().UnixMicro())
+	interval := time.Duration(0)
+	var ticker *time.Ticker
+	defer func() {
+		if ticker != nil {
+			ticker.Stop()
+		}
+	}()
+	for {
+		a.mu.Lock()
+		st := a.current
+		a.mu.Unlock()
+		if st != nil {
+			p := st.cfg.Probes
+			if p.HeartbeatInterval != interval && p.HeartbeatInterval > 0 {
+				interval = p.HeartbeatInterval
+				if ticker == nil {
+					ticker = time.NewTicker(interval)
+				} else {
+					ticker.Reset(interval)
+				}
+			}
+			if p.HasCheck(config.CheckLag) && !p.ReadOnly {
+				seq++
+				a.writeHeartbeat(ctx, st, seq)
+			}
+		}
+		var tick <-chan time.Time
+		if ticker != nil {
+			tick = ticker.C
+		} else {
+			tick = time.After(100 * time.Millisecond)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick:
+		}
+	}
+}
+
+// writeHeartbeat SETs the heartbeat on every local member, each bounded by
+// the heartbeat interval (or the probe timeout, if shorter).
+func (a *Agent) writeHeartbeat(ctx context.Context, st *agentState, seq uint64) {
+	p := st.cfg.Probes
+	limit := p.HeartbeatInterval
+	if p.Timeout < limit || limit <= 0 {
+		limit = p.Timeout
+	}
+	key := heartbeatKey(heartbeatPrefix(p), st.region)
+	for _, t := range st.targets {
+		if !t.local {
+			continue
+		}
+		hb := heartbeat{seq: seq, ts: time.Now().UnixNano(), writer: a.id}
+		wctx, cancel := context.WithTimeout(ctx, limit)
+		err := t.do(wctx, "SET", key, hb.String()).Err()
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			a.logger.Debug("heartbeat write failed", "member", t.member.Name, "error", err)
 		}
 	}
 }

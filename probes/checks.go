@@ -272,15 +272,12 @@ func setGet(ctx context.Context, t *target, sk shardKeys, value string, ttl time
 	return pass(config.CheckKeyspace)
 }
 
-// lagCheck reads every region's heartbeat from the member and, on the
-// agent's local members, writes the agent's own heartbeat. It passes when
-// the reads (and the write) succeed; the lag itself is computed after the
-// round from every member's reads (see computeLag) and judged by policy.
-//
-// It reads before it writes: the own-region value read from the local
-// member is then the previous round's, which had a whole interval to
-// replicate, the same as on the other members; reading after writing would
-// make every remote member look one interval behind.
+// lagCheck reads every region's heartbeat from the member. It passes when
+// the reads succeed; the lag itself is computed after the round from every
+// member's reads (see computeLag) and judged by policy. The agent's own
+// heartbeat is written by Agent.heartbeatLoop, every
+// Probes.HeartbeatInterval, independent of rounds, so the lag's resolution
+// is the heartbeat interval, not the probe interval.
 type lagCheck struct{}
 
 func (lagCheck) name() config.Check { return config.CheckLag }
@@ -311,13 +308,6 @@ func (lagCheck) run(ctx context.Context, p *probe) result {
 		}
 	}
 	p.heartbeats = read
-	if p.t.local && !p.settings.ReadOnly {
-		key := heartbeatKey(prefix, p.region)
-		hb := heartbeat{seq: p.seq, ts: time.Now().UnixNano(), writer: p.agentID}
-		if err := p.t.do(ctx, "SET", key, hb.String()).Err(); err != nil {
-			return failErr(config.CheckLag, "SET "+key, err)
-		}
-	}
 	return pass(config.CheckLag)
 }
 

@@ -1,0 +1,103 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net/netip"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestDemo runs `aagtm demo` as the README's quick start does, queries it
+// with dig, and fails a member through the demo's control input. It runs
+// once with redis-server members and once with embedded miniredis, the
+// fallback on machines without Redis.
+func TestDemo(t *testing.T) {
+	requireTool(t, "dig", "bind9-dnsutils")
+	for _, backend := range []string{"redis-server", "miniredis"} {
+		t.Run(backend, func(t *testing.T) {
+			if backend == "redis-server" {
+				requireTool(t, "redis-server", "redis-server")
+			}
+			dnsPort := freeUDPTCPPort(t)
+			adminPort := freeUDPTCPPort(t)
+			p := &proc{name: "demo " + backend, out: &syncBuffer{}, done: make(chan struct{})}
+			p.cmd = exec.Command(binary, "demo", "--backend", backend, "--for", "60s",
+				"--dns", fmt.Sprintf("127.0.0.1:%d", dnsPort), "--admin", fmt.Sprintf("127.0.0.1:%d", adminPort))
+			p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+			stdin, err := p.cmd.StdinPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := p.cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			go func() { p.err = p.cmd.Wait(); close(p.done) }()
+			t.Cleanup(func() {
+				stdin.Close()
+				if err := p.stop(t); err != nil {
+					t.Errorf("demo exited with %v after SIGTERM, want 0", err)
+				}
+				if t.Failed() {
+					t.Logf("---- demo output ----\n%s", tail(p.out.String(), 80))
+				}
+			})
+			server := fmt.Sprintf("127.0.0.1:%d", dnsPort)
+			waitFor(t, 20*time.Second, "the demo to print its banner", func() bool {
+				return strings.Contains(p.out.String(), "aagtm demo is running")
+			})
+			if want := map[string]string{"redis-server": "redis-server processes", "miniredis": "embedded miniredis"}[backend]; !strings.Contains(p.out.String(), want) {
+				t.Errorf("demo does not say it uses %s", want)
+			}
+			if want := fmt.Sprintf("dig @127.0.0.1 -p %d cache.gtm.demo +short", dnsPort); !strings.Contains(p.out.String(), want) {
+				t.Errorf("banner lacks the dig command %q", want)
+			}
+
+			digShort := func(args ...string) string {
+				out, err := exec.Command("dig", append([]string{"@127.0.0.1", "-p", fmt.Sprint(dnsPort), "+short", "+time=1", "+tries=1"}, args...)...).CombinedOutput()
+				if err != nil {
+					return "error: " + err.Error()
+				}
+				return strings.TrimSpace(string(out))
+			}
+			// Wait until the agents' reports have arrived (the answer and
+			// its explanation come from probes, not the fail-open start).
+			waitFor(t, 20*time.Second, "a probe-based _why", func() bool {
+				return strings.Contains(digShort("TXT", "_why.cache.gtm.demo"), "cache-use")
+			})
+			cases := map[string]string{"": "127.0.0.11", "+subnet=10.2.0.1/24": "127.0.0.12", "+subnet=10.3.0.1/24": "127.0.0.13"}
+			for flag, want := range cases {
+				args := []string{"cache.gtm.demo"}
+				if flag != "" {
+					args = append(args, flag)
+				}
+				if got := digShort(args...); got != want {
+					t.Errorf("dig cache.gtm.demo %s = %q, want %q", flag, got, want)
+				}
+			}
+			if got := digShort("CH", "TXT", "id.server"); got != `"ns1"` {
+				t.Errorf("id.server = %q, want \"ns1\"", got)
+			}
+
+			// Fail the us-east member through the demo's control input.
+			time.Sleep(1500 * time.Millisecond) // let rise complete everywhere
+			if _, err := io.WriteString(stdin, "fail cache-use\n"); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, 10*time.Second, "the us-east answer to move to eu-west", func() bool {
+				return answerA(server, "cache.gtm.demo", netip.Prefix{}) == "127.0.0.12"
+			})
+			waitFor(t, 5*time.Second, "the failover to be logged", func() bool {
+				return strings.Contains(p.out.String(), "failover")
+			})
+			if _, err := io.WriteString(stdin, "recover cache-use\n"); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, 30*time.Second, "the failback to us-east", func() bool {
+				return answerA(server, "cache.gtm.demo", netip.Prefix{}) == "127.0.0.11"
+			})
+		})
+	}
+}
