@@ -2,6 +2,7 @@ package probes
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -129,6 +130,41 @@ func (r *replicator) run(ctx context.Context) {
 	}
 }
 
+// TestHeartbeatWrittenEveryHeartbeatInterval runs an agent whose probe
+// interval is long and checks that its heartbeat on the local member still
+// advances every heartbeat interval.
+func TestHeartbeatWrittenEveryHeartbeatInterval(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	cfg := testConfig(member("cache-use", use, srv.URL()))
+	cfg.Probes.Interval = 2 * time.Second
+	cfg.Probes.Timeout = time.Second
+	cfg.Probes.HeartbeatInterval = 20 * time.Millisecond
+	cfg.Probes.Checks = []config.Check{config.CheckPing, config.CheckLag}
+	a, err := NewAgent(cfg, agentU, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runAgent(t, a)
+	read := func() heartbeat {
+		v, err := srv.Do("GET", "aagtm:hb:{us-east}")
+		if err != nil {
+			return heartbeat{}
+		}
+		hb, _ := parseHeartbeat(fmt.Sprint(v))
+		return hb
+	}
+	waitFor(t, 2*time.Second, "a first heartbeat", func() bool { return read().writer == agentU })
+	first := read()
+	time.Sleep(300 * time.Millisecond)
+	second := read()
+	if n := second.seq - first.seq; n < 5 {
+		t.Fatalf("heartbeat advanced %d times in 300ms, want ≥ 5 at a 20ms heartbeat interval (probe interval 2s)", n)
+	}
+	if d := time.Duration(second.ts - first.ts); d < 200*time.Millisecond {
+		t.Fatalf("heartbeat timestamp advanced %s in 300ms", d)
+	}
+}
+
 func TestLagFromReplicatedHeartbeats(t *testing.T) {
 	const (
 		interval = 100 * time.Millisecond
@@ -170,16 +206,17 @@ func TestLagFromReplicatedHeartbeats(t *testing.T) {
 		return out
 	}
 	waitFor(t, 3*time.Second, "8 lag samples", func() bool { return len(lags(0)) >= 8 })
-	// A heartbeat is written once per interval, so the measured lag is the
-	// true one rounded to the writer's interval: within [delay-interval,
-	// delay], plus scheduling slack.
+	// A heartbeat is written every heartbeat interval (20ms), so the
+	// measured lag is the true one rounded to that interval, not to the
+	// probe interval: within [delay-hb, delay], plus scheduling slack.
+	hb := cfg.Probes.HeartbeatInterval
 	got := lags(0)
 	got = got[len(got)-6:]
-	t.Logf("lag samples (replication delay %s, interval %s): %v", delay, interval, got)
+	t.Logf("lag samples (replication delay %s, heartbeat interval %s): %v", delay, hb, got)
 	for _, d := range got {
-		if d < delay-interval-slack || d > delay+slack {
-			t.Errorf("lag %s outside [%s, %s] (replication delay %s, interval %s); samples %v",
-				d, delay-interval-slack, delay+slack, delay, interval, got)
+		if d < delay-hb-slack || d > delay+slack {
+			t.Errorf("lag %s outside [%s, %s] (replication delay %s, heartbeat interval %s); samples %v",
+				d, delay-hb-slack, delay+slack, delay, hb, got)
 		}
 	}
 	// The local member has no lag behind its own region, and no source

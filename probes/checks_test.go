@@ -67,14 +67,6 @@ func TestChecksPassOnHealthyServer(t *testing.T) {
 			}
 		})
 	}
-	// The lag check wrote this agent's heartbeat to its local member.
-	v, err := srv.Do("GET", "aagtm:hb:{us-east}")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if hb, ok := parseHeartbeat(fmt.Sprint(v)); !ok || hb.writer != agentU || hb.seq != 1 {
-		t.Fatalf("heartbeat = %q, want seq 1 by %s", v, agentU)
-	}
 }
 
 func TestChecksFailOnBrokenServer(t *testing.T) {
