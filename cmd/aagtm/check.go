@@ -29,7 +29,6 @@ Exit status 0 when valid, 1 when not.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := g.loadConfig(cmd.Flags())
 			if err != nil {
-				fmt.Fprintln(cmd.ErrOrStderr(), err)
 				return err
 			}
 			printResolved(cmd.OutOrStdout(), cfg)
@@ -66,7 +65,7 @@ func printResolved(w io.Writer, cfg *config.Config) {
 	for _, c := range p.Checks {
 		checks = append(checks, string(c))
 	}
-	fmt.Fprintf(tw, "probes\tinterval %s timeout %s rise %d fall %d quorum %s stale_after %s read_only %v\n", p.Interval, p.Timeout, p.Rise, p.Fall, p.Quorum, p.StaleAfter, p.ReadOnly)
+	fmt.Fprintf(tw, "probes\tinterval %s timeout %s rise %d fall %d quorum %s stale_after %s heartbeat_interval %s read_only %v\n", p.Interval, p.Timeout, p.Rise, p.Fall, p.Quorum, p.StaleAfter, p.HeartbeatInterval, p.ReadOnly)
 	fmt.Fprintf(tw, "  checks\t%s\n", strings.Join(checks, ", "))
 	for _, a := range cfg.Agents {
 		fmt.Fprintf(tw, "agent %s\tregion %s\n", a.ID, a.Region)

@@ -19,6 +19,7 @@ func main() {
 	err := newRootCmd().ExecuteContext(ctx)
 	stop()
 	if err != nil {
+		fmt.Fprintln(os.Stderr, "aagtm:", err)
 		var ue usageError
 		if errors.As(err, &ue) {
 			os.Exit(2)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -32,7 +33,7 @@ is kept for them. SIGHUP or a change of the config file reloads the config.`,
 			cfg, err := g.loadConfig(cmd.Flags())
 			if err != nil {
 				logConfigErrors(logger, err)
-				return err
+				return errors.New("invalid config: see the problems logged above, or run aagtm check")
 			}
 			if agentID == "" {
 				if len(cfg.Agents) != 1 {

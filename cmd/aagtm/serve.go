@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
@@ -38,7 +39,7 @@ SIGINT/SIGTERM shut down gracefully.`,
 			cfg, err := g.loadConfig(cmd.Flags())
 			if err != nil {
 				logConfigErrors(logger, err)
-				return err
+				return errors.New("invalid config: see the problems logged above, or run aagtm check")
 			}
 			if nodeName == "" {
 				if len(cfg.Nodes) != 1 {
