@@ -62,6 +62,7 @@ type Node struct {
 
 	cfg atomic.Pointer[config.Config]
 
+	evalMu    sync.Mutex // serialises evaluate
 	mu        sync.Mutex // guards engine, overrides, dirty
 	engine    *policy.Engine
 	overrides policy.Overrides
@@ -293,6 +294,11 @@ func (n *Node) loop(ctx context.Context) {
 // evaluate runs the engine once and publishes the snapshot to DNS, metrics
 // and the logs.
 func (n *Node) evaluate() {
+	// One evaluation at a time, from decision to publication, so snapshots
+	// are published in the order they were made and each change is logged
+	// once.
+	n.evalMu.Lock()
+	defer n.evalMu.Unlock()
 	n.mu.Lock()
 	snap := n.engine.Evaluate(n.now(), n.overridesCopyLocked())
 	n.mu.Unlock()
