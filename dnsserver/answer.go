@@ -1,0 +1,354 @@
+package dnsserver
+
+import (
+	"net/netip"
+	"strings"
+
+	"github.com/miekg/dns"
+)
+
+// result is what resolving a question decided, before the reply message is
+// assembled: the rcode and the sections.
+type result struct {
+	rcode  int
+	aa     bool
+	answer []dns.RR
+	ns     []dns.RR
+	extra  []dns.RR
+	// scope is the ECS SCOPE PREFIX-LENGTH of the reply (RFC 7871 §7.2.1):
+	// non-zero only for a positive answer that depends on the client region.
+	scope int
+}
+
+// edns is what the query's EDNS0 OPT record asked for.
+type edns struct {
+	// opt is the query's OPT record; nil when it had none.
+	opt *dns.OPT
+	// rcode is FORMERR or BADVERS when the OPT record is unusable.
+	rcode int
+	// ecs is the query's valid client subnet option, nil when absent.
+	ecs *dns.EDNS0_SUBNET
+	// client is the ECS address (masked to its source prefix); invalid when
+	// the option carries none (SOURCE PREFIX-LENGTH 0).
+	client netip.Addr
+}
+
+// answer is the whole query path as a pure function: the reply to req, sent
+// by the resolver at client over TCP (tcp) or UDP, from view v, or nil when
+// nothing must be sent (req is itself a response). It performs no I/O,
+// takes no lock and modifies neither req nor v. Every rcode decision is
+// made here:
+//
+//   - opcode other than QUERY: NOTIMP.
+//   - QDCOUNT not 1: FORMERR (RFC 9619).
+//   - more than one OPT record, or a malformed ECS option: FORMERR
+//     (RFC 6891 §6.1.1, RFC 7871 §6).
+//   - EDNS version above 0: BADVERS, answered with an OPT of version 0
+//     (RFC 6891 §6.1.3).
+//   - class other than IN: REFUSED, but CH TXT id.server and hostname.bind,
+//     which name the node.
+//   - before the first Update: SERVFAIL.
+//   - a name outside the zone, or a zone transfer: REFUSED.
+//   - a name in the zone that does not exist: NXDOMAIN with the SOA.
+//   - a name that exists without data of the type: NODATA (NOERROR, SOA).
+//   - a database host whose answer is SERVFAIL, or that has none yet:
+//     SERVFAIL.
+//
+// The reply carries an OPT record only when the query did (RFC 6891 §7), and
+// is truncated (TC) to the UDP payload size the query allows.
+func answer(req *dns.Msg, client netip.Addr, tcp bool, v *view) *dns.Msg {
+	return answerInto(new(dns.Msg), req, client, tcp, v)
+}
+
+// answerInto is answer writing the reply into m, a zero Msg (ServeDNS
+// recycles them), and returning m, or nil.
+func answerInto(m, req *dns.Msg, client netip.Addr, tcp bool, v *view) *dns.Msg {
+	if req.Response {
+		return nil // never answer a response: no loops, no reflection
+	}
+	setReply(m, req)
+	e := parseEDNS(req)
+	var r result
+	switch {
+	case req.Opcode != dns.OpcodeQuery:
+		r.rcode = dns.RcodeNotImplemented
+	case len(req.Question) != 1:
+		r.rcode = dns.RcodeFormatError
+	case e.rcode != dns.RcodeSuccess:
+		r.rcode = e.rcode
+	default:
+		r = resolve(req.Question[0], client, &e, v)
+	}
+	m.Rcode = r.rcode
+	m.Authoritative = r.aa
+	m.Answer, m.Ns, m.Extra = r.answer, r.ns, r.extra
+
+	size := dns.MinMsgSize // RFC 1035 §4.2.1, without EDNS0
+	switch {
+	case tcp:
+		size = dns.MaxMsgSize
+	case e.opt != nil:
+		// RFC 6891 §6.2.3 and §6.2.5: below 512 counts as 512; we cap at
+		// our own maximum (1232 by default, DNS flag day 2020).
+		size = min(max(int(e.opt.UDPSize()), dns.MinMsgSize), v.maxUDP)
+	}
+	if e.opt != nil {
+		m.Extra = append(m.Extra, replyOPT(&e, &r, v.maxUDP))
+	}
+	m.Truncate(size)
+	return m
+}
+
+// setReply starts the reply m to req: SetReply without its allocation.
+func setReply(m, req *dns.Msg) {
+	m.Id = req.Id
+	m.Response = true
+	m.Opcode = req.Opcode
+	if m.Opcode == dns.OpcodeQuery {
+		m.RecursionDesired = req.RecursionDesired // RFC 1035 §4.1.1
+		m.CheckingDisabled = req.CheckingDisabled // RFC 4035 §3.2.2
+	}
+	if len(req.Question) > 0 {
+		m.Question = req.Question[:1:1] // name case kept as asked
+	}
+}
+
+// parseEDNS reads the query's OPT record and its client subnet option.
+func parseEDNS(req *dns.Msg) edns {
+	var e edns
+	for _, rr := range req.Extra {
+		opt, ok := rr.(*dns.OPT)
+		if !ok {
+			continue
+		}
+		if e.opt != nil {
+			e.rcode = dns.RcodeFormatError // RFC 6891 §6.1.1: one OPT at most
+			return e
+		}
+		e.opt = opt
+	}
+	if e.opt == nil {
+		return e
+	}
+	if e.opt.Version() != 0 {
+		e.rcode = dns.RcodeBadVers
+		return e
+	}
+	for _, o := range e.opt.Option {
+		ecs, ok := o.(*dns.EDNS0_SUBNET)
+		if !ok || e.ecs != nil {
+			continue
+		}
+		addr, ok := ecsAddr(ecs)
+		if !ok {
+			e.rcode = dns.RcodeFormatError
+			return e
+		}
+		e.ecs, e.client = ecs, addr
+	}
+	return e
+}
+
+// ecsAddr returns the address of an ECS option, invalid when the option
+// carries none (SOURCE PREFIX-LENGTH 0), and false when the option is
+// malformed: an unknown family, a source prefix longer than the family
+// allows, or address bits set beyond the source prefix (RFC 7871 §6: the
+// server SHOULD answer FORMERR). miekg/dns already rejects the first two
+// when unpacking, which yields FORMERR too.
+func ecsAddr(o *dns.EDNS0_SUBNET) (netip.Addr, bool) {
+	var addr netip.Addr
+	switch o.Family {
+	case 0:
+		return netip.Addr{}, o.SourceNetmask == 0
+	case 1:
+		a, ok := netip.AddrFromSlice(o.Address.To4())
+		if !ok || o.SourceNetmask > 32 {
+			return netip.Addr{}, false
+		}
+		addr = a
+	case 2:
+		a, ok := netip.AddrFromSlice(o.Address.To16())
+		if !ok || o.SourceNetmask > 128 {
+			return netip.Addr{}, false
+		}
+		addr = a
+	default:
+		return netip.Addr{}, false
+	}
+	p, err := addr.Prefix(int(o.SourceNetmask))
+	if err != nil || p.Addr() != addr {
+		return netip.Addr{}, false
+	}
+	if o.SourceNetmask == 0 {
+		return netip.Addr{}, true
+	}
+	return addr, true
+}
+
+// replyOPT is the reply's OPT record: version 0, our payload size, the DO
+// bit copied (RFC 3225 §3), and the client subnet option echoed with its
+// scope (RFC 7871 §7.2.1) unless the query is rejected.
+func replyOPT(e *edns, r *result, maxUDP int) *dns.OPT {
+	o := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
+	o.SetUDPSize(uint16(maxUDP))
+	if e.opt.Do() {
+		o.SetDo()
+	}
+	if e.ecs != nil && r.rcode != dns.RcodeFormatError && r.rcode != dns.RcodeBadVers {
+		scope := 0
+		if e.client.IsValid() {
+			scope = r.scope
+		}
+		o.Option = []dns.EDNS0{&dns.EDNS0_SUBNET{
+			Code:          dns.EDNS0SUBNET,
+			Family:        e.ecs.Family,
+			SourceNetmask: e.ecs.SourceNetmask,
+			SourceScope:   uint8(scope),
+			Address:       e.ecs.Address,
+		}}
+	}
+	return o
+}
+
+// resolve answers one well-formed question.
+func resolve(q dns.Question, client netip.Addr, e *edns, v *view) result {
+	switch q.Qclass {
+	case dns.ClassINET:
+	case dns.ClassCHAOS:
+		return resolveChaos(q, v)
+	default:
+		return result{rcode: dns.RcodeRefused}
+	}
+	if v.zone == "" {
+		return result{rcode: dns.RcodeServerFailure} // not configured yet
+	}
+	if q.Qtype == dns.TypeAXFR || q.Qtype == dns.TypeIXFR {
+		return result{rcode: dns.RcodeRefused} // no zone transfers
+	}
+	// Fast path: the name as asked, usually lower case already; every
+	// name in v.names is in the zone.
+	n := v.names[q.Name]
+	if n == nil {
+		qname := strings.ToLower(q.Name)
+		if !inZone(qname, v.zone) {
+			return result{rcode: dns.RcodeRefused} // authoritative only
+		}
+		n = v.names[qname]
+	}
+	if n == nil {
+		// RFC 2308 §2.1: NXDOMAIN with the SOA in the authority section.
+		// Names below a database host (x.cache.<zone>) land here too.
+		return result{rcode: dns.RcodeNameError, aa: true, ns: v.negative}
+	}
+	switch {
+	case n.host != nil:
+		return resolveHost(q, n.host, client, e, v)
+	case n.why != nil:
+		return resolveWhy(q, n.why, client, e, v)
+	}
+	var rrs []dns.RR
+	if q.Qtype == dns.TypeANY {
+		rrs = n.any
+	} else {
+		rrs = n.static[q.Qtype]
+	}
+	if len(rrs) == 0 {
+		return nodata(v)
+	}
+	return result{aa: true, answer: withOwner(rrs, q.Name), extra: n.glue[q.Qtype]}
+}
+
+// resolveHost answers at a database hostname, for the client's region.
+func resolveHost(q dns.Question, h *host, client netip.Addr, e *edns, v *view) result {
+	a, scope := hostAnswerFor(h, client, e, v)
+	if a == nil || a.servFail {
+		return result{rcode: dns.RcodeServerFailure}
+	}
+	if !a.regionDependent {
+		scope = 0
+	}
+	var rrs []dns.RR
+	switch {
+	case a.cname != nil:
+		// RFC 1034 §3.6.2 and §4.3.2: an alias answers every type with
+		// the CNAME; the resolver follows it. RFC 7871 §7.2.1: the CNAME
+		// alone, so that it is cached with the right scope.
+		rrs = a.cname
+	case q.Qtype == dns.TypeA:
+		rrs = a.a
+	case q.Qtype == dns.TypeAAAA:
+		rrs = a.aaaa
+	case q.Qtype == dns.TypeANY:
+		rrs = a.all // RFC 8482 §4.1: the address records only
+	}
+	if len(rrs) == 0 {
+		return nodata(v)
+	}
+	return result{aa: true, answer: withOwner(rrs, q.Name), scope: scope}
+}
+
+// resolveWhy answers at _why.<host>: a TXT record with the reason of the
+// answer the asking client gets.
+func resolveWhy(q dns.Question, h *host, client netip.Addr, e *edns, v *view) result {
+	if q.Qtype != dns.TypeTXT && q.Qtype != dns.TypeANY {
+		return nodata(v)
+	}
+	a, scope := hostAnswerFor(h, client, e, v)
+	if a == nil {
+		return result{aa: true, answer: withOwner(h.pending, q.Name)}
+	}
+	if !a.regionDependent {
+		scope = 0
+	}
+	return result{aa: true, answer: withOwner(a.why, q.Name), scope: scope}
+}
+
+// hostAnswerFor picks the client's region, from the ECS address when the
+// query has one, else from the resolver's address, and returns that
+// region's answer with the ECS scope of the choice.
+func hostAnswerFor(h *host, client netip.Addr, e *edns, v *view) (*hostAnswer, int) {
+	if e.client.IsValid() {
+		client = e.client
+	}
+	region, scope := v.regions.lookup(client)
+	if e.client.Is4In6() {
+		scope += 96 // an IPv4 choice, echoed in IPv6 (family 2) bits
+	}
+	return h.lookup(region, v.regions.def), scope
+}
+
+// resolveChaos answers the CH class: TXT id.server and hostname.bind name
+// the node (RFC 4892); every other CH name, version.bind included, is
+// REFUSED.
+func resolveChaos(q dns.Question, v *view) result {
+	rrs, ok := v.chaos[strings.ToLower(q.Name)]
+	switch {
+	case !ok:
+		return result{rcode: dns.RcodeRefused}
+	case q.Qtype != dns.TypeTXT && q.Qtype != dns.TypeANY:
+		return result{aa: true}
+	}
+	return result{aa: true, answer: withOwner(rrs, q.Name)}
+}
+
+// nodata is NOERROR with no answer and the SOA in the authority section
+// (RFC 2308 §2.2).
+func nodata(v *view) result {
+	return result{aa: true, ns: v.negative}
+}
+
+// withOwner returns rrs with owner as their owner name: rrs itself when it
+// already is (a lower-case query), else copies, so the question's case is
+// kept in the answer (resolvers that randomise case compare it).
+func withOwner(rrs []dns.RR, owner string) []dns.RR {
+	if len(rrs) == 0 || rrs[0].Header().Name == owner {
+		return rrs
+	}
+	out := make([]dns.RR, len(rrs))
+	for i, rr := range rrs {
+		c := dns.Copy(rr)
+		c.Header().Name = owner
+		out[i] = c
+	}
+	return out
+}

@@ -1,0 +1,16 @@
+// Package dnsserver is aagtm's authoritative DNS server: it answers queries
+// for the GTM zone from the current policy snapshot, over UDP and TCP.
+//
+// A Server holds an immutable, precomputed view of the zone (apex SOA and
+// NS with glue, and for every database hostname and client region the
+// ready-made answer records and the `_why` explanation). Update builds a new
+// view from a config and a policy snapshot and swaps it in atomically, so a
+// query never sees half a change. The query path takes no lock (except the
+// sharded one of the optional response rate limiter), does no I/O and
+// computes nothing the view could hold.
+//
+// The package does not decide answers (package policy does), does not
+// recurse, transfer zones, sign (DNSSEC) or read configuration files, and
+// logs nothing per query above Trace. See README.md for the behaviour table
+// (which rcode when) and the metrics.
+package dnsserver

@@ -1,0 +1,278 @@
+package dnsserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/aagtm/aagtm/config"
+	"github.com/aagtm/aagtm/policy"
+)
+
+// DefaultMaxUDPSize is the largest UDP reply sent when Options.MaxUDPSize
+// is 0: the DNS flag day 2020 value, which avoids IP fragmentation.
+const DefaultMaxUDPSize = 1232
+
+// shutdownTimeout bounds how long Run waits for in-flight TCP connections
+// when its context is cancelled.
+const shutdownTimeout = 5 * time.Second
+
+// Options configures a Server.
+type Options struct {
+	// Node is this node's name, answered to `dig CH TXT id.server` (and
+	// hostname.bind).
+	Node string
+	// Listen are the addresses (host:port) to serve, each over both UDP and
+	// TCP. Port 0 picks a free port, the same for UDP and TCP; Addrs
+	// reports it.
+	Listen []string
+	// MaxUDPSize caps the EDNS0 UDP payload size honoured and advertised;
+	// 0 means DefaultMaxUDPSize, values below 512 count as 512.
+	MaxUDPSize int
+	// ReusePort is the number of UDP sockets per address, bound with
+	// SO_REUSEPORT so the kernel spreads queries over them; 0 or 1 means
+	// one socket. Ignored where SO_REUSEPORT is not available.
+	ReusePort int
+	// RateLimit is response rate limiting of UDP replies; a zero
+	// ResponsesPerSecond disables it. TCP is never limited.
+	RateLimit config.RateLimit
+	// Registerer, when set, receives the server's metrics.
+	Registerer prometheus.Registerer
+}
+
+// Server is an authoritative DNS server for the GTM zone. Create it with
+// New, feed it with Update and serve with Run. Update and the query path
+// are safe for concurrent use.
+type Server struct {
+	opts    Options
+	log     hclog.Logger
+	view    atomic.Pointer[view]
+	limiter *limiter
+	metrics *metrics
+	bufs    sync.Pool // *[]byte, packed replies
+	msgs    sync.Pool // *dns.Msg, zeroed replies
+
+	running atomic.Bool
+	ready   chan struct{}
+	addrs   []netip.AddrPort
+}
+
+// New returns a server for opts. Until the first Update it answers SERVFAIL
+// to every IN query. logger may be nil.
+func New(opts Options, logger hclog.Logger) *Server {
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	switch {
+	case opts.MaxUDPSize == 0:
+		opts.MaxUDPSize = DefaultMaxUDPSize
+	case opts.MaxUDPSize < dns.MinMsgSize:
+		opts.MaxUDPSize = dns.MinMsgSize
+	case opts.MaxUDPSize > dns.MaxMsgSize:
+		opts.MaxUDPSize = dns.MaxMsgSize
+	}
+	s := &Server{
+		opts:    opts,
+		log:     logger.Named("dns"),
+		limiter: newLimiter(opts.RateLimit),
+		ready:   make(chan struct{}),
+	}
+	s.metrics = newMetrics(opts.Registerer, s.log)
+	s.bufs.New = func() any { b := make([]byte, 4096); return &b }
+	s.msgs.New = func() any { return new(dns.Msg) }
+	s.view.Store(newEmptyView(opts.Node, opts.MaxUDPSize))
+	return s
+}
+
+// Update builds the view of cfg and snap (precomputed records for the zone
+// apex, every database host and region, and the _why explanations) and
+// swaps it in atomically: a query is answered wholly from the old view or
+// wholly from the new one. snap may be nil before the policy engine has
+// produced one; database hosts then answer SERVFAIL. A nil cfg is ignored;
+// a cfg without a zone name makes every IN query SERVFAIL.
+func (s *Server) Update(cfg *config.Config, snap *policy.Snapshot) {
+	if cfg == nil {
+		return
+	}
+	v := buildView(cfg, snap, s.opts.Node, s.opts.MaxUDPSize, s.log)
+	s.view.Store(v)
+	var serial uint64
+	if snap != nil {
+		serial = snap.Serial
+	}
+	s.log.Debug("view updated", "zone", v.zone, "names", len(v.names), "snapshot_serial", serial)
+}
+
+// Ready is closed once Run listens on every address (and Addrs is
+// set). It is never closed if Run fails first.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Addrs returns the bound address of each Options.Listen entry, in order,
+// each served over both UDP and TCP; nil before Ready is closed.
+func (s *Server) Addrs() []netip.AddrPort {
+	select {
+	case <-s.ready:
+		return s.addrs
+	default:
+		return nil
+	}
+}
+
+// Run listens on every address over UDP and TCP and serves until ctx is
+// cancelled, then shuts down gracefully (in-flight TCP connections get
+// a few seconds) and returns nil. It returns an error when an address
+// cannot be bound or a listener fails. Run may be called once.
+func (s *Server) Run(ctx context.Context) error {
+	if !s.running.CompareAndSwap(false, true) {
+		return errors.New("dnsserver: Run called twice")
+	}
+	if len(s.opts.Listen) == 0 {
+		return errors.New("dnsserver: no listen address")
+	}
+	var (
+		servers []*dns.Server
+		closers []func() error
+		addrs   []netip.AddrPort
+	)
+	defer func() {
+		for _, c := range closers {
+			_ = c() // most are closed by shutdown already
+		}
+	}()
+	for _, addr := range s.opts.Listen {
+		b, err := bind(ctx, addr, max(s.opts.ReusePort, 1))
+		if err != nil {
+			return fmt.Errorf("dnsserver: listen on %s: %w", addr, err)
+		}
+		addrs = append(addrs, b.addr)
+		for _, pc := range b.udp {
+			closers = append(closers, pc.Close)
+			servers = append(servers, s.dnsServer(pc, nil))
+		}
+		closers = append(closers, b.tcp.Close)
+		servers = append(servers, s.dnsServer(nil, b.tcp))
+	}
+	s.addrs = addrs
+
+	var pending atomic.Int32
+	pending.Store(int32(len(servers)))
+	started := make([]chan struct{}, len(servers))
+	exited := make([]chan struct{}, len(servers))
+	g, gctx := errgroup.WithContext(ctx)
+	for i, srv := range servers {
+		started[i], exited[i] = make(chan struct{}), make(chan struct{})
+		srv.NotifyStartedFunc = func() {
+			close(started[i])
+			if pending.Add(-1) == 0 {
+				s.log.Info("listening", "addrs", addrs)
+				close(s.ready)
+			}
+		}
+		g.Go(func() error {
+			defer close(exited[i])
+			if err := srv.ActivateAndServe(); err != nil {
+				return fmt.Errorf("dnsserver: serve: %w", err)
+			}
+			return nil
+		})
+	}
+	g.Go(func() error {
+		<-gctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		defer cancel()
+		for i, srv := range servers {
+			select {
+			case <-started[i]:
+				_ = srv.ShutdownContext(sctx) // a timeout only cuts TCP clients short
+			case <-exited[i]:
+			}
+		}
+		return nil
+	})
+	err := g.Wait()
+	s.log.Info("stopped")
+	return err
+}
+
+// dnsServer returns a miekg/dns server on pc (UDP) or l (TCP) with s as
+// handler.
+func (s *Server) dnsServer(pc net.PacketConn, l net.Listener) *dns.Server {
+	return &dns.Server{
+		PacketConn:     pc,
+		Listener:       l,
+		Handler:        s,
+		UDPSize:        dns.DefaultMsgSize, // read buffer for queries
+		MsgAcceptFunc:  acceptMsg,
+		MsgInvalidFunc: func([]byte, error) { s.metrics.invalid() },
+	}
+}
+
+// acceptMsg lets every request through to the handler, where the rcode
+// decisions are made, and ignores responses. Requests miekg/dns cannot
+// parse are answered FORMERR by miekg/dns when their header parses, and
+// dropped otherwise.
+func acceptMsg(dh dns.Header) dns.MsgAcceptAction {
+	const qr = 1 << 15
+	if dh.Bits&qr != 0 {
+		return dns.MsgIgnore
+	}
+	return dns.MsgAccept
+}
+
+// ServeDNS implements dns.Handler: it answers req from the current view,
+// applies rate limiting to UDP replies, writes the reply and records
+// metrics.
+func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
+	var start time.Time // only read by the limiter and metrics
+	if s.limiter != nil || s.metrics != nil {
+		start = time.Now()
+	}
+	client, tcp := remote(w)
+	m := s.msgs.Get().(*dns.Msg)
+	resp := answerInto(m, req, client, tcp, s.view.Load())
+	v := pass
+	if resp != nil && !tcp && s.limiter != nil {
+		resp, v = s.limiter.limit(resp, client, start)
+	}
+	if resp != nil {
+		s.write(w, resp)
+	}
+	s.metrics.observe(req, resp, v, start)
+	*m = dns.Msg{}
+	s.msgs.Put(m)
+}
+
+// write packs m into a pooled buffer and sends it.
+func (s *Server) write(w dns.ResponseWriter, m *dns.Msg) {
+	bp := s.bufs.Get().(*[]byte)
+	defer s.bufs.Put(bp)
+	out, err := m.PackBuffer(*bp)
+	if err != nil {
+		s.log.Trace("pack reply", "error", err)
+		return
+	}
+	if _, err := w.Write(out); err != nil {
+		s.log.Trace("write reply", "error", err)
+	}
+}
+
+// remote returns the client address and whether it came over TCP.
+func remote(w dns.ResponseWriter) (netip.Addr, bool) {
+	switch a := w.RemoteAddr().(type) {
+	case *net.UDPAddr:
+		return a.AddrPort().Addr().Unmap(), false
+	case *net.TCPAddr:
+		return a.AddrPort().Addr().Unmap(), true
+	}
+	return netip.Addr{}, false
+}
