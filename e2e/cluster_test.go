@@ -1,13 +1,18 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/aagtm/aagtm/admin"
 	"github.com/aagtm/aagtm/internal/testenv"
@@ -43,9 +48,15 @@ type deployment struct {
 	members map[string]*testenv.Redis // by member name
 	dns     []string                  // each node's DNS address
 	admin   []string                  // each node's admin address
+	report  []string                  // each node's report (ingest) address
 	nodes   []*proc
 	agents  map[string]*proc // by agent id (= region)
 	params  deployParams
+	// proxies are the agents' paths when params.proxied, keyed by
+	// proxyKey(agent, member or node name).
+	proxies map[string]*tcpProxy
+	// repl copies heartbeats between members when params.replicate.
+	repl *replicator
 }
 
 // deployParams are the health settings under test.
@@ -55,6 +66,18 @@ type deployParams struct {
 	nodes                                       int
 	checks                                      string
 	extraDB                                     string
+	// lagTolerance sets databases.cache.lag_tolerance when positive.
+	lagTolerance time.Duration
+	// replicate runs a replicator (see there) from before the agents start;
+	// use it with the lag check.
+	replicate bool
+	// proxied routes each agent's connections, to every member and to
+	// every node's report port, through a tcpProxy of its own, so that a
+	// test can cut one agent off from one member or from the nodes. Each
+	// agent then reads a config of its own that differs from the nodes'
+	// only in those addresses (members, answered addresses and settings
+	// are the same); nodes and agents log the config-hash mismatch.
+	proxied bool
 }
 
 func defaultParams() deployParams {
@@ -70,45 +93,101 @@ func (p deployParams) detection() time.Duration {
 	return time.Duration(p.fall)*p.interval + p.timeout
 }
 
-// deploy starts 3 redis-server members, the nodes and one agent per region
-// from one config file, and waits until every node answers every region
-// with its own member.
-func deploy(t *testing.T, p deployParams) *deployment {
+// nodeName is the name of the i-th node (from 0).
+func nodeName(i int) string { return fmt.Sprintf("ns%d", i+1) }
+
+// proxyKey names the proxy of agent's path to a member or a node.
+func proxyKey(agent, to string) string { return agent + ">" + to }
+
+// proxy returns the proxy of agent's path to a member or a node (by name);
+// the deployment must be proxied.
+func (d *deployment) proxy(t *testing.T, agent, to string) *tcpProxy {
 	t.Helper()
-	d := &deployment{members: map[string]*testenv.Redis{}, agents: map[string]*proc{}, params: p}
-	for _, r := range testRegions {
-		d.members[r.member] = testenv.StartRedis(t, testenv.WithBind(r.bind))
+	p, ok := d.proxies[proxyKey(agent, to)]
+	if !ok {
+		t.Fatalf("no proxy from agent %s to %s (deployParams.proxied not set?)", agent, to)
 	}
+	return p
+}
+
+// configYAML renders the deployment's config with each member's Redis URL
+// and each node's report address given by the callers; listen, when not
+// nil, sets each node's listen address.
+func (d *deployment) configYAML(redisURL func(member string) string, report, listen func(i int) string, stateDir string) string {
+	p := d.params
 	var b strings.Builder
 	fmt.Fprintf(&b, "zone:\n  name: gtm.test.\n  ns: [{name: ns1.gtm.test., address: 127.0.0.1}]\nregions:\n")
 	for _, r := range testRegions {
 		fmt.Fprintf(&b, "  %s: {subnets: [%s], prefer: %s}\n", r.name, r.subnet, r.prefer)
 	}
-	fmt.Fprintf(&b, "default_region: us-east\ndatabases:\n  cache:\n    mode: nearest\n    ttl: 1s\n    failback_hold: %s\n    members:\n", p.failbackHold)
+	fmt.Fprintf(&b, "default_region: us-east\ndatabases:\n  cache:\n    mode: nearest\n    ttl: 1s\n    failback_hold: %s\n", p.failbackHold)
+	if p.lagTolerance > 0 {
+		fmt.Fprintf(&b, "    lag_tolerance: %s\n", p.lagTolerance)
+	}
+	b.WriteString("    members:\n")
 	for _, r := range testRegions {
-		fmt.Fprintf(&b, "      - {name: %s, region: %s, addresses: [%s], redis: %q}\n", r.member, r.name, r.bind, d.members[r.member].URL())
+		fmt.Fprintf(&b, "      - {name: %s, region: %s, addresses: [%s], redis: %q}\n", r.member, r.name, r.bind, redisURL(r.member))
 	}
 	b.WriteString(p.extraDB)
 	fmt.Fprintf(&b, "probes:\n  interval: %s\n  timeout: %s\n  rise: %d\n  fall: %d\n  stale_after: %s\n  checks: %s\n  keyspace_keys: 4\n",
 		p.interval, p.timeout, p.rise, p.fall, p.staleAfter, p.checks)
 	b.WriteString("nodes:\n")
-	dir := t.TempDir()
-	for i := 1; i <= p.nodes; i++ {
-		dnsAddr := fmt.Sprintf("127.0.0.1:%d", freeUDPTCPPort(t))
-		adminAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t, "127.0.0.1"))
-		fmt.Fprintf(&b, "  - {name: ns%d, report: \"127.0.0.1:%d\", dns: [%q], admin: %q, state_file: %q}\n",
-			i, testenv.FreePort(t, "127.0.0.1"), dnsAddr, adminAddr, fmt.Sprintf("%s/ns%d.state", dir, i))
-		d.dns = append(d.dns, dnsAddr)
-		d.admin = append(d.admin, adminAddr)
+	for i := range d.dns {
+		extra := ""
+		if listen != nil {
+			extra = fmt.Sprintf(", listen: %q", listen(i))
+		}
+		fmt.Fprintf(&b, "  - {name: %s, report: %q%s, dns: [%q], admin: %q, state_file: %q}\n",
+			nodeName(i), report(i), extra, d.dns[i], d.admin[i], fmt.Sprintf("%s/%s.state", stateDir, nodeName(i)))
 	}
 	b.WriteString("security:\n  insecure: true\n")
-	d.cfgPath = writeFile(t, dir, "aagtm.yaml", b.String())
+	return b.String()
+}
 
-	for i := 1; i <= p.nodes; i++ {
-		d.nodes = append(d.nodes, start(t, fmt.Sprintf("serve ns%d", i), "serve", "-c", d.cfgPath, "--node", fmt.Sprintf("ns%d", i), "--log-level", "info"))
+// deploy starts 3 redis-server members, the nodes and one agent per region
+// from one config file (or, when proxied, one per agent), and waits until
+// every node answers every region with its own member.
+func deploy(t *testing.T, p deployParams) *deployment {
+	t.Helper()
+	d := &deployment{members: map[string]*testenv.Redis{}, agents: map[string]*proc{}, params: p, proxies: map[string]*tcpProxy{}}
+	for _, r := range testRegions {
+		d.members[r.member] = testenv.StartRedis(t, testenv.WithBind(r.bind))
+	}
+	for i := 0; i < p.nodes; i++ {
+		d.dns = append(d.dns, fmt.Sprintf("127.0.0.1:%d", freeUDPTCPPort(t)))
+		d.admin = append(d.admin, fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t, "127.0.0.1")))
+		d.report = append(d.report, fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t, "127.0.0.1")))
+	}
+	dir := t.TempDir()
+	memberURL := func(m string) string { return d.members[m].URL() }
+	realReport := func(i int) string { return d.report[i] }
+	d.cfgPath = writeFile(t, dir, "aagtm.yaml", d.configYAML(memberURL, realReport, nil, dir))
+
+	agentCfg := map[string]string{}
+	for _, r := range testRegions {
+		agentCfg[r.name] = d.cfgPath
+		if !p.proxied {
+			continue
+		}
+		for _, m := range testRegions {
+			d.proxies[proxyKey(r.name, m.member)] = startProxy(t, d.members[m.member].Addr())
+		}
+		for i := range d.report {
+			d.proxies[proxyKey(r.name, nodeName(i))] = startProxy(t, d.report[i])
+		}
+		viaURL := func(m string) string { return "redis://" + d.proxies[proxyKey(r.name, m)].Addr() }
+		viaReport := func(i int) string { return d.proxies[proxyKey(r.name, nodeName(i))].Addr() }
+		agentCfg[r.name] = writeFile(t, dir, "agent-"+r.name+".yaml", d.configYAML(viaURL, viaReport, realReport, dir))
+	}
+	if p.replicate {
+		d.repl = startReplicator(t, d.members)
+	}
+
+	for i := range d.dns {
+		d.nodes = append(d.nodes, start(t, "serve "+nodeName(i), "serve", "-c", d.cfgPath, "--node", nodeName(i), "--log-level", "info"))
 	}
 	for _, r := range testRegions {
-		d.agents[r.name] = start(t, "probe "+r.name, "probe", "-c", d.cfgPath, "--agent", r.name, "--log-level", "info")
+		d.agents[r.name] = start(t, "probe "+r.name, "probe", "-c", agentCfg[r.name], "--agent", r.name, "--log-level", "info")
 	}
 	for _, server := range d.dns {
 		for _, r := range testRegions {
@@ -118,6 +197,86 @@ func deploy(t *testing.T, p deployParams) *deployment {
 		}
 	}
 	return d
+}
+
+// replicator stands in for Active-Active replication, which independent
+// redis-server processes do not have: every 20ms it copies each region's
+// heartbeat key aagtm:hb:{region} from that region's own member to the
+// other members, as replication would carry it, so that the agents' lag
+// check measures a small lag. Pausing the copies to one member simulates
+// replication to it stalling: its lag grows as real lag would.
+type replicator struct {
+	clients map[string]*redis.Client // by member name
+	region  map[string]string        // member name → region
+	cancel  context.CancelFunc
+	done    chan struct{}
+
+	mu     sync.Mutex
+	paused map[string]bool
+}
+
+// startReplicator starts copying between members; it stops in t.Cleanup.
+func startReplicator(t *testing.T, members map[string]*testenv.Redis) *replicator {
+	r := &replicator{clients: map[string]*redis.Client{}, region: map[string]string{}, paused: map[string]bool{}, done: make(chan struct{})}
+	for _, spec := range testRegions {
+		r.region[spec.member] = spec.name
+		r.clients[spec.member] = redis.NewClient(&redis.Options{
+			Addr: members[spec.member].Addr(), DialTimeout: 100 * time.Millisecond,
+			ReadTimeout: 100 * time.Millisecond, WriteTimeout: 100 * time.Millisecond,
+			MaxRetries: -1, DialerRetries: 1, PoolSize: 2, DisableIdentity: true,
+			MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+		})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	go r.run(ctx)
+	t.Cleanup(func() {
+		r.cancel()
+		<-r.done
+		for _, c := range r.clients {
+			c.Close()
+		}
+	})
+	return r
+}
+
+// pause stops (on) or resumes (!on) copying to member.
+func (r *replicator) pause(member string, on bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.paused[member] = on
+}
+
+func (r *replicator) run(ctx context.Context) {
+	defer close(r.done)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			r.copyOnce(ctx)
+		}
+	}
+}
+
+func (r *replicator) copyOnce(ctx context.Context) {
+	for src, sc := range r.clients {
+		key := "aagtm:hb:{" + r.region[src] + "}"
+		val, err := sc.Get(ctx, key).Result()
+		if err != nil {
+			continue // source down, hung, or no heartbeat yet
+		}
+		for dst, dc := range r.clients {
+			r.mu.Lock()
+			paused := r.paused[dst]
+			r.mu.Unlock()
+			if dst != src && !paused {
+				_ = dc.Set(ctx, key, val, 0).Err()
+			}
+		}
+	}
 }
 
 // status fetches a node's admin status.
