@@ -102,9 +102,7 @@ const shutdownTimeout = 5 * time.Second
 type Server struct {
 	b         Backend
 	node      string
-	tokenHash [sha256.Size]byte
-	hasToken  bool
-	insecure  bool
+	auth      atomic.Pointer[auth]
 	logger    hclog.Logger
 	handler   http.Handler
 	shutting  atomic.Bool
@@ -121,15 +119,11 @@ func NewServer(b Backend, node string, token string, insecure bool, reg *prometh
 		logger = hclog.NewNullLogger()
 	}
 	s := &Server{
-		b:        b,
-		node:     node,
-		hasToken: token != "",
-		insecure: insecure,
-		logger:   logger.Named("admin"),
+		b:      b,
+		node:   node,
+		logger: logger.Named("admin"),
 	}
-	if s.hasToken {
-		s.tokenHash = sha256.Sum256([]byte(token))
-	}
+	s.SetAuth(token, insecure)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
@@ -239,11 +233,29 @@ func (s *Server) mutating(action string, apply func(*http.Request) error) http.H
 	}
 }
 
+// auth is what mutating calls are checked against.
+type auth struct {
+	tokenHash [sha256.Size]byte
+	hasToken  bool
+	insecure  bool
+}
+
+// SetAuth replaces the admin token and the insecure switch (a config
+// reload), so that a rotated or revoked token takes effect at once.
+func (s *Server) SetAuth(token string, insecure bool) {
+	a := &auth{hasToken: token != "", insecure: insecure}
+	if a.hasToken {
+		a.tokenHash = sha256.Sum256([]byte(token))
+	}
+	s.auth.Store(a)
+}
+
 // authorize checks the bearer token in constant time. Both sides are hashed
 // first so that the comparison does not leak the token's length either.
 func (s *Server) authorize(r *http.Request) error {
-	if !s.hasToken {
-		if s.insecure {
+	a := s.auth.Load()
+	if !a.hasToken {
+		if a.insecure {
 			return nil
 		}
 		return fmt.Errorf("%w: this node has no admin token: set security.admin_token_file (or security.insecure: true in a lab)", ErrForbidden)
@@ -254,7 +266,7 @@ func (s *Server) authorize(r *http.Request) error {
 		return fmt.Errorf("%w: send Authorization: Bearer <admin token>", ErrUnauthorized)
 	}
 	got := sha256.Sum256([]byte(strings.TrimSpace(h[len(prefix):])))
-	if subtle.ConstantTimeCompare(got[:], s.tokenHash[:]) != 1 {
+	if subtle.ConstantTimeCompare(got[:], a.tokenHash[:]) != 1 {
 		return fmt.Errorf("%w: wrong admin token", ErrUnauthorized)
 	}
 	return nil

@@ -129,15 +129,19 @@ func (l *limiter) check(client netip.Addr, key string, now time.Time) verdict {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	b, ok := sh.m[h]
-	if ok {
-		b.tokens = min(l.burst, b.tokens+float64(t-b.last)*l.rate)
-	} else {
+	switch {
+	case !ok:
 		if len(sh.m) >= l.shardLimit {
 			l.sweep(sh, t)
 		}
-		b.tokens = l.burst
+		b.tokens, b.last = l.burst, t
+	case t > b.last:
+		b.tokens = min(l.burst, b.tokens+float64(t-b.last)*l.rate)
+		b.last = t
 	}
-	b.last = t
+	// Requests are stamped before they queue for the lock, so t may be
+	// earlier than b.last: that refills nothing, rather than taking tokens
+	// back (and limiting a client within its burst).
 	v := pass
 	if b.tokens >= 1 {
 		b.tokens--

@@ -57,7 +57,9 @@ type Server struct {
 	opts    Options
 	log     hclog.Logger
 	view    atomic.Pointer[view]
-	limiter *limiter
+	limiter atomic.Pointer[limiter] // nil: rate limiting off
+	rl      atomic.Pointer[config.RateLimit]
+	maxUDP  atomic.Int64
 	metrics *metrics
 	bufs    sync.Pool // *[]byte, packed replies
 	msgs    sync.Pool // *dns.Msg, zeroed replies
@@ -73,26 +75,47 @@ func New(opts Options, logger hclog.Logger) *Server {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	switch {
-	case opts.MaxUDPSize == 0:
-		opts.MaxUDPSize = DefaultMaxUDPSize
-	case opts.MaxUDPSize < dns.MinMsgSize:
-		opts.MaxUDPSize = dns.MinMsgSize
-	case opts.MaxUDPSize > dns.MaxMsgSize:
-		opts.MaxUDPSize = dns.MaxMsgSize
-	}
+	opts.MaxUDPSize = clampUDPSize(opts.MaxUDPSize)
 	s := &Server{
-		opts:    opts,
-		log:     logger.Named("dns"),
-		limiter: newLimiter(opts.RateLimit),
-		ready:   make(chan struct{}),
+		opts:  opts,
+		log:   logger.Named("dns"),
+		ready: make(chan struct{}),
 	}
+	s.maxUDP.Store(int64(opts.MaxUDPSize))
+	s.SetRateLimit(opts.RateLimit)
 	s.metrics = newMetrics(opts.Registerer, s.log)
 	s.bufs.New = func() any { b := make([]byte, 4096); return &b }
 	s.msgs.New = func() any { return new(dns.Msg) }
 	s.view.Store(newEmptyView(opts.Node, opts.MaxUDPSize))
 	return s
 }
+
+func clampUDPSize(n int) int {
+	switch {
+	case n == 0:
+		return DefaultMaxUDPSize
+	case n < dns.MinMsgSize:
+		return dns.MinMsgSize
+	case n > dns.MaxMsgSize:
+		return dns.MaxMsgSize
+	}
+	return n
+}
+
+// SetRateLimit applies new response rate limiting settings (a config
+// reload). Unchanged settings keep the current buckets; changed ones start
+// with full buckets. A zero rate turns limiting off.
+func (s *Server) SetRateLimit(rl config.RateLimit) {
+	if cur := s.rl.Load(); cur != nil && *cur == rl {
+		return
+	}
+	s.rl.Store(&rl)
+	s.limiter.Store(newLimiter(rl))
+}
+
+// SetMaxUDPSize changes the largest UDP reply (a config reload); it takes
+// effect with the next Update.
+func (s *Server) SetMaxUDPSize(n int) { s.maxUDP.Store(int64(clampUDPSize(n))) }
 
 // Update builds the view of cfg and snap (precomputed records for the zone
 // apex, every database host and region, and the _why explanations) and
@@ -104,7 +127,7 @@ func (s *Server) Update(cfg *config.Config, snap *policy.Snapshot) {
 	if cfg == nil {
 		return
 	}
-	v := buildView(cfg, snap, s.opts.Node, s.opts.MaxUDPSize, s.log)
+	v := buildView(cfg, snap, s.opts.Node, int(s.maxUDP.Load()), s.log)
 	s.view.Store(v)
 	var serial uint64
 	if snap != nil {
@@ -234,15 +257,16 @@ func acceptMsg(dh dns.Header) dns.MsgAcceptAction {
 // metrics.
 func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	var start time.Time // only read by the limiter and metrics
-	if s.limiter != nil || s.metrics != nil {
+	lim := s.limiter.Load()
+	if lim != nil || s.metrics != nil {
 		start = time.Now()
 	}
 	client, tcp := remote(w)
 	m := s.msgs.Get().(*dns.Msg)
 	resp := answerInto(m, req, client, tcp, s.view.Load())
 	v := pass
-	if resp != nil && !tcp && s.limiter != nil {
-		resp, v = s.limiter.limit(resp, client, start)
+	if resp != nil && !tcp && lim != nil {
+		resp, v = lim.limit(resp, client, start)
 	}
 	if resp != nil {
 		s.write(w, resp)
