@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -26,14 +25,9 @@ is kept for them. SIGHUP or a change of the config file reloads the config.`,
 		Example: `  aagtm probe -c /etc/aagtm/aagtm.yaml --agent probe-use`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			logger, err := g.newLogger(os.Stderr, "aagtm")
+			logger, cfg, err := g.startDaemon(cmd)
 			if err != nil {
 				return err
-			}
-			cfg, err := g.loadConfig(cmd.Flags())
-			if err != nil {
-				logConfigErrors(logger, err)
-				return errors.New("invalid config: see the problems logged above, or run aagtm check")
 			}
 			if agentID == "" {
 				if len(cfg.Agents) != 1 {
@@ -41,25 +35,12 @@ is kept for them. SIGHUP or a change of the config file reloads the config.`,
 				}
 				agentID = cfg.Agents[0].ID
 			}
-			logger.Info("effective config", summarize(cfg)...)
 			agent, err := probes.NewAgent(cfg, agentID, logger)
 			if err != nil {
 				return err
 			}
 			ctx := cmd.Context()
-			go watchConfig(ctx, g.configPath, logger, func() {
-				next, err := g.loadConfig(cmd.Flags())
-				if err != nil {
-					logger.Error("config reload rejected; keeping the old config")
-					logConfigErrors(logger, err)
-					return
-				}
-				if err := agent.Reconfigure(next); err != nil {
-					logger.Error("config reload rejected; keeping the old config", "error", err)
-					return
-				}
-				logger.Info("config reloaded", "hash", next.Hash)
-			})
+			go g.watchReload(ctx, cmd, logger, agent.Reconfigure)
 			return agent.Run(ctx)
 		},
 	}

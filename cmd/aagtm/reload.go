@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -10,7 +11,46 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 	"github.com/hashicorp/go-hclog"
+	"github.com/spf13/cobra"
+
+	"github.com/aagtm/aagtm/config"
 )
+
+// startDaemon builds the logger and loads the config for a long-running
+// command (serve, probe), logging every config problem on its own line, and
+// logs the effective config once, secrets masked.
+func (g *globalFlags) startDaemon(cmd *cobra.Command) (hclog.Logger, *config.Config, error) {
+	logger, err := g.newLogger(os.Stderr, "aagtm")
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg, err := g.loadConfig(cmd.Flags())
+	if err != nil {
+		logConfigErrors(logger, err)
+		return nil, nil, errors.New("invalid config: see the problems logged above, or run aagtm check")
+	}
+	logger.Info("effective config", summarize(cfg)...)
+	return logger, cfg, nil
+}
+
+// watchReload reloads the config on SIGHUP or a change of the file and
+// hands a valid one to apply; an invalid one, or one apply refuses, is
+// logged and the old config stays in force.
+func (g *globalFlags) watchReload(ctx context.Context, cmd *cobra.Command, logger hclog.Logger, apply func(*config.Config) error) {
+	watchConfig(ctx, g.configPath, logger, func() {
+		next, err := g.loadConfig(cmd.Flags())
+		if err != nil {
+			logger.Error("config reload rejected; the old config keeps serving")
+			logConfigErrors(logger, err)
+			return
+		}
+		if err := apply(next); err != nil {
+			logger.Error("config reload rejected; the old config keeps serving", "error", err)
+			return
+		}
+		logger.Info("config reloaded", "hash", next.Hash)
+	})
+}
 
 // watchConfig calls reload on SIGHUP and when the config file changes
 // (written in place or replaced by rename, as editors and config managers

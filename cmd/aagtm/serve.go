@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"runtime/debug"
@@ -33,14 +32,9 @@ SIGINT/SIGTERM shut down gracefully.`,
   AAGTM_NODE=ns2 aagtm serve --dns 0.0.0.0:53 --dns [::]:53`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			logger, err := g.newLogger(os.Stderr, "aagtm")
+			logger, cfg, err := g.startDaemon(cmd)
 			if err != nil {
 				return err
-			}
-			cfg, err := g.loadConfig(cmd.Flags())
-			if err != nil {
-				logConfigErrors(logger, err)
-				return errors.New("invalid config: see the problems logged above, or run aagtm check")
 			}
 			if nodeName == "" {
 				if len(cfg.Nodes) != 1 {
@@ -48,7 +42,6 @@ SIGINT/SIGTERM shut down gracefully.`,
 				}
 				nodeName = cfg.Nodes[0].Name
 			}
-			logger.Info("effective config", summarize(cfg)...)
 			if os.Getenv("GOGC") == "" {
 				// The live heap is small (the answer view); collecting less
 				// often keeps GC work off the query path. GOGC overrides.
@@ -60,17 +53,7 @@ SIGINT/SIGTERM shut down gracefully.`,
 				return err
 			}
 			ctx := cmd.Context()
-			go watchConfig(ctx, g.configPath, logger, func() {
-				next, err := g.loadConfig(cmd.Flags())
-				if err != nil {
-					logger.Error("config reload rejected; the old config keeps serving")
-					logConfigErrors(logger, err)
-					return
-				}
-				if err := n.Reload(next); err != nil {
-					logger.Error("config reload rejected; the old config keeps serving", "error", err)
-				}
-			})
+			go g.watchReload(ctx, cmd, logger, n.Reload)
 			return n.Run(ctx)
 		},
 	}

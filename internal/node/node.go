@@ -429,7 +429,6 @@ func (n *Node) Reload(cfg *config.Config) error {
 	n.mu.Unlock()
 	n.cfg.Store(cfg)
 	n.evaluate()
-	n.logger.Info("config reloaded", "hash", cfg.Hash, "databases", len(cfg.Databases))
 	return nil
 }
 
