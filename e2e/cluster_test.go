@@ -206,7 +206,8 @@ func deploy(t *testing.T, p deployParams) *deployment {
 // check measures a small lag. Pausing the copies to one member simulates
 // replication to it stalling: its lag grows as real lag would.
 type replicator struct {
-	clients map[string]*redis.Client // by member name
+	clients map[string]*redis.Client // by member name; only run uses them
+	addrs   map[string]string        // member name → host:port
 	region  map[string]string        // member name → region
 	cancel  context.CancelFunc
 	done    chan struct{}
@@ -217,15 +218,11 @@ type replicator struct {
 
 // startReplicator starts copying between members; it stops in t.Cleanup.
 func startReplicator(t *testing.T, members map[string]*testenv.Redis) *replicator {
-	r := &replicator{clients: map[string]*redis.Client{}, region: map[string]string{}, paused: map[string]bool{}, done: make(chan struct{})}
+	r := &replicator{clients: map[string]*redis.Client{}, addrs: map[string]string{}, region: map[string]string{}, paused: map[string]bool{}, done: make(chan struct{})}
 	for _, spec := range testRegions {
 		r.region[spec.member] = spec.name
-		r.clients[spec.member] = redis.NewClient(&redis.Options{
-			Addr: members[spec.member].Addr(), DialTimeout: 100 * time.Millisecond,
-			ReadTimeout: 100 * time.Millisecond, WriteTimeout: 100 * time.Millisecond,
-			MaxRetries: -1, DialerRetries: 1, PoolSize: 2, DisableIdentity: true,
-			MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
-		})
+		r.addrs[spec.member] = members[spec.member].Addr()
+		r.clients[spec.member] = r.newClient(spec.member)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
@@ -238,6 +235,28 @@ func startReplicator(t *testing.T, members map[string]*testenv.Redis) *replicato
 		}
 	})
 	return r
+}
+
+// newClient returns a client of member. After a failed call the
+// replicator replaces it: go-redis stops dialling a server for a second
+// after a few failed dials, and replication should resume as soon as a
+// restarted member is back.
+func (r *replicator) newClient(member string) *redis.Client {
+	return redis.NewClient(&redis.Options{
+		Addr: r.addrs[member], DialTimeout: 100 * time.Millisecond,
+		ReadTimeout: 100 * time.Millisecond, WriteTimeout: 100 * time.Millisecond,
+		MaxRetries: -1, DialerRetries: 1, PoolSize: 1, DisableIdentity: true,
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+	})
+}
+
+// failed replaces member's client after an error other than a missing key.
+func (r *replicator) failed(member string, err error) {
+	if err == nil || err == redis.Nil {
+		return
+	}
+	r.clients[member].Close()
+	r.clients[member] = r.newClient(member)
 }
 
 // pause stops (on) or resumes (!on) copying to member.
@@ -262,18 +281,19 @@ func (r *replicator) run(ctx context.Context) {
 }
 
 func (r *replicator) copyOnce(ctx context.Context) {
-	for src, sc := range r.clients {
-		key := "aagtm:hb:{" + r.region[src] + "}"
-		val, err := sc.Get(ctx, key).Result()
+	for _, src := range testRegions {
+		key := "aagtm:hb:{" + src.name + "}"
+		val, err := r.clients[src.member].Get(ctx, key).Result()
 		if err != nil {
+			r.failed(src.member, err)
 			continue // source down, hung, or no heartbeat yet
 		}
-		for dst, dc := range r.clients {
+		for _, dst := range testRegions {
 			r.mu.Lock()
-			paused := r.paused[dst]
+			paused := r.paused[dst.member]
 			r.mu.Unlock()
 			if dst != src && !paused {
-				_ = dc.Set(ctx, key, val, 0).Err()
+				r.failed(dst.member, r.clients[dst.member].Set(ctx, key, val, 0).Err())
 			}
 		}
 	}
