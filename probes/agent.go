@@ -252,14 +252,17 @@ func (a *Agent) Run(ctx context.Context) error {
 	go func() { defer close(hbDone); a.heartbeatLoop(hbCtx) }()
 	defer func() { stopHeartbeats(); <-hbDone }()
 
-	ticker := time.NewTicker(st.cfg.Probes.Interval)
-	defer ticker.Stop()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	<-timer.C
 	for {
+		started := time.Now()
 		a.publish(senders, a.round(ctx, st))
+		timer.Reset(nextRoundIn(st.cfg.Probes.Interval, time.Since(started)))
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-ticker.C:
+		case <-timer.C:
 		case <-a.reconf:
 			next := a.takePending()
 			if next == nil {
@@ -272,15 +275,22 @@ func (a *Agent) Run(ctx context.Context) error {
 				}
 			}
 			a.syncSenders(ctx, senders, st, next)
-			if next.cfg.Probes.Interval != st.cfg.Probes.Interval {
-				ticker.Reset(next.cfg.Probes.Interval)
-			}
 			a.logger.Info("probe agent reconfigured", "region", next.region, "members", len(next.targets),
 				"nodes", len(next.cfg.Nodes), "config_hash", next.hash)
 			st = next
 			a.setCurrent(st)
 		}
 	}
+}
+
+// nextRoundIn is the wait before the next round, given how long the last
+// one took: rounds start every interval, but never less than half an
+// interval after the previous one ended. An agent that was starved (CPU,
+// SIGSTOP, a slow host) therefore does not report rounds milliseconds
+// apart, which would let fall consecutive failures accumulate in far less
+// than fall × interval.
+func nextRoundIn(interval, took time.Duration) time.Duration {
+	return max(interval-took, interval/2)
 }
 
 // heartbeatLoop writes the agent's heartbeat <prefix>{<region>} to its
