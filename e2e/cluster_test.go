@@ -341,3 +341,11 @@ func (d *deployment) waitAllFresh(t *testing.T) {
 		})
 	}
 }
+
+// quietRedis drops go-redis's own log lines (dial failures of the test
+// replicator while a member is down are expected, not news).
+type quietRedis struct{}
+
+func (quietRedis) Printf(context.Context, string, ...any) {}
+
+func init() { redis.SetLogger(quietRedis{}) }

@@ -46,6 +46,7 @@ func sendBurst(t *testing.T, src, server, name string, qtype uint16, n int) *udp
 	for i := 0; i < n; i++ {
 		m := new(dns.Msg)
 		m.SetQuestion(dns.Fqdn(name), qtype)
+		m.Id = uint16(i + 1) // distinct IDs: random ones collide now and then
 		b.sent[m.Id] = true
 		wire, err := m.Pack()
 		if err != nil {
