@@ -155,8 +155,8 @@ func deploy(t *testing.T, p deployParams) *deployment {
 	}
 	for i := 0; i < p.nodes; i++ {
 		d.dns = append(d.dns, fmt.Sprintf("127.0.0.1:%d", freeUDPTCPPort(t)))
-		d.admin = append(d.admin, fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t, "127.0.0.1")))
-		d.report = append(d.report, fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t, "127.0.0.1")))
+		d.admin = append(d.admin, fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t)))
+		d.report = append(d.report, fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t)))
 	}
 	dir := t.TempDir()
 	memberURL := func(m string) string { return d.members[m].URL() }

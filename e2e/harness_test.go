@@ -133,11 +133,31 @@ func tail(s string, lines int) string {
 	return strings.Join(parts, "\n")
 }
 
-// freeUDPTCPPort returns a port free for both UDP and TCP on 127.0.0.1.
+// handedOut remembers the ports this test process has handed out: the
+// kernel may offer a just-closed port again, and two listeners of one
+// deployment must not get the same one.
+var handedOut sync.Map
+
+// freeTCPPort returns a TCP port free on 127.0.0.1 that no earlier call
+// returned.
+func freeTCPPort(t *testing.T) int {
+	t.Helper()
+	for i := 0; i < 50; i++ {
+		port := testenv.FreePort(t, "127.0.0.1")
+		if _, dup := handedOut.LoadOrStore(port, true); !dup {
+			return port
+		}
+	}
+	t.Fatal("no fresh free TCP port")
+	return 0
+}
+
+// freeUDPTCPPort returns a port free for both UDP and TCP on 127.0.0.1 that
+// no earlier call returned.
 func freeUDPTCPPort(t *testing.T) int {
 	t.Helper()
 	for i := 0; i < 20; i++ {
-		port := testenv.FreePort(t, "127.0.0.1")
+		port := freeTCPPort(t)
 		pc, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 		if err == nil {
 			pc.Close()

@@ -99,18 +99,9 @@ func opDeploy(t *testing.T, set opSettings) *opEnv {
 	for _, r := range opRegions {
 		e.members[r.member] = testenv.StartRedis(t, testenv.WithBind(r.bind))
 	}
-	// The kernel may hand a just-released port out again: keep every
-	// listener's port distinct.
-	used := map[int]bool{}
-	port := func(pick func(*testing.T) int) string {
-		for {
-			if p := pick(t); !used[p] {
-				used[p] = true
-				return fmt.Sprintf("127.0.0.1:%d", p)
-			}
-		}
-	}
-	tcpPort := func(t *testing.T) int { return testenv.FreePort(t, "127.0.0.1") }
+	// freeTCPPort and freeUDPTCPPort never hand out a port twice.
+	port := func(pick func(*testing.T) int) string { return fmt.Sprintf("127.0.0.1:%d", pick(t)) }
+	tcpPort := freeTCPPort
 	for i := 1; i <= set.nodes; i++ {
 		e.dns = append(e.dns, port(freeUDPTCPPort))
 		e.admin = append(e.admin, port(tcpPort))
