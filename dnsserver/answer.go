@@ -1,6 +1,7 @@
 package dnsserver
 
 import (
+	"net"
 	"net/netip"
 	"strings"
 
@@ -95,8 +96,45 @@ func answerInto(m, req *dns.Msg, client netip.Addr, tcp bool, v *view) *dns.Msg 
 	if e.opt != nil {
 		m.Extra = append(m.Extra, replyOPT(&e, &r, v.maxUDP))
 	}
-	m.Truncate(size)
+	if !certainlyFits(m, size) {
+		m.Truncate(size)
+	}
 	return m
+}
+
+// certainlyFits reports, from an upper bound on m's packed length that
+// needs no packing, that m fits in size bytes, so that the common small
+// reply skips Truncate's full length computation. false means "measure":
+// it knows only address answers (owned by the question name, as withOwner
+// makes them) and an OPT record with at most an ECS option.
+func certainlyFits(m *dns.Msg, size int) bool {
+	if len(m.Question) != 1 || len(m.Ns) > 0 {
+		return false
+	}
+	name := len(m.Question[0].Name) + 1 // wire length ≤ presentation length + 1
+	n := 12 + name + 4                  // header, question
+	for _, rr := range m.Answer {
+		switch rr.(type) {
+		case *dns.A, *dns.AAAA:
+			n += name + 10 + net.IPv6len // owner, type class ttl rdlength, rdata
+		default:
+			return false
+		}
+	}
+	for _, rr := range m.Extra {
+		opt, ok := rr.(*dns.OPT)
+		if !ok {
+			return false
+		}
+		n += 11 // root owner, type class ttl rdlength
+		for _, o := range opt.Option {
+			if _, ok := o.(*dns.EDNS0_SUBNET); !ok {
+				return false
+			}
+			n += 4 + 4 + net.IPv6len // option header, family and prefixes, address
+		}
+	}
+	return n <= size
 }
 
 // setReply starts the reply m to req: SetReply without its allocation.

@@ -231,10 +231,13 @@ func (s *Server) Run(ctx context.Context) error {
 // handler.
 func (s *Server) dnsServer(pc net.PacketConn, l net.Listener) *dns.Server {
 	return &dns.Server{
-		PacketConn:     pc,
-		Listener:       l,
-		Handler:        s,
-		UDPSize:        dns.DefaultMsgSize, // read buffer for queries
+		PacketConn: pc,
+		Listener:   l,
+		Handler:    s,
+		// Read buffer for UDP queries: queries larger than the payload size
+		// we advertise are not expected (RFC 6891 §6.2.5); a smaller buffer
+		// keeps the pooled buffers cheap to recreate after each GC.
+		UDPSize:        s.opts.MaxUDPSize,
 		MsgAcceptFunc:  acceptMsg,
 		MsgInvalidFunc: func([]byte, error) { s.metrics.invalid() },
 	}
