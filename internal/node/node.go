@@ -207,9 +207,12 @@ func (n *Node) Run(ctx context.Context) error {
 	n.ingestAddr, n.adminAddr = ingestLis.Addr(), adminLis.Addr()
 	n.addrMu.Unlock()
 
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	g, gctx := errgroup.WithContext(runCtx)
+	// The listeners run on their own context, cancelled only after
+	// readiness has gone 503, so load balancers and health checks see the
+	// node leave before it stops answering.
+	serveCtx, stopServing := context.WithCancel(context.Background())
+	defer stopServing()
+	g, gctx := errgroup.WithContext(serveCtx)
 	g.Go(func() error { return n.dns.Run(gctx) })
 	g.Go(func() error { return n.ingest.Serve(gctx, ingestLis) })
 	g.Go(func() error { return n.admin.Serve(gctx, adminLis) })
@@ -224,9 +227,17 @@ func (n *Node) Run(ctx context.Context) error {
 		close(n.started)
 		n.logger.Info("serving", "dns", n.DNSAddrs(), "ingest", ingestLis.Addr().String(),
 			"admin", adminLis.Addr().String(), "zone", cfg.Zone.Name)
-		<-gctx.Done()
+		return nil
+	})
+	g.Go(func() error {
+		select {
+		case <-ctx.Done():
+		case <-gctx.Done(): // a listener failed
+		}
 		n.ready.Store(false)
 		n.admin.SetShuttingDown()
+		n.logger.Info("shutting down: readiness is 503; stopping listeners")
+		stopServing()
 		return nil
 	})
 	err = g.Wait()
