@@ -100,12 +100,12 @@ const shutdownTimeout = 5 * time.Second
 
 // Server is the admin HTTP API of one node.
 type Server struct {
-	b         Backend
-	node      string
-	auth      atomic.Pointer[auth]
-	logger    hclog.Logger
-	handler   http.Handler
-	shutting  atomic.Bool
+	b        Backend
+	node     string
+	auth     atomic.Pointer[auth]
+	logger   hclog.Logger
+	handler  http.Handler
+	shutting atomic.Bool
 }
 
 // NewServer returns the admin API of node, served from b.
