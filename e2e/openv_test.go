@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -30,17 +31,15 @@ import (
 // that a stray query of another test for a port this deployment reuses can
 // neither match an answer nor share a rate-limit bucket.
 
-// opRegion is one region of the operations deployment; its member binds
-// its own loopback address.
-type opRegion struct {
-	name, member, bind, subnet, prefer string
-}
-
-var opRegions = []opRegion{
-	{"us-east", "cache-use", "127.0.0.31", "10.1.0.0/16", "[us-east, eu-west, ap-south]"},
-	{"eu-west", "cache-euw", "127.0.0.32", "10.2.0.0/16", "[eu-west, us-east, ap-south]"},
-	{"ap-south", "cache-aps", "127.0.0.33", "10.3.0.0/16", "[ap-south, eu-west, us-east]"},
-}
+// opRegions are the regions of deploy() (testRegions) with members on
+// loopback addresses of their own.
+var opRegions = func() []regionSpec {
+	out := slices.Clone(testRegions)
+	for i := range out {
+		out[i].bind = fmt.Sprintf("127.0.0.%d", 31+i)
+	}
+	return out
+}()
 
 // The members' addresses, as answered.
 const (
