@@ -3,6 +3,8 @@ package probes
 import (
 	"context"
 	"fmt"
+	"google.golang.org/grpc"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -469,4 +471,48 @@ func TestNextRoundIn(t *testing.T) {
 			t.Errorf("nextRoundIn(%s, took %s) = %s, want %s", iv, c.took, got, c.want)
 		}
 	}
+}
+
+// silentNode is a real gRPC ReportService that reads reports and never
+// acknowledges them, as a node behind a path that drops its replies would
+// look to the agent.
+type silentNode struct {
+	api.UnimplementedReportServiceServer
+	streams atomic.Int32
+}
+
+func (s *silentNode) Stream(st grpc.BidiStreamingServer[api.Report, api.Ack]) error {
+	s.streams.Add(1)
+	for {
+		if _, err := st.Recv(); err != nil {
+			return err
+		}
+	}
+}
+
+// TestSenderDropsStreamWithoutAcks checks the ack watchdog: a stream on
+// which nothing is acknowledged for the ack timeout (3s at a 100ms
+// interval) is ended and opened again, instead of looking healthy until
+// keepalive gives up.
+func TestSenderDropsStreamWithoutAcks(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := &silentNode{}
+	gs := grpc.NewServer()
+	api.RegisterReportServiceServer(gs, node)
+	go func() { _ = gs.Serve(lis) }()
+	t.Cleanup(gs.Stop)
+
+	cfg := testConfig(member("cache-use", use, srv.URL()))
+	cfg.Nodes = []config.Node{{Name: "silent", Report: lis.Addr().String()}}
+	a, err := NewAgent(cfg, agentU, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runAgent(t, a)
+	waitFor(t, 2*time.Second, "a first stream", func() bool { return node.streams.Load() >= 1 })
+	waitFor(t, 6*time.Second, "the stream to be reopened after 3s without acks", func() bool { return node.streams.Load() >= 2 })
 }

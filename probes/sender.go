@@ -2,6 +2,7 @@ package probes
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -135,11 +136,15 @@ func (m *mailbox) take() (*api.Report, time.Time) {
 // goroutine that logs the connection's state changes and one that reads
 // acks while a stream is open.
 type sender struct {
-	node    config.Node
-	logger  hclog.Logger
-	box     *mailbox
-	maxAge  time.Duration
-	ackHook func(string, *api.Ack)
+	node   config.Node
+	logger hclog.Logger
+	box    *mailbox
+	maxAge time.Duration
+	// ackTimeout ends a stream whose node has acknowledged nothing sent
+	// for this long: a black-holed path otherwise looks healthy until TCP
+	// or gRPC keepalive gives up, many seconds later.
+	ackTimeout time.Duration
+	ackHook    func(string, *api.Ack)
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -160,13 +165,14 @@ func startSender(ctx context.Context, node config.Node, d dialSettings, interval
 	logger hclog.Logger, ackHook func(string, *api.Ack)) *sender {
 	ctx, cancel := context.WithCancel(ctx)
 	s := &sender{
-		node:    node,
-		logger:  logger.With("node", node.Name, "address", node.Report),
-		box:     newMailbox(),
-		maxAge:  2 * interval,
-		ackHook: ackHook,
-		cancel:  cancel,
-		done:    make(chan struct{}),
+		node:       node,
+		logger:     logger.With("node", node.Name, "address", node.Report),
+		box:        newMailbox(),
+		maxAge:     2 * interval,
+		ackTimeout: max(5*interval, 3*time.Second),
+		ackHook:    ackHook,
+		cancel:     cancel,
+		done:       make(chan struct{}),
 	}
 	go s.run(ctx, d)
 	return s
@@ -275,14 +281,22 @@ func (s *sender) stream(ctx context.Context, client api.ReportServiceClient) (ac
 		cancel() // ends Recv
 		wg.Wait()
 	}()
-	s.box.signal() // send what is waiting
+	s.box.signal()             // send what is waiting
+	var unackedSince time.Time // first report sent since the last ack
+	watchdog := time.NewTicker(s.ackTimeout / 4)
+	defer watchdog.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return acked, ctx.Err()
 		case err := <-errc:
 			return acked, err
+		case <-watchdog.C:
+			if !unackedSince.IsZero() && time.Since(unackedSince) > s.ackTimeout {
+				return acked, fmt.Errorf("no ack from the node for %s: treating the stream as dead", time.Since(unackedSince).Round(time.Millisecond))
+			}
 		case <-ackc:
+			unackedSince = time.Time{}
 			if !acked {
 				acked = true
 				s.lastErr = ""
@@ -297,6 +311,9 @@ func (s *sender) stream(ctx context.Context, client api.ReportServiceClient) (ac
 				continue
 			}
 			s.sentHash.Store(rep.GetConfigHash())
+			if unackedSince.IsZero() {
+				unackedSince = time.Now()
+			}
 			if err := st.Send(rep); err != nil {
 				s.box.putBack(rep, at)
 				// The stream is broken; Recv has the real error.
