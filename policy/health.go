@@ -66,6 +66,9 @@ type memberState struct {
 	lagMax           time.Duration
 	lagKnown         bool
 	lagging          bool
+	// inSyncSince is, while lagging, when the lag last fell back under the
+	// tolerance (zero while it is over).
+	inSyncSince time.Time
 	// tier is the ranking tier the last Evaluate gave the member.
 	tier int
 }
@@ -260,7 +263,7 @@ func (e *Engine) updateMember(m *memberState, now time.Time) {
 			m.lagMax, m.lagKnown = s.lag, true
 		}
 	}
-	m.lagging = m.lagKnown && m.lagMax > m.db.LagTolerance
+	m.updateLagging(now, time.Duration(max(e.cfg.Probes.Rise, 1))*e.cfg.Probes.Interval)
 
 	switch {
 	case m.verdict == Down:
@@ -276,6 +279,24 @@ func (e *Engine) updateMember(m *memberState, now time.Time) {
 		if !m.settled && now.Sub(m.healthySince) >= m.db.FailbackHold {
 			m.settled = true
 		}
+	}
+}
+
+// updateLagging sets lagging with hysteresis: a member becomes lagging as
+// soon as its lag exceeds the tolerance, and stops only once the lag has
+// stayed within it for settle (rise × interval). Lag measured near the
+// tolerance therefore cannot flip answers back and forth every round.
+func (m *memberState) updateLagging(now time.Time, settle time.Duration) {
+	over := m.lagKnown && m.lagMax > m.db.LagTolerance
+	switch {
+	case over:
+		m.lagging, m.inSyncSince = true, time.Time{}
+	case !m.lagging:
+	case m.inSyncSince.IsZero():
+		m.inSyncSince = now
+		m.lagging = settle > 0
+	case now.Sub(m.inSyncSince) >= settle:
+		m.lagging, m.inSyncSince = false, time.Time{}
 	}
 }
 

@@ -294,13 +294,34 @@ func TestLagging(t *testing.T) {
 		if !st.Lagging || !st.LagKnown || st.Lag != 900*time.Millisecond || !st.Settled {
 			t.Fatalf("status = %+v", st)
 		}
-		// Back in sync: a settled member returns at once.
+		// Back in sync: a settled member returns once its lag has stayed
+		// within the tolerance for rise × interval (2 × 1s).
 		h.setLag(euw, 100*time.Millisecond)
+		if evs = h.rounds(2); len(evs) != 0 {
+			t.Fatalf("events = %+v, want none while the lag settles", evs)
+		}
+		h.wantFirsts(aps, use, use)
 		evs = h.rounds(1)
 		h.wantFirsts(aps, euw, use)
 		if len(evs) != 1 || evs[0].Kind != Failback {
 			t.Fatalf("events = %+v, want one failback", evs)
 		}
+	})
+	t.Run("lag around the tolerance does not flap answers", func(t *testing.T) {
+		h := newHarness(t, testConfig())
+		var evs []Event
+		for i := range 10 {
+			lag := 900 * time.Millisecond
+			if i%2 == 1 {
+				lag = 100 * time.Millisecond
+			}
+			h.setLag(euw, lag)
+			evs = append(evs, h.rounds(1)...)
+		}
+		if len(evs) != 1 || evs[0].Kind != Failover {
+			t.Fatalf("events = %+v, want the one lag failover and no failback while the lag flaps", evs)
+		}
+		h.wantFirsts(aps, use, use)
 	})
 	t.Run("serves when it is the only one up", func(t *testing.T) {
 		h := newHarness(t, testConfig())
