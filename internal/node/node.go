@@ -35,6 +35,10 @@ import (
 // advance staleness and failback timers.
 const evalEvery = 100 * time.Millisecond
 
+// viewRefresh bounds how stale the DNS view's explanations (`_why`) may get
+// while answers do not change.
+const viewRefresh = time.Second
+
 // saveEvery bounds how often the state file is written.
 const saveEvery = time.Second
 
@@ -62,8 +66,10 @@ type Node struct {
 
 	cfg atomic.Pointer[config.Config]
 
-	evalMu    sync.Mutex // serialises evaluate
-	mu        sync.Mutex // guards engine, overrides, dirty
+	evalMu    sync.Mutex     // serialises evaluate
+	viewCfg   *config.Config // config of the last DNS view (evalMu)
+	viewAt    time.Time      // when the last DNS view was built (evalMu)
+	mu        sync.Mutex     // guards engine, overrides, dirty
 	engine    *policy.Engine
 	overrides policy.Overrides
 	dirty     bool // overrides changed since the last save
@@ -314,7 +320,14 @@ func (n *Node) evaluate() {
 	snap := n.engine.Evaluate(n.now(), n.overridesCopyLocked())
 	n.mu.Unlock()
 	prev := n.snap.Swap(snap)
-	n.dns.Update(n.cfg.Load(), snap)
+	cfg := n.cfg.Load()
+	// Rebuilding the DNS view costs allocations (every host × region), so
+	// it happens when answers or the config change, and otherwise at most
+	// every viewRefresh to keep the _why explanations (lag, since) fresh.
+	if now := n.now(); prev == nil || snap.Serial != prev.Serial || cfg != n.viewCfg || now.Sub(n.viewAt) >= viewRefresh {
+		n.dns.Update(cfg, snap)
+		n.viewCfg, n.viewAt = cfg, now
+	}
 	n.metrics.Observe(snap)
 	n.logChanges(prev, snap)
 }
