@@ -2,9 +2,7 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"net/netip"
 	"strings"
 	"sync"
@@ -299,22 +297,15 @@ func (r *replicator) copyOnce(ctx context.Context) {
 	}
 }
 
-// status fetches a node's admin status.
+// status fetches a node's admin status through the CLI's admin client.
 func status(adminAddr string) (*admin.Status, error) {
-	c := &http.Client{Timeout: time.Second}
-	resp, err := c.Get("http://" + adminAddr + "/v1/status")
+	c, err := admin.NewClient(adminAddr, adminAddr, "")
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("status: HTTP %d", resp.StatusCode)
-	}
-	var st admin.Status
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		return nil, err
-	}
-	return &st, nil
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	return c.Status(ctx)
 }
 
 // waitAllFresh waits until every node has fresh reports from every agent

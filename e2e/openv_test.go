@@ -3,7 +3,6 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -234,7 +233,7 @@ func (e *opEnv) waitServing(i int) {
 func (e *opEnv) waitFresh(i int) {
 	e.t.Helper()
 	waitFor(e.t, 15*time.Second, "fresh reports from every agent at "+e.nodeName(i), func() bool {
-		st, err := opStatus(e.admin[i])
+		st, err := status(e.admin[i])
 		if err != nil || len(st.Members) == 0 {
 			return false
 		}
@@ -273,24 +272,6 @@ func firstAnswer(t *testing.T, server string, subnet netip.Prefix) string {
 		return !strings.HasPrefix(got, "error:")
 	})
 	return got
-}
-
-// opStatus fetches a node's admin status.
-func opStatus(adminAddr string) (*admin.Status, error) {
-	c := &http.Client{Timeout: time.Second}
-	resp, err := c.Get("http://" + adminAddr + "/v1/status")
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("status: HTTP %d", resp.StatusCode)
-	}
-	var st admin.Status
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		return nil, err
-	}
-	return &st, nil
 }
 
 // memberOf returns a member's status from st.

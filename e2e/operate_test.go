@@ -60,7 +60,7 @@ func TestRestartServesPersistedState(t *testing.T) {
 			t.Fatalf("without agents the restarted node moved us-east to %q; want fail-static %s", got, opEuw)
 		}
 	}
-	st, err := opStatus(e.admin[0])
+	st, err := status(e.admin[0])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +182,7 @@ func TestDrainForceFanOut(t *testing.T) {
 			if got := answerA(e.dns[i], "cache.gtm.optest", opClient("ap-south")); got != opAps {
 				t.Errorf("%s answers ap-south %q, want %s (untouched)", e.nodeName(i), got, opAps)
 			}
-			st, err := opStatus(e.admin[i])
+			st, err := status(e.admin[i])
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -255,7 +255,7 @@ func TestDrainForceFanOut(t *testing.T) {
 				}
 			}
 		}
-		st, err := opStatus(e.admin[1])
+		st, err := status(e.admin[1])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -370,7 +370,7 @@ func TestStatusCommand(t *testing.T) {
 		}
 		// Every agent's vantage past fall: 0 up / 3 down.
 		waitFor(t, 5*time.Second, "every vantage to see cache-use down", func() bool {
-			st, err := opStatus(e.admin[0])
+			st, err := status(e.admin[0])
 			if err != nil {
 				return false
 			}
