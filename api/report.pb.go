@@ -38,7 +38,8 @@ type Report struct {
 	// region is the agent's region; it must match the agent's region in the
 	// node's config.
 	Region string `protobuf:"bytes,2,opt,name=region,proto3" json:"region,omitempty"`
-	// seq increases with every round of one agent, across restarts.
+	// seq numbers the rounds of one agent process: it starts at 1 and
+	// increases by one per round. It is only comparable within one boot_id.
 	Seq uint64 `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
 	// sent is when the agent finished the round, on the agent's clock
 	// (informational: nodes time observations on their own clock).
@@ -47,7 +48,12 @@ type Report struct {
 	// regions, agents, probe settings); see Ack.config_hash.
 	ConfigHash string `protobuf:"bytes,5,opt,name=config_hash,json=configHash,proto3" json:"config_hash,omitempty"`
 	// members holds one entry per probed member.
-	Members       []*MemberReport `protobuf:"bytes,6,rep,name=members,proto3" json:"members,omitempty"`
+	Members []*MemberReport `protobuf:"bytes,6,rep,name=members,proto3" json:"members,omitempty"`
+	// boot_id is chosen at random by each agent process when it starts. A
+	// node that sees a new boot_id for an agent starts that agent's sequence
+	// afresh; within one boot_id, a report whose seq does not advance is
+	// refused.
+	BootId        string `protobuf:"bytes,7,opt,name=boot_id,json=bootId,proto3" json:"boot_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -122,6 +128,13 @@ func (x *Report) GetMembers() []*MemberReport {
 		return x.Members
 	}
 	return nil
+}
+
+func (x *Report) GetBootId() string {
+	if x != nil {
+		return x.BootId
+	}
+	return ""
 }
 
 // MemberReport is what the agent saw of one member in the round.
@@ -222,7 +235,9 @@ type CheckResult struct {
 	// duration is how long the check took.
 	Duration *durationpb.Duration `protobuf:"bytes,4,opt,name=duration,proto3" json:"duration,omitempty"`
 	// outcome classifies the result: pass, timeout, unreachable, auth,
-	// loading, wrong_reply, unavailable or error.
+	// loading, wrong_reply, unavailable, error, or not_measured (the agent
+	// itself could not run the check in time: its own overload or dial
+	// budget; this says nothing about the member).
 	Outcome       string `protobuf:"bytes,5,opt,name=outcome,proto3" json:"outcome,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -361,7 +376,7 @@ func (x *Heartbeat) GetWriter() string {
 type Ack struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// seq is the sequence number of the last report the node accepted from
-	// this agent (0 when none).
+	// this agent's current boot (0 when none).
 	Seq uint64 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
 	// config_hash is the node's config hash; an agent whose own hash differs
 	// runs with a different config than the node.
@@ -372,10 +387,16 @@ type Ack struct {
 	// node is the name of the node that answered.
 	Node string `protobuf:"bytes,4,opt,name=node,proto3" json:"node,omitempty"`
 	// rejected_members lists member entries the node dropped because it does
-	// not know them.
+	// not know them: at most a few names (see rejected_member_count).
 	RejectedMembers []string `protobuf:"bytes,5,rep,name=rejected_members,json=rejectedMembers,proto3" json:"rejected_members,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// rejected_member_count is how many member entries were dropped in all.
+	RejectedMemberCount uint32 `protobuf:"varint,6,opt,name=rejected_member_count,json=rejectedMemberCount,proto3" json:"rejected_member_count,omitempty"`
+	// accepted is true when the node took the report into its decisions
+	// (possibly without the rejected members); false when it refused it,
+	// with the reason in error.
+	Accepted      bool `protobuf:"varint,7,opt,name=accepted,proto3" json:"accepted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Ack) Reset() {
@@ -443,11 +464,25 @@ func (x *Ack) GetRejectedMembers() []string {
 	return nil
 }
 
+func (x *Ack) GetRejectedMemberCount() uint32 {
+	if x != nil {
+		return x.RejectedMemberCount
+	}
+	return 0
+}
+
+func (x *Ack) GetAccepted() bool {
+	if x != nil {
+		return x.Accepted
+	}
+	return false
+}
+
 var File_report_proto protoreflect.FileDescriptor
 
 const file_report_proto_rawDesc = "" +
 	"\n" +
-	"\freport.proto\x12\baagtm.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd0\x01\n" +
+	"\freport.proto\x12\baagtm.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe9\x01\n" +
 	"\x06Report\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12\x10\n" +
@@ -455,7 +490,8 @@ const file_report_proto_rawDesc = "" +
 	"\x04sent\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04sent\x12\x1f\n" +
 	"\vconfig_hash\x18\x05 \x01(\tR\n" +
 	"configHash\x120\n" +
-	"\amembers\x18\x06 \x03(\v2\x16.aagtm.v1.MemberReportR\amembers\"\xa4\x03\n" +
+	"\amembers\x18\x06 \x03(\v2\x16.aagtm.v1.MemberReportR\amembers\x12\x17\n" +
+	"\aboot_id\x18\a \x01(\tR\x06bootId\"\xa4\x03\n" +
 	"\fMemberReport\x12\x16\n" +
 	"\x06member\x18\x01 \x01(\tR\x06member\x12-\n" +
 	"\x06checks\x18\x02 \x03(\v2\x15.aagtm.v1.CheckResultR\x06checks\x12+\n" +
@@ -480,14 +516,16 @@ const file_report_proto_rawDesc = "" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x1d\n" +
 	"\n" +
 	"unix_nanos\x18\x02 \x01(\x03R\tunixNanos\x12\x16\n" +
-	"\x06writer\x18\x03 \x01(\tR\x06writer\"\x8d\x01\n" +
+	"\x06writer\x18\x03 \x01(\tR\x06writer\"\xdd\x01\n" +
 	"\x03Ack\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x1f\n" +
 	"\vconfig_hash\x18\x02 \x01(\tR\n" +
 	"configHash\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12\x12\n" +
 	"\x04node\x18\x04 \x01(\tR\x04node\x12)\n" +
-	"\x10rejected_members\x18\x05 \x03(\tR\x0frejectedMembers2>\n" +
+	"\x10rejected_members\x18\x05 \x03(\tR\x0frejectedMembers\x122\n" +
+	"\x15rejected_member_count\x18\x06 \x01(\rR\x13rejectedMemberCount\x12\x1a\n" +
+	"\baccepted\x18\a \x01(\bR\baccepted2>\n" +
 	"\rReportService\x12-\n" +
 	"\x06Stream\x12\x10.aagtm.v1.Report\x1a\r.aagtm.v1.Ack(\x010\x01B Z\x1egithub.com/aagtm/aagtm/api;apib\x06proto3"
 

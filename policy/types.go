@@ -6,10 +6,31 @@ import (
 	"time"
 )
 
+// Outcome classifies one check result, as the agent reported it.
+type Outcome string
+
+// The outcomes an agent reports (see api.CheckResult.outcome).
+const (
+	OutcomePass        Outcome = "pass"
+	OutcomeTimeout     Outcome = "timeout"
+	OutcomeUnreachable Outcome = "unreachable"
+	OutcomeAuth        Outcome = "auth"
+	OutcomeLoading     Outcome = "loading"
+	OutcomeWrongReply  Outcome = "wrong_reply"
+	OutcomeUnavailable Outcome = "unavailable"
+	OutcomeError       Outcome = "error"
+	// OutcomeNotMeasured: the agent could not run the check in time (its
+	// own overload or dial budget). It says nothing about the member.
+	OutcomeNotMeasured Outcome = "not_measured"
+)
+
 // CheckResult is the outcome of one check of one member in one probe round.
 type CheckResult struct {
 	// Check is the check's name (ping, echo, keyspace, lag, rest, command).
 	Check string
+	// Outcome classifies the result; empty from an agent that does not
+	// send one (then OK alone decides).
+	Outcome Outcome
 	// OK is true when the check passed.
 	OK bool
 	// Error is the failure text; empty when OK.

@@ -2,6 +2,8 @@ package probes
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"reflect"
@@ -48,10 +50,12 @@ type Agent struct {
 	logger hclog.Logger
 	opts   agentOptions
 
-	// seq numbers rounds. It starts at the agent's start time in
-	// microseconds, so a restarted agent's sequence keeps increasing and
-	// nodes do not discard its reports as old.
-	seq atomic.Uint64
+	// bootID is chosen at random when the agent is created; seq numbers
+	// its rounds from 1. Nodes order reports by (bootID, seq), so a
+	// restarted agent (a new bootID) is never mistaken for an old one,
+	// whatever its clock says.
+	bootID string
+	seq    atomic.Uint64
 
 	running atomic.Bool
 	// wg tracks member probes, which may outlive their round by a little.
@@ -98,8 +102,15 @@ func NewAgent(cfg *config.Config, agentID string, logger hclog.Logger, opts ...A
 	}
 	a.pending = st
 	redisLogOnce.Do(func() { redis.SetLogger(redisLogger{logger.Named("go-redis")}) })
-	a.seq.Store(uint64(time.Now().UnixMicro()))
+	a.bootID = newBootID()
 	return a, nil
+}
+
+// newBootID returns 16 random hex digits.
+func newBootID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	return hex.EncodeToString(b[:])
 }
 
 // redisLogOnce installs, process-wide and once, a go-redis logger that
@@ -551,6 +562,7 @@ func (a *Agent) report(st *agentState, seq uint64, results []memberResult) *api.
 		AgentId:    a.id,
 		Region:     st.region,
 		Seq:        seq,
+		BootId:     a.bootID,
 		Sent:       timestamppb.Now(),
 		ConfigHash: st.hash,
 	}

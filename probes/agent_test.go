@@ -448,11 +448,16 @@ func TestAgentReconfigure(t *testing.T) {
 		return m != nil && len(m.GetChecks()) == 1 && m.GetChecks()[0].GetOk()
 	})
 	seqs := []uint64{}
+	boots := map[string]bool{}
 	for _, r := range reps.all() {
 		seqs = append(seqs, r.GetSeq())
+		boots[r.GetBootId()] = true
 	}
-	if !slices.IsSorted(seqs) || seqs[0] < uint64(time.Now().Add(-time.Minute).UnixMicro()) {
-		t.Errorf("sequence numbers %v: want increasing, starting from the start time in µs", seqs)
+	if !slices.IsSorted(seqs) || seqs[0] != 1 {
+		t.Errorf("sequence numbers %v: want increasing from 1 across a reconfigure", seqs)
+	}
+	if len(boots) != 1 || boots[""] {
+		t.Errorf("boot ids %v: want one non-empty boot id per agent process", boots)
 	}
 }
 

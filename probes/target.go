@@ -48,6 +48,10 @@ const (
 	OutcomeUnavailable Outcome = "unavailable"
 	// OutcomeError: any other error reply.
 	OutcomeError Outcome = "error"
+	// OutcomeNotMeasured: the agent itself could not run the check in
+	// time (its own overload, its dial budget). It says nothing about the
+	// member: nodes never count it as a failed check.
+	OutcomeNotMeasured Outcome = "not_measured"
 )
 
 // result is the typed outcome of one check of one member.
