@@ -136,15 +136,16 @@ func (ev *evaluation) decide(db *config.Database, order, tiers []int, since []ti
 			d.chosen = ranked[:1]
 			return d
 		}
-		// All mode: every undrained member that is up; only when there is
-		// none, every drained one that is up.
+		// All mode: the best group of eligible members, each group in
+		// ranking order: undrained settled (in sync, then lagging);
+		// else undrained recovering (serving their failback hold); else
+		// drained settled; else drained recovering. A member serving its
+		// hold is not answered beside a settled one: resolvers rotate
+		// record sets, so ranking it last would not keep traffic off it.
 		d.multi = true
-		n := 0
-		for n < len(ranked) && tiers[ranked[n]] < tierDrained {
+		n, group := 0, tiers[ranked[0]]/2
+		for n < len(ranked) && tiers[ranked[n]]/2 == group {
 			n++
-		}
-		if n == 0 {
-			n = len(ranked)
 		}
 		d.chosen = ranked[:n]
 		return d
@@ -227,7 +228,7 @@ func (ev *evaluation) commit(db *config.Database, d *decision, regions []string,
 		c := st
 		ev.e.answers[answerKey{db.Name, r}] = &c
 	}
-	if prev != nil && prev.first != first {
+	if prev != nil && (prev.first != first || prev.allDown != st.allDown) {
 		ev.event(db, d, prev, &st, eventRegion)
 	}
 	a.Reason = ev.reason(db, d, members, a.Since, eventRegion)
@@ -273,25 +274,40 @@ func records(db *config.Database, chosen []int, multi bool) ([]Record, []string)
 func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
 // memberText describes a member's state in a few words, e.g.
-// "down (2/3 vantages)" or "up, in sync (lag 12ms)".
+// "down: timeout (2/3 vantages)", "up, in sync (lag 12ms)" or
+// "up, no fresh vantage since 2026-11-25T19:00:00Z: last verdict kept".
 func (ev *evaluation) memberText(name string) string {
 	m := ev.e.members[name]
 	if m == nil {
 		return "not configured"
 	}
+	static := ""
+	if m.failStatic {
+		static = ev.e.staticText(m)
+	}
 	if m.verdict == Down {
-		if m.fresh == 0 {
-			return "down (no fresh vantage, verdict kept)"
+		head := "down"
+		if m.downOutcome != "" {
+			head += ": " + string(m.downOutcome)
 		}
-		return fmt.Sprintf("down (%d/%d vantages)", m.downVotes, m.fresh)
+		if static != "" {
+			return head + ", " + static
+		}
+		return fmt.Sprintf("%s (%d/%d vantages)", head, m.downVotes, m.voting)
 	}
 	parts := []string{"up"}
 	if ev.ov.Drained[name] {
 		parts = append(parts, "drained")
 	}
+	if static != "" {
+		parts = append(parts, static)
+	}
 	switch {
-	case !m.lagKnown:
+	case !m.lagKnown && m.lagging:
+		parts = append(parts, "lagging (lag unknown)")
+	case !m.lagKnown && static == "":
 		parts = append(parts, "lag unknown")
+	case !m.lagKnown:
 	case m.lagging:
 		parts = append(parts, fmt.Sprintf("lagging (lag %s > %s)", m.lagMax, m.db.LagTolerance))
 	default:
@@ -301,10 +317,24 @@ func (ev *evaluation) memberText(name string) string {
 		if m.healthySince.IsZero() {
 			parts = append(parts, "recovering (failback hold starts when in sync)")
 		} else {
-			parts = append(parts, "recovering (failback hold until "+stamp(m.healthySince.Add(m.db.FailbackHold))+")")
+			parts = append(parts, fmt.Sprintf("recovering (failback hold %s of %s observed)", m.held, m.db.FailbackHold))
 		}
 	}
 	return strings.Join(parts, ", ")
+}
+
+// staticText explains a fail-static verdict: "no fresh vantage since T:
+// last verdict kept", or, under a numeric quorum, how many vantages vote.
+func (e *Engine) staticText(m *memberState) string {
+	since := "yet"
+	if !m.noFreshSince.IsZero() {
+		since = "since " + stamp(m.noFreshSince)
+	}
+	if m.voting == 0 {
+		return "no fresh vantage " + since + ": last verdict kept"
+	}
+	need, _ := e.quorum(m.voting)
+	return fmt.Sprintf("%d voting vantages, quorum %d, %s: last verdict kept", m.voting, need, since)
 }
 
 // named describes a member with its region and state:

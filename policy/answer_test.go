@@ -94,7 +94,8 @@ func TestAllModeTiers(t *testing.T) {
 	h.heal(euw)
 	h.setLag(use, time.Second)
 	h.rounds(2)
-	want := []string{aps, use, euw}
+	// The recovering euw is not answered beside settled members.
+	want := []string{aps, use}
 	for _, r := range regions {
 		if got := h.answer(r).Members; !slices.Equal(got, want) {
 			t.Errorf("%s: members = %v, want %v", r, got, want)
@@ -103,14 +104,29 @@ func TestAllModeTiers(t *testing.T) {
 	// Drained ones only when no undrained member is up.
 	h.ov.Drained[aps] = true
 	h.round()
-	if got := h.answer("ap-south").Members; !slices.Equal(got, []string{use, euw}) {
-		t.Errorf("members = %v, want [use euw]", got)
+	if got := h.answer("ap-south").Members; !slices.Equal(got, []string{use}) {
+		t.Errorf("members = %v, want [use]", got)
 	}
+	// Nothing settled and undrained: the recovering euw is answered,
+	// before the drained aps.
 	h.fail(use)
+	h.rounds(2)
+	if got := h.answer("ap-south").Members; !slices.Equal(got, []string{euw}) {
+		t.Errorf("members = %v, want only the recovering euw (%s)", got, h.answer("ap-south").Reason)
+	}
 	h.fail(euw)
 	h.rounds(2)
 	if got := h.answer("ap-south").Members; !slices.Equal(got, []string{aps}) {
 		t.Errorf("members = %v, want only the drained aps (%s)", got, h.answer("ap-south").Reason)
+	}
+	// Once euw's hold is served, it is answered beside the others.
+	delete(h.ov.Drained, aps)
+	h.heal(use)
+	h.heal(euw)
+	h.setLag(use, 10*time.Millisecond)
+	h.rounds(40)
+	if got := h.answer("eu-west").Members; !slices.Equal(got, []string{aps, euw, use}) {
+		t.Errorf("members = %v, want all three once settled (%s)", got, h.answer("eu-west").Reason)
 	}
 }
 
@@ -190,22 +206,32 @@ func TestWhenAllDown(t *testing.T) {
 				if a.ServFail != tt.servfail || a.RegionDependent != tt.regDep {
 					t.Errorf("%s: ServFail %v RegionDependent %v", r, a.ServFail, a.RegionDependent)
 				}
-				if !strings.Contains(a.Reason, tt.reasonHas) || !strings.Contains(a.Reason, "down (3/3 vantages)") {
+				if !strings.Contains(a.Reason, tt.reasonHas) || !strings.Contains(a.Reason, "down: timeout (3/3 vantages)") {
 					t.Errorf("%s: reason %q lacks %q", r, a.Reason, tt.reasonHas)
 				}
 			}
+			// Entering all-down is one all_down event per region, even
+			// where the first member stays the same, with its detection
+			// time (none without a good answer before).
+			if tt.primeFirst && len(evs) != len(regions) {
+				t.Errorf("events %+v, want one all_down per region", evs)
+			}
 			for _, e := range evs {
-				if e.Kind != Failover || e.Detection != time.Second {
-					t.Errorf("event %+v, want failover detected in 1s", e)
+				if e.Kind != AllDown || e.Detection != time.Second {
+					t.Errorf("event %+v, want all_down detected in 1s", e)
 				}
 			}
-			// One member recovers: it serves everywhere, as a failback.
+			// One member recovers: it serves everywhere; leaving all-down
+			// is not a failback.
 			h.heal(euw)
 			evs = h.rounds(2)
 			h.wantFirsts(euw, euw, euw)
+			if len(evs) != len(regions) {
+				t.Errorf("events %+v, want one all_down_end per region", evs)
+			}
 			for _, e := range evs {
-				if e.Kind != Failback || e.To != euw {
-					t.Errorf("event %+v, want failback to euw", e)
+				if e.Kind != AllDownEnd || e.To != euw || e.Detection != 0 {
+					t.Errorf("event %+v, want all_down_end to euw", e)
 				}
 			}
 		})
@@ -342,7 +368,7 @@ func TestReason(t *testing.T) {
 	h.rounds(2)
 	// The answer for eu-west moved to use in the second round.
 	want := "cache-use (us-east) up, in sync (lag 12ms), nearest eligible for eu-west since 2026-11-25T19:00:02Z; " +
-		"cache-euw down (2/3 vantages)"
+		"cache-euw down: timeout (2/3 vantages)"
 	if got := h.answer("eu-west").Reason; got != want {
 		t.Errorf("reason\n got %q\nwant %q", got, want)
 	}
@@ -364,7 +390,7 @@ func TestReason(t *testing.T) {
 		h.rounds(2)
 		r := h.answer("us-east").Reason
 		if !strings.HasPrefix(r, "cache-euw (eu-west) up, lag unknown, first eligible in failover order since") ||
-			!strings.HasSuffix(r, "; cache-use down (3/3 vantages)") {
+			!strings.HasSuffix(r, "; cache-use down: timeout (3/3 vantages)") {
 			t.Errorf("failover reason %q", r)
 		}
 		h = newHarness(t, testConfig(func(d *config.Database) { d.Mode = config.ModeAll }))
@@ -373,7 +399,7 @@ func TestReason(t *testing.T) {
 		r = h.answer("us-east").Reason
 		if !strings.HasPrefix(r, "all eligible for us-east, nearest first, since") ||
 			!strings.Contains(r, "cache-euw (eu-west) up, lag unknown; cache-aps (ap-south) up") ||
-			!strings.HasSuffix(r, "; cache-use down (3/3 vantages)") {
+			!strings.HasSuffix(r, "; cache-use down: timeout (3/3 vantages)") {
 			t.Errorf("all reason %q", r)
 		}
 	})
@@ -385,7 +411,7 @@ func TestReason(t *testing.T) {
 		h.rounds(2)
 		h.heal(use)
 		h.rounds(2)
-		if r := h.answer("us-east").Reason; !strings.Contains(r, "recovering (failback hold until 2026-11-25T19:00:34Z)") {
+		if r := h.answer("us-east").Reason; !strings.Contains(r, "recovering (failback hold 0s of 30s observed)") {
 			t.Errorf("reason %q", r)
 		}
 		h.setLag(use, time.Second)
@@ -397,7 +423,8 @@ func TestReason(t *testing.T) {
 			h.silent[a] = true
 		}
 		h.rounds(5)
-		if r := h.answer("eu-west").Reason; !strings.Contains(r, "cache-euw down (no fresh vantage, verdict kept)") {
+		if r := h.answer("eu-west").Reason; !strings.Contains(r, "cache-euw down: timeout, no fresh vantage since 2026-11-25T19:00:07Z: last verdict kept") ||
+			!strings.Contains(r, "cache-use (us-east) up, no fresh vantage since 2026-11-25T19:00:07Z: last verdict kept, lagging (lag unknown)") {
 			t.Errorf("reason %q", r)
 		}
 	})

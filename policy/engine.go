@@ -88,14 +88,14 @@ func (e *Engine) Observe(o Observation) {
 		return
 	}
 	p := pendingObs{
-		agent:  o.Agent,
-		member: o.Member,
-		seq:    o.Seq,
-		at:     o.Time,
-		passed: o.Passed(),
-		rtt:    o.RTT,
+		agent:   o.Agent,
+		member:  o.Member,
+		seq:     o.Seq,
+		at:      o.Time,
+		outcome: o.Outcome(),
+		rtt:     o.RTT,
 	}
-	if !p.passed {
+	if outcomeVotes[p.outcome] == voteFail {
 		p.errText = failureText(o.Checks)
 	}
 	if len(o.Lag) > 0 {
@@ -114,7 +114,7 @@ func (e *Engine) Observe(o Observation) {
 // ignored. A Forced member that is not a member of that database is
 // ignored too.
 func (e *Engine) Evaluate(now time.Time, ov Overrides) *Snapshot {
-	e.applyPending(now)
+	e.applyPending()
 	e.updateHealth(now)
 
 	snap := &Snapshot{
@@ -144,7 +144,7 @@ func (e *Engine) Evaluate(now time.Time, ov Overrides) *Snapshot {
 	snap.Recent = e.recent
 
 	for name, m := range e.members {
-		snap.Members[name] = m.status(e.cfg, ov.Drained[name], now)
+		snap.Members[name] = e.status(m, ov.Drained[name], now)
 		m.tier = tierOf(m, ov.Drained[name])
 	}
 
@@ -155,7 +155,8 @@ func (e *Engine) Evaluate(now time.Time, ov Overrides) *Snapshot {
 
 // Reconfigure swaps in a new config, keeping the state of members and
 // vantages that still exist. New members start up and settled; new vantages
-// start up and unseen. Buffered observations are kept and checked against
+// start unseen and abstain until they have evidence; a removed agent's
+// votes and lag samples go with it. Buffered observations are kept and checked against
 // the new config when applied. A nil config is treated as empty.
 func (e *Engine) Reconfigure(cfg *config.Config) {
 	if cfg == nil {
@@ -181,18 +182,18 @@ func (e *Engine) Reconfigure(cfg *config.Config) {
 				m = newMemberState()
 			}
 			m.name, m.region, m.db = mc.Name, mc.Region, db
-			for src := range m.lag {
-				if !e.regions[src] {
-					delete(m.lag, src)
-				}
-			}
 			vs := make(map[string]*vantage, len(cfg.Agents))
 			for _, a := range cfg.Agents {
 				v, ok := m.vantages[a.ID]
 				if !ok {
-					v = &vantage{agent: a.ID, verdict: Up}
+					v = newVantage(a.ID, a.Region)
 				}
 				v.region = a.Region
+				for src := range v.lag {
+					if !e.regions[src] {
+						delete(v.lag, src)
+					}
+				}
 				vs[a.ID] = v
 			}
 			m.vantages = vs

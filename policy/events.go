@@ -20,57 +20,63 @@ func (ev *evaluation) event(db *config.Database, d *decision, prev, cur *answerS
 		At:       ev.now,
 	}
 	fm, tm := ev.e.members[from], ev.e.members[to]
-	if kind == Failover && fm != nil && fm.verdict == Down && !fm.failStart.IsZero() && !fm.failStart.After(ev.now) {
+	failover := kind == Failover || kind == AllDown
+	if failover && fm != nil && fm.verdict == Down && !fm.failStart.IsZero() && !fm.failStart.After(ev.now) {
 		e.Detection = ev.now.Sub(fm.failStart)
 	}
 	if fm != nil && tm != nil {
-		if s, ok := tm.lag[fm.region]; ok {
-			e.RPOEstimate, e.RPOKnown = s.lag, true
+		if l, ok := tm.lagBy[fm.region]; ok {
+			e.RPOEstimate, e.RPOKnown = l, true
 		}
 	}
 	e.Reason = orNone(from) + " → " + orNone(to) + ": " + why
 	ev.events = append(ev.events, e)
 }
 
-// classify tells why the first member changed. Operator actions (force,
-// drain) are changes; leaving a member that is down, lagging, or when
-// nothing is eligible any more is a failover; moving to a member that
-// ranks before the old one because its health improved (it came up, caught
-// up, finished its failback hold), or to any member after nothing was
-// eligible, is a failback; anything else (a Ranker's new order) is a change.
+// classify tells why the answer changed. Operator forces are changes; the
+// answer entering when_all_down is all_down, leaving it all_down_end;
+// leaving a member that is down or lagging is a failover; an operator
+// drain or undrain is a change; moving to a member that ranks before the
+// old one because its health improved (it came up, caught up, finished
+// its failback hold) and is not lagging is a failback; anything else (a
+// Ranker's new order, a lagging member ranked first) is a change.
 func (ev *evaluation) classify(db *config.Database, d *decision, prev, cur *answerState) (EventKind, string) {
 	from, to := prev.first, cur.first
 	pf, cf := forcedMember(db, ev.e.prevOv), forcedMember(db, ev.ov)
+	allDown := "no member eligible (when_all_down " + string(db.WhenAllDown) + ")"
+	fm := ev.e.members[from]
 	switch {
 	case pf != cf && cf != "":
 		return Change, "forced by operator"
 	case pf != cf:
 		return Change, "operator force on " + pf + " lifted"
+	case !prev.allDown && cur.allDown:
+		if fm != nil && fm.verdict == Down {
+			return AllDown, allDown + ": " + from + " " + ev.memberText(from)
+		}
+		return AllDown, allDown
 	case prev.allDown && !cur.allDown:
-		return Failback, to + " eligible again: " + ev.memberText(to)
+		return AllDownEnd, to + " eligible again: " + ev.memberText(to)
+	case prev.allDown:
+		return Change, allDown + ", answer changed"
 	}
-	fm := ev.e.members[from]
 	if from != "" && (fm == nil || fm.db.Name != db.Name) {
 		return Change, from + " no longer configured"
 	}
-	allDown := ""
-	if cur.allDown {
-		allDown = "; no member eligible (when_all_down " + string(db.WhenAllDown) + ")"
-	}
-	switch {
-	case fm != nil && fm.verdict == Down:
-		return Failover, from + " " + ev.memberText(from) + allDown
-	case cur.allDown:
-		return Failover, allDown[2:]
+	if fm != nil && fm.verdict == Down {
+		return Failover, from + " " + ev.memberText(from)
 	}
 	if why, ok := ev.drainChange(from, to); ok {
 		return Change, why
 	}
+	tm := ev.e.members[to]
 	switch {
 	case fm != nil && fm.lagging:
 		return Failover, from + " " + ev.memberText(from)
-	case from != "" && to != "" && ranksBefore(db, d.order, to, from) && recovered(ev.e.members[to], ev.ov):
+	case from != "" && to != "" && ranksBefore(db, d.order, to, from) && recovered(tm, ev.ov) && !tm.lagging:
 		return Failback, to + " ranks before " + from + " and is " + ev.memberText(to)
+	case from != "" && to != "" && ranksBefore(db, d.order, to, from) && tm.lagging:
+		return Change, to + " ranks before " + from + " and is " + ev.memberText(to)
 	}
 	return Change, "ranking changed"
 }

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"cmp"
 	"maps"
 	"slices"
 	"strings"
@@ -15,7 +16,7 @@ type pendingObs struct {
 	agent, member string
 	seq           uint64
 	at            time.Time
-	passed        bool
+	outcome       Outcome
 	errText       string
 	rtt           time.Duration
 	lag           map[string]time.Duration
@@ -24,23 +25,37 @@ type pendingObs struct {
 // vantage is one agent's rise/fall state for one member.
 type vantage struct {
 	agent, region string
-	verdict       Verdict
-	seen          bool
-	lastSeen      time.Time
-	lastSeq       uint64
-	passes        int
-	failures      int
-	lastErr       string
-	rtt           time.Duration
+	// seen is true once any observation arrived since the vantage was
+	// added or restored; lastSeen, lastSeq and lastOutcome are its last.
+	seen        bool
+	lastSeen    time.Time
+	lastSeq     uint64
+	lastOutcome Outcome
+	// evidence is when its last pass or failure arrived (zero: none since
+	// it was added or restored). not_measured rounds do not move it.
+	evidence time.Time
+	// passes and failures count the current run since the vantage became
+	// fresh.
+	passes, failures int
+	// voting is true once the vantage has seen rise passes or fall
+	// failures since it became fresh; verdict is its vote.
+	voting  bool
+	verdict Verdict
+	lastErr string
+	// failOutcome is the outcome of its last failed round.
+	failOutcome Outcome
+	rtt         time.Duration
 	// runStart is the time of the first failure of the current run of
-	// consecutive failures (zero when the last observation passed).
+	// consecutive failures (zero when the last evidence passed).
 	runStart time.Time
-	// downFrom is the runStart of the run that turned the vantage down
-	// (zero while it is up).
-	downFrom time.Time
+	// downFrom is the runStart of the run that turned the vantage down and
+	// downAt when it did (zero while it votes up).
+	downFrom, downAt time.Time
+	// lag holds the vantage's last lag sample per source region.
+	lag map[string]lagSample
 }
 
-// lagSample is the last lag seen of a member behind one source region.
+// lagSample is one vantage's last lag of a member behind one source region.
 type lagSample struct {
 	lag time.Duration
 	at  time.Time
@@ -55,26 +70,40 @@ type memberState struct {
 	since        time.Time
 	settled      bool
 	healthySince time.Time
-	// failStart is, while down, the first failed observation of the failure
-	// runs whose down votes made quorum: the start of detection.
+	// held is the observed healthy time of the current failback hold;
+	// holdMark the last evaluation that added to it (zero: none since the
+	// verdict was last kept fail-static).
+	held     time.Duration
+	holdMark time.Time
+	// failStart is, while down, the first failure of the failure run that
+	// completed the down quorum: the start of detection.
 	failStart time.Time
-	lag       map[string]lagSample
-	vantages  map[string]*vantage // by agent ID
+	// downOutcome is, while down, the dominant outcome of the down votes.
+	downOutcome Outcome
+	// noFreshSince is the last evaluation at which the quorum decided.
+	noFreshSince time.Time
+	vantages     map[string]*vantage // by agent ID
 
 	// Derived by updateHealth at every Evaluate.
-	fresh, downVotes int
-	lagMax           time.Duration
-	lagKnown         bool
-	lagging          bool
+	voting, downVotes int
+	failStatic        bool
+	lagBy             map[string]time.Duration // robust lag per source region
+	lagMax            time.Duration
+	lagKnown          bool
+	lagging           bool
 	// inSyncSince is, while lagging, when the lag last fell back under the
-	// tolerance (zero while it is over).
+	// tolerance (zero while it is over or unknown).
 	inSyncSince time.Time
 	// tier is the ranking tier the last Evaluate gave the member.
 	tier int
 }
 
 func newMemberState() *memberState {
-	return &memberState{verdict: Up, settled: true, lag: map[string]lagSample{}}
+	return &memberState{verdict: Up, settled: true}
+}
+
+func newVantage(agent, region string) *vantage {
+	return &vantage{agent: agent, region: region, verdict: Up, lag: map[string]lagSample{}}
 }
 
 // failureText names the failing checks of a failed round, e.g.
@@ -85,7 +114,7 @@ func failureText(checks []CheckResult) string {
 	}
 	var parts []string
 	for _, c := range checks {
-		if c.OK {
+		if v, _ := c.voteOf(); v != voteFail {
 			continue
 		}
 		if c.Error == "" {
@@ -107,29 +136,20 @@ func comparePending(a, b pendingObs) int {
 	if c := strings.Compare(a.member, b.member); c != 0 {
 		return c
 	}
-	switch {
-	case a.seq < b.seq:
-		return -1
-	case a.seq > b.seq:
-		return 1
+	if c := cmp.Compare(a.seq, b.seq); c != 0 {
+		return c
 	}
 	if c := a.at.Compare(b.at); c != 0 {
 		return c
 	}
-	if a.passed != b.passed {
-		if a.passed {
-			return 1
-		}
-		return -1
+	if c := strings.Compare(string(a.outcome), string(b.outcome)); c != 0 {
+		return c
 	}
 	if c := strings.Compare(a.errText, b.errText); c != 0 {
 		return c
 	}
-	if a.rtt != b.rtt {
-		if a.rtt < b.rtt {
-			return -1
-		}
-		return 1
+	if c := cmp.Compare(a.rtt, b.rtt); c != 0 {
+		return c
 	}
 	return strings.Compare(lagKey(a.lag), lagKey(b.lag))
 }
@@ -147,10 +167,10 @@ func lagKey(l map[string]time.Duration) string {
 }
 
 // applyPending applies and clears the buffered observations.
-func (e *Engine) applyPending(now time.Time) {
+func (e *Engine) applyPending() {
 	slices.SortFunc(e.pending, comparePending)
 	for _, o := range e.pending {
-		e.apply(o, now)
+		e.apply(o)
 	}
 	clear(e.pending)
 	e.pending = e.pending[:0]
@@ -160,15 +180,49 @@ func (e *Engine) applyPending(now time.Time) {
 func (e *Engine) rise() int { return max(e.cfg.Probes.Rise, 1) }
 func (e *Engine) fall() int { return max(e.cfg.Probes.Fall, 1) }
 
-// isFresh reports whether an observation that arrived at t still counts at
-// now.
+// isFresh reports whether something that happened at t still counts at
+// now: it is younger than stale_after. At exactly stale_after it is stale.
 func (e *Engine) isFresh(t, now time.Time) bool {
-	return now.Sub(t) <= e.cfg.Probes.StaleAfter
+	return now.Sub(t) < e.cfg.Probes.StaleAfter
+}
+
+// fresh reports whether v's evidence is fresh at now.
+func (e *Engine) fresh(v *vantage, now time.Time) bool {
+	return !v.evidence.IsZero() && e.isFresh(v.evidence, now)
+}
+
+// quorum returns how many down votes out of voting make a member down, and
+// whether the quorum can decide at all. majority, any and all decide with
+// one voting vantage or more; a numeric quorum N needs N voting vantages.
+// When it cannot decide, the last verdict stands (fail-static).
+func (e *Engine) quorum(voting int) (need int, decides bool) {
+	q := e.cfg.Probes.Quorum
+	switch q.Kind {
+	case "any":
+		need = 1
+	case "all":
+		need = voting
+	case "count":
+		need = max(q.Count, 1)
+		return need, voting >= need
+	default:
+		need = voting/2 + 1
+	}
+	return need, voting > 0
+}
+
+// lagQuorum returns which largest sample (1 = the largest) is a member's
+// lag when n vantages have a sample: the health quorum over n, at most n.
+// With the default majority and n ≥ 3, one vantage alone can neither raise
+// nor lower the value.
+func (e *Engine) lagQuorum(n int) int {
+	need, _ := e.quorum(n)
+	return min(max(need, 1), n)
 }
 
 // apply runs one observation through its vantage's rise/fall counters and
-// records its lag.
-func (e *Engine) apply(o pendingObs, now time.Time) {
+// records its lag samples.
+func (e *Engine) apply(o pendingObs) {
 	m, ok := e.members[o.member]
 	if !ok {
 		return
@@ -180,36 +234,46 @@ func (e *Engine) apply(o pendingObs, now time.Time) {
 	if v.seen && o.seq <= v.lastSeq {
 		return
 	}
-	v.seen, v.lastSeq, v.lastSeen, v.rtt = true, o.seq, o.at, o.rtt
-	if o.passed {
+	v.seen, v.lastSeq, v.lastSeen, v.lastOutcome = true, o.seq, o.at, o.outcome
+	// Each source region is updated on its own, so map order is moot.
+	for src, l := range o.lag {
+		if !e.regions[src] {
+			continue
+		}
+		if s, ok := v.lag[src]; ok && s.at.After(o.at) {
+			continue
+		}
+		v.lag[src] = lagSample{lag: l, at: o.at}
+	}
+	vt, _ := outcomeVotes[o.outcome]
+	if vt == voteNone {
+		return
+	}
+	if !e.fresh(v, o.at) {
+		// The vantage becomes fresh: it votes again only on new evidence.
+		v.passes, v.failures, v.voting = 0, 0, false
+		v.runStart, v.downFrom, v.downAt = time.Time{}, time.Time{}, time.Time{}
+	}
+	v.evidence, v.rtt = o.at, o.rtt
+	if vt == votePass {
 		v.passes++
 		v.failures = 0
 		v.runStart = time.Time{}
-		if v.verdict == Down && v.passes >= e.rise() {
-			v.verdict, v.downFrom = Up, time.Time{}
+		if v.passes >= e.rise() && (!v.voting || v.verdict == Down) {
+			v.voting, v.verdict = true, Up
+			v.downFrom, v.downAt = time.Time{}, time.Time{}
 		}
-	} else {
-		v.failures++
-		v.passes = 0
-		v.lastErr = o.errText
-		if v.failures == 1 {
-			v.runStart = o.at
-		}
-		if v.verdict == Up && v.failures >= e.fall() {
-			v.verdict, v.downFrom = Down, v.runStart
-		}
+		return
 	}
-	if len(o.lag) > 0 && e.isFresh(o.at, now) {
-		// Each source region is updated on its own, so map order is moot.
-		for src, l := range o.lag {
-			if !e.regions[src] {
-				continue
-			}
-			if s, ok := m.lag[src]; ok && s.at.After(o.at) {
-				continue
-			}
-			m.lag[src] = lagSample{lag: l, at: o.at}
-		}
+	v.failures++
+	v.passes = 0
+	v.lastErr, v.failOutcome = o.errText, o.outcome
+	if v.failures == 1 {
+		v.runStart = o.at
+	}
+	if v.failures >= e.fall() && (!v.voting || v.verdict == Up) {
+		v.voting, v.verdict = true, Down
+		v.downFrom, v.downAt = v.runStart, o.at
 	}
 }
 
@@ -221,120 +285,198 @@ func (e *Engine) updateHealth(now time.Time) {
 	}
 }
 
-// updateMember derives one member's verdict (quorum of fresh vantages, or
-// fail-static), its lag, and its failback hold at now.
+// updateMember derives one member's verdict (quorum of the voting
+// vantages, or fail-static), its lag, and its failback hold at now.
 func (e *Engine) updateMember(m *memberState, now time.Time) {
-	fresh, down := 0, 0
-	var detect time.Time
+	voting := 0
+	var downs []*vantage
 	for _, v := range m.vantages {
-		if !v.seen || !e.isFresh(v.lastSeen, now) {
+		if !v.voting || !e.fresh(v, now) {
 			continue
 		}
-		fresh++
+		voting++
 		if v.verdict == Down {
-			down++
-			if !v.downFrom.IsZero() && (detect.IsZero() || v.downFrom.Before(detect)) {
-				detect = v.downFrom
-			}
+			downs = append(downs, v)
 		}
 	}
-	m.fresh, m.downVotes = fresh, down
-	if fresh > 0 {
+	m.voting, m.downVotes = voting, len(downs)
+	need, decides := e.quorum(voting)
+	m.failStatic = !decides
+	if decides {
+		m.noFreshSince = now
 		verdict := Up
-		if down >= max(e.cfg.Probes.Quorum.Need(fresh), 1) {
+		if len(downs) >= need {
 			verdict = Down
 		}
 		if verdict != m.verdict {
 			m.verdict, m.since = verdict, now
+			m.failStart = time.Time{}
 			if verdict == Down {
-				m.failStart = detect
-			} else {
-				m.failStart = time.Time{}
+				m.failStart = quorumRunStart(downs, need)
 			}
+		}
+		m.downOutcome = ""
+		if verdict == Down {
+			m.downOutcome = dominantOutcome(downs)
 		}
 	}
 
-	m.lagMax, m.lagKnown = 0, false
-	for src, s := range m.lag {
-		if src == m.region {
-			continue
-		}
-		if !m.lagKnown || s.lag > m.lagMax {
-			m.lagMax, m.lagKnown = s.lag, true
-		}
-	}
-	m.updateLagging(now, time.Duration(max(e.cfg.Probes.Rise, 1))*e.cfg.Probes.Interval)
+	e.updateLag(m, now)
+	m.updateLagging(now, time.Duration(e.rise())*e.cfg.Probes.Interval)
 
 	switch {
 	case m.verdict == Down:
 		m.settled, m.healthySince = false, time.Time{}
+		m.held, m.holdMark = 0, time.Time{}
 	case m.lagging:
-		// The hold clock restarts; a settled member stays settled (it is
-		// ranked as lagging instead).
+		// The hold restarts; a settled member stays settled (it is ranked
+		// as lagging instead).
 		m.healthySince = time.Time{}
+		m.held, m.holdMark = 0, time.Time{}
 	default:
 		if m.healthySince.IsZero() {
 			m.healthySince = now
 		}
-		if !m.settled && now.Sub(m.healthySince) >= m.db.FailbackHold {
+		if m.failStatic {
+			// Nothing observed: the hold does not advance.
+			m.holdMark = time.Time{}
+			break
+		}
+		if !m.holdMark.IsZero() && now.After(m.holdMark) {
+			m.held += now.Sub(m.holdMark)
+		}
+		m.holdMark = now
+		if !m.settled && m.held >= m.db.FailbackHold {
 			m.settled = true
+		}
+	}
+}
+
+// quorumRunStart returns the start of the failure run that completed the
+// quorum: the down votes ordered by when each vantage turned down, the
+// need-th one's run start.
+func quorumRunStart(downs []*vantage, need int) time.Time {
+	slices.SortFunc(downs, func(a, b *vantage) int {
+		if c := a.downAt.Compare(b.downAt); c != 0 {
+			return c
+		}
+		return a.downFrom.Compare(b.downFrom)
+	})
+	return downs[min(max(need, 1), len(downs))-1].downFrom
+}
+
+// dominantOutcome returns the most frequent failure outcome among the down
+// votes (ties: the first by name).
+func dominantOutcome(downs []*vantage) Outcome {
+	n := map[Outcome]int{}
+	for _, v := range downs {
+		n[v.failOutcome]++
+	}
+	var best Outcome
+	for _, o := range slices.Sorted(maps.Keys(n)) {
+		if n[o] > n[best] {
+			best = o
+		}
+	}
+	return best
+}
+
+// updateLag derives the member's lag per source region from the vantages'
+// unexpired samples (younger than stale_after): per source, the
+// lagQuorum-th largest value.
+func (e *Engine) updateLag(m *memberState, now time.Time) {
+	bySrc := map[string][]time.Duration{}
+	for _, v := range m.vantages {
+		for src, s := range v.lag {
+			if e.isFresh(s.at, now) {
+				bySrc[src] = append(bySrc[src], s.lag)
+			}
+		}
+	}
+	m.lagBy = nil
+	m.lagMax, m.lagKnown = 0, false
+	for src, ls := range bySrc {
+		slices.SortFunc(ls, func(a, b time.Duration) int { return cmp.Compare(b, a) })
+		l := ls[e.lagQuorum(len(ls))-1]
+		if m.lagBy == nil {
+			m.lagBy = make(map[string]time.Duration, len(bySrc))
+		}
+		m.lagBy[src] = l
+		if src == m.region {
+			continue
+		}
+		if !m.lagKnown || l > m.lagMax {
+			m.lagMax, m.lagKnown = l, true
 		}
 	}
 }
 
 // updateLagging sets lagging with hysteresis: a member becomes lagging as
 // soon as its lag exceeds the tolerance, and stops only once the lag has
-// stayed within it for settle (rise × interval). Lag measured near the
-// tolerance therefore cannot flip answers back and forth every round.
+// stayed known and within it for settle (rise × interval). Lag measured
+// near the tolerance therefore cannot flip answers back and forth every
+// round. With no lag known, lagging stands and the settle time restarts.
 func (m *memberState) updateLagging(now time.Time, settle time.Duration) {
-	over := m.lagKnown && m.lagMax > m.db.LagTolerance
 	switch {
-	case over:
+	case !m.lagKnown:
+		m.inSyncSince = time.Time{}
+	case m.lagMax > m.db.LagTolerance:
 		m.lagging, m.inSyncSince = true, time.Time{}
 	case !m.lagging:
 	case m.inSyncSince.IsZero():
 		m.inSyncSince = now
 		m.lagging = settle > 0
+		if !m.lagging {
+			m.inSyncSince = time.Time{}
+		}
 	case now.Sub(m.inSyncSince) >= settle:
 		m.lagging, m.inSyncSince = false, time.Time{}
 	}
 }
 
 // status returns the member's public status at now.
-func (m *memberState) status(cfg *config.Config, drained bool, now time.Time) *MemberStatus {
+func (e *Engine) status(m *memberState, drained bool, now time.Time) *MemberStatus {
 	s := &MemberStatus{
 		Name:         m.name,
 		Database:     m.db.Name,
 		Region:       m.region,
 		Verdict:      m.verdict,
 		Since:        m.since,
+		DownOutcome:  m.downOutcome,
+		Voting:       m.voting,
+		DownVotes:    m.downVotes,
+		FailStatic:   m.failStatic,
 		Lag:          m.lagMax,
 		LagKnown:     m.lagKnown,
 		Lagging:      m.lagging,
 		Drained:      drained,
 		Settled:      m.settled,
 		HealthySince: m.healthySince,
+		Held:         m.held,
 		Vantages:     make([]VantageState, 0, len(m.vantages)),
 	}
-	if len(m.lag) > 0 {
-		s.LagBySource = make(map[string]time.Duration, len(m.lag))
-		for src, l := range m.lag {
-			s.LagBySource[src] = l.lag
-		}
+	if m.failStatic {
+		s.NoFreshSince = m.noFreshSince
+	}
+	if len(m.lagBy) > 0 {
+		s.LagBySource = maps.Clone(m.lagBy)
 	}
 	for _, id := range slices.Sorted(maps.Keys(m.vantages)) {
 		v := m.vantages[id]
+		fresh := e.fresh(v, now)
 		s.Vantages = append(s.Vantages, VantageState{
-			Agent:     v.agent,
-			Region:    v.region,
-			Verdict:   v.verdict,
-			Fresh:     v.seen && now.Sub(v.lastSeen) <= cfg.Probes.StaleAfter,
-			LastSeen:  v.lastSeen,
-			LastSeq:   v.lastSeq,
-			Passes:    v.passes,
-			Failures:  v.failures,
-			LastError: v.lastErr,
-			RTT:       v.rtt,
+			Agent:       v.agent,
+			Region:      v.region,
+			Verdict:     v.verdict,
+			Fresh:       fresh,
+			Voting:      fresh && v.voting,
+			LastSeen:    v.lastSeen,
+			LastSeq:     v.lastSeq,
+			LastOutcome: v.lastOutcome,
+			Passes:      v.passes,
+			Failures:    v.failures,
+			LastError:   v.lastErr,
+			RTT:         v.rtt,
 		})
 	}
 	return s

@@ -141,9 +141,9 @@ func (h *harness) obs(agent, member string) Observation {
 	h.seq[agent]++
 	a, _ := h.cfg.Agent(agent)
 	ok := !h.failing[agent][member]
-	c := CheckResult{Check: "ping", OK: ok, Duration: time.Millisecond}
+	c := CheckResult{Check: "ping", Outcome: OutcomePass, OK: ok, Duration: time.Millisecond}
 	if !ok {
-		c.Error = "i/o timeout"
+		c.Outcome, c.Error = OutcomeTimeout, "i/o timeout"
 	}
 	var lag map[string]time.Duration
 	if l := h.lag[member]; l != nil {

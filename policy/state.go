@@ -9,12 +9,20 @@ import (
 
 // State is the engine's decision state, for a node to persist and restore
 // across a restart so that it serves its last answers at once instead of
-// starting from "everything up". It is JSON-serialisable. Per-vantage
-// rise/fall counters are not part of it: they rebuild from new reports.
+// starting from "everything up": restored right after the Evaluate that
+// preceded Export, an engine answers identically and logs no event. It is
+// JSON-serialisable; fields added since the first version are optional, so
+// older files still load. Per-vantage rise/fall counters are not part of
+// it: every vantage restarts unseen and votes again only on new evidence.
 type State struct {
 	// Serial is the last snapshot serial; a restored engine continues
 	// above it.
 	Serial uint64 `json:"serial"`
+	// Drained and Forced are the overrides the last Evaluate saw, so the
+	// first Evaluate after a restore does not take them for new operator
+	// actions.
+	Drained []string          `json:"drained,omitempty"`
+	Forced  map[string]string `json:"forced,omitempty"`
 	// Members holds each member's verdict and failback state, sorted by
 	// name.
 	Members []MemberState `json:"members"`
@@ -35,11 +43,35 @@ type MemberState struct {
 	Settled bool `json:"settled"`
 	// HealthySince is when the member last became up and in sync.
 	HealthySince time.Time `json:"healthy_since,omitzero"`
-	// FailStart is, while down, when the failure that brought it down was
-	// first observed.
+	// FailStart is, while down, when the failure run that completed the
+	// down quorum started.
 	FailStart time.Time `json:"fail_start,omitzero"`
-	// Lag is the last lag seen behind each source region.
+	// DownOutcome is, while down, the dominant outcome of the down votes.
+	DownOutcome Outcome `json:"down_outcome,omitempty"`
+	// NoFreshSince is the last time the quorum decided the verdict.
+	NoFreshSince time.Time `json:"no_fresh_since,omitzero"`
+	// Held is the observed healthy time of the current failback hold.
+	Held time.Duration `json:"held,omitempty"`
+	// Lagging and InSyncSince are the lag hysteresis: lagging, and since
+	// when the lag has been back within the tolerance.
+	Lagging     bool      `json:"lagging,omitempty"`
+	InSyncSince time.Time `json:"in_sync_since,omitzero"`
+	// Lag is the member's lag behind each source region (as in
+	// MemberStatus.LagBySource), for readers; Restore uses LagSamples.
 	Lag map[string]time.Duration `json:"lag,omitempty"`
+	// LagSamples are the vantages' lag samples; each still expires
+	// stale_after after it was taken.
+	LagSamples []LagSample `json:"lag_samples,omitempty"`
+}
+
+// LagSample is one vantage's last lag of a member behind a source region.
+type LagSample struct {
+	// Agent is the vantage; Source the source region.
+	Agent  string `json:"agent"`
+	Source string `json:"source"`
+	// Lag is the lag measured; At when the report carrying it arrived.
+	Lag time.Duration `json:"lag"`
+	At  time.Time     `json:"at"`
 }
 
 // AnswerState is the persisted last answer of one database for one client
@@ -66,8 +98,12 @@ type AnswerState struct {
 func (e *Engine) Export() State {
 	s := State{
 		Serial:  e.serial,
+		Drained: slices.Sorted(maps.Keys(e.prevOv.Drained)),
 		Members: make([]MemberState, 0, len(e.members)),
 		Answers: make([]AnswerState, 0, len(e.answers)),
+	}
+	if len(e.prevOv.Forced) > 0 {
+		s.Forced = maps.Clone(e.prevOv.Forced)
 	}
 	for _, name := range slices.Sorted(maps.Keys(e.members)) {
 		m := e.members[name]
@@ -78,11 +114,20 @@ func (e *Engine) Export() State {
 			Settled:      m.settled,
 			HealthySince: m.healthySince,
 			FailStart:    m.failStart,
+			DownOutcome:  m.downOutcome,
+			NoFreshSince: m.noFreshSince,
+			Held:         m.held,
+			Lagging:      m.lagging,
+			InSyncSince:  m.inSyncSince,
 		}
-		if len(m.lag) > 0 {
-			ms.Lag = make(map[string]time.Duration, len(m.lag))
-			for src, l := range m.lag {
-				ms.Lag[src] = l.lag
+		if len(m.lagBy) > 0 {
+			ms.Lag = maps.Clone(m.lagBy)
+		}
+		for _, id := range slices.Sorted(maps.Keys(m.vantages)) {
+			v := m.vantages[id]
+			for _, src := range slices.Sorted(maps.Keys(v.lag)) {
+				l := v.lag[src]
+				ms.LagSamples = append(ms.LagSamples, LagSample{Agent: id, Source: src, Lag: l.lag, At: l.at})
 			}
 		}
 		s.Members = append(s.Members, ms)
@@ -110,13 +155,25 @@ func (e *Engine) Export() State {
 
 // Restore loads a state from Export into the engine, typically right after
 // New on a restarted node; the next Evaluate then answers as the node did
-// before. Members, databases, regions and source regions the config does not
-// know are ignored, as are unknown members inside answers. Every vantage of
-// a restored member restarts unseen with the member's verdict, so a member
-// restored down needs rise passes (and quorum) to come back up. The serial
-// never goes backwards.
+// before and logs no event. Members, databases, regions, agents and source
+// regions the config does not know are ignored, as are unknown members
+// inside answers. Every vantage of a restored member restarts unseen and
+// abstains until it has evidence (rise passes or fall failures), so the
+// restored verdict stands until a quorum of new evidence moves it; the
+// failback hold counts no time until then. The serial never goes
+// backwards.
 func (e *Engine) Restore(s State) {
 	e.serial = max(e.serial, s.Serial)
+	e.prevOv = Overrides{}
+	for _, n := range s.Drained {
+		if e.prevOv.Drained == nil {
+			e.prevOv.Drained = map[string]bool{}
+		}
+		e.prevOv.Drained[n] = true
+	}
+	if len(s.Forced) > 0 {
+		e.prevOv.Forced = maps.Clone(s.Forced)
+	}
 	for _, ms := range s.Members {
 		m, ok := e.members[ms.Name]
 		if !ok {
@@ -128,18 +185,25 @@ func (e *Engine) Restore(s State) {
 		}
 		m.verdict, m.since, m.settled = v, ms.Since, ms.Settled
 		m.healthySince, m.failStart = ms.HealthySince, ms.FailStart
+		m.downOutcome, m.noFreshSince = ms.DownOutcome, ms.NoFreshSince
+		m.held, m.holdMark = ms.Held, time.Time{}
+		m.lagging, m.inSyncSince = ms.Lagging, ms.InSyncSince
 		if v == Down {
-			m.settled, m.healthySince = false, time.Time{}
-		}
-		m.lag = map[string]lagSample{}
-		for src, l := range ms.Lag {
-			if e.regions[src] {
-				m.lag[src] = lagSample{lag: l}
-			}
+			m.settled, m.healthySince, m.held = false, time.Time{}, 0
+		} else {
+			m.downOutcome = ""
 		}
 		for id, vt := range m.vantages {
-			m.vantages[id] = &vantage{agent: vt.agent, region: vt.region, verdict: v}
+			m.vantages[id] = newVantage(vt.agent, vt.region)
 		}
+		for _, l := range ms.LagSamples {
+			if vt, ok := m.vantages[l.Agent]; ok && e.regions[l.Source] {
+				vt.lag[l.Source] = lagSample{lag: l.Lag, at: l.At}
+			}
+		}
+	}
+	for _, m := range e.members {
+		m.tier = tierOf(m, e.prevOv.Drained[m.name])
 	}
 	for _, as := range s.Answers {
 		db, ok := e.cfg.Database(as.Database)

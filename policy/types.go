@@ -24,6 +24,44 @@ const (
 	OutcomeNotMeasured Outcome = "not_measured"
 )
 
+// vote is what a check outcome says about the member.
+type vote uint8
+
+const (
+	votePass vote = iota + 1 // the member passed the check
+	voteFail                 // the member failed the check
+	voteNone                 // no evidence either way
+)
+
+// outcomeVotes is the one table that turns a check outcome into a vote.
+// not_measured is the agent's own failure to run the check: never a
+// failure, never a pass. An outcome missing from the table (empty, or one
+// this node does not know) falls back on CheckResult.OK.
+var outcomeVotes = map[Outcome]vote{
+	OutcomePass:        votePass,
+	OutcomeTimeout:     voteFail,
+	OutcomeUnreachable: voteFail,
+	OutcomeAuth:        voteFail,
+	OutcomeLoading:     voteFail,
+	OutcomeWrongReply:  voteFail,
+	OutcomeUnavailable: voteFail,
+	OutcomeError:       voteFail,
+	OutcomeNotMeasured: voteNone,
+}
+
+// voteOf returns what one check result says about the member, and the
+// outcome it counts as (OutcomePass or OutcomeError when the agent sent
+// none or one unknown here).
+func (c CheckResult) voteOf() (vote, Outcome) {
+	if v, ok := outcomeVotes[c.Outcome]; ok {
+		return v, c.Outcome
+	}
+	if c.OK {
+		return votePass, OutcomePass
+	}
+	return voteFail, OutcomeError
+}
+
 // CheckResult is the outcome of one check of one member in one probe round.
 type CheckResult struct {
 	// Check is the check's name (ping, echo, keyspace, lag, rest, command).
@@ -49,12 +87,14 @@ type Observation struct {
 	// Member is the observed member's name.
 	Member string
 	// Seq is the agent's report sequence number; it orders one vantage's
-	// observations of a member.
+	// observations of a member. The ingest guarantees it strictly
+	// increases per agent (it renumbers accepted reports, across agent
+	// restarts); the engine still ignores one that does not, as a defence.
 	Seq uint64
 	// Time is when the node received the report, on the node's clock.
 	Time time.Time
-	// Checks holds one result per check run. The member passed the round
-	// when every check is OK (and there is at least one).
+	// Checks holds one result per check run; see Outcome for how they make
+	// the round's outcome.
 	Checks []CheckResult
 	// RTT is the round-trip time of the member's fastest check (PING).
 	RTT time.Duration
@@ -64,18 +104,28 @@ type Observation struct {
 	Lag map[string]time.Duration
 }
 
-// Passed reports whether every check passed.
-func (o Observation) Passed() bool {
+// Outcome returns the round's outcome: the outcome of the first failing
+// check when any check failed (OutcomeError when no check ran), else
+// OutcomeNotMeasured when some check was not measured, else OutcomePass.
+// Which outcomes fail is decided by one table (outcomeVotes).
+func (o Observation) Outcome() Outcome {
 	if len(o.Checks) == 0 {
-		return false
+		return OutcomeError
 	}
+	round := OutcomePass
 	for _, c := range o.Checks {
-		if !c.OK {
-			return false
+		switch v, out := c.voteOf(); v {
+		case voteFail:
+			return out
+		case voteNone:
+			round = OutcomeNotMeasured
 		}
 	}
-	return true
+	return round
 }
+
+// Passed reports whether the round passed: every check passed.
+func (o Observation) Passed() bool { return o.Outcome() == OutcomePass }
 
 // Overrides are operator decisions that take precedence over health.
 type Overrides struct {
@@ -150,13 +200,21 @@ type VantageState struct {
 	// Agent is the vantage's agent ID; Region its region.
 	Agent  string
 	Region string
-	// Verdict is the vantage's rise/fall verdict.
+	// Verdict is the vantage's rise/fall verdict; it counts only while
+	// Voting.
 	Verdict Verdict
-	// Fresh is false when the vantage has been silent for stale_after.
+	// Fresh is true while the vantage's last pass or failure is younger
+	// than stale_after (not_measured rounds do not keep it fresh).
 	Fresh bool
+	// Voting is true when the vantage is fresh and has seen rise passes or
+	// fall failures since it became fresh: only then does it vote.
+	Voting bool
 	// LastSeen is when its last observation arrived; LastSeq its sequence.
 	LastSeen time.Time
 	LastSeq  uint64
+	// LastOutcome is the outcome of its last round (see
+	// Observation.Outcome).
+	LastOutcome Outcome
 	// Passes and Failures are the current consecutive counts.
 	Passes   int
 	Failures int
@@ -176,11 +234,27 @@ type MemberStatus struct {
 	Verdict Verdict
 	// Since is when Verdict last changed (zero: never).
 	Since time.Time
-	// Lag is the member's replication lag: the max over source regions.
+	// DownOutcome is, while down, the most frequent outcome among the
+	// down votes (ties: the first by name), e.g. timeout.
+	DownOutcome Outcome
+	// Voting is the number of voting vantages; DownVotes how many of them
+	// say down.
+	Voting    int
+	DownVotes int
+	// FailStatic is true when too few vantages vote for the quorum to
+	// decide (none, or fewer than a numeric quorum): Verdict is the last
+	// one decided, kept.
+	FailStatic bool
+	// NoFreshSince is, while FailStatic, the last time the quorum could
+	// decide (zero: never since this node started).
+	NoFreshSince time.Time
+	// Lag is the member's replication lag: the max over the other source
+	// regions of LagBySource.
 	Lag time.Duration
-	// LagBySource is the last lag seen per source region.
+	// LagBySource is the member's lag behind each source region: per
+	// source, the quorum-th largest of the vantages' unexpired samples.
 	LagBySource map[string]time.Duration
-	// LagKnown is false when no lag has been measured.
+	// LagKnown is false when no unexpired lag sample exists.
 	LagKnown bool
 	// Lagging is true when Lag exceeds the database's lag tolerance.
 	Lagging bool
@@ -190,6 +264,9 @@ type MemberStatus struct {
 	Settled bool
 	// HealthySince is when the member last became up and in sync.
 	HealthySince time.Time
+	// Held is how much observed healthy time the current failback hold
+	// has accumulated (time while FailStatic does not count).
+	Held time.Duration
 	// Vantages are the per-vantage views, sorted by agent ID.
 	Vantages []VantageState
 }
@@ -204,14 +281,22 @@ const (
 	// Failback: the answer returned to a more preferred member.
 	Failback EventKind = "failback"
 	// Change: any other change of the first answered member
-	// (an override, a drain).
+	// (an override, a drain, a ranking).
 	Change EventKind = "change"
+	// AllDown: a failure left no member eligible; the answer now follows
+	// when_all_down (even when its first member stays the same). It is
+	// the failover into "all down": Detection and RPOEstimate are set as
+	// for a Failover.
+	AllDown EventKind = "all_down"
+	// AllDownEnd: a member became eligible again and the answer left
+	// when_all_down. It is not a failback (no hold was served).
+	AllDownEnd EventKind = "all_down_end"
 )
 
 // Event is a change of the first answered member of a database for a
-// client region.
+// client region, or its answer entering or leaving when_all_down.
 type Event struct {
-	// Kind is failover, failback or change.
+	// Kind is failover, failback, change, all_down or all_down_end.
 	Kind EventKind
 	// Database and Region say which answer changed.
 	Database string
@@ -221,11 +306,12 @@ type Event struct {
 	To   string
 	// At is when the engine decided the change.
 	At time.Time
-	// Detection is, for a failover, the time from the first failed probe
-	// observation that led to the down verdict until At.
+	// Detection is, for a failover or all_down, the time from the first
+	// failure of the failure run that completed the down quorum until At.
 	Detection time.Duration
-	// RPOEstimate is the last lag seen of To behind From's region: the
-	// writes the old member may have held that the new one lacked.
+	// RPOEstimate is the lag of To behind From's region (as in
+	// LagBySource): the writes the old member may have held that the new
+	// one lacked.
 	RPOEstimate time.Duration
 	// RPOKnown is false when no such lag was ever measured.
 	RPOKnown bool
