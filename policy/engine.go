@@ -10,17 +10,101 @@
 //
 //  1. buffered observations are applied in (agent, member, seq) order, so the
 //     order they arrived in within a tick never matters (health.go);
-//  2. per (vantage, member), rise/fall turns observations into a vantage
-//     verdict; per member, a quorum of the fresh vantages turns those into
-//     the member verdict, and the last verdict stands when no vantage is
-//     fresh (fail-static); lag and the failback hold are advanced to now;
+//  2. per (vantage, member), rise/fall turns observations into a vote; per
+//     member, a quorum of the voting vantages turns votes into the member
+//     verdict, or the last verdict stands (fail-static); lag and the
+//     failback hold are advanced to now;
 //  3. per database and client region, members are ranked (rank.go) and the
 //     answer, its records and its one-line reason are built (answer.go);
 //  4. answers are compared with the previous ones to derive events and the
 //     snapshot serial (events.go).
 //
-// Export and Restore (state.go) carry the decision state across a node
-// restart.
+// # The rules
+//
+// Outcomes. Each check result has a typed outcome; one table (outcomeVotes)
+// maps it to a vote: pass passes; timeout, unreachable, auth, loading,
+// wrong_reply, unavailable and error fail; not_measured (the agent could not
+// run the check: its own overload) is no evidence. An empty or unknown
+// outcome falls back on CheckResult.OK. A round fails if any check failed
+// (the first failing check names its outcome), is not measured if none
+// failed but some were not measured, and passes if all passed. A round with
+// no check fails (error).
+//
+// Sequence. An observation whose Seq is not above the vantage's last one is
+// ignored. The ingest guarantees Seq strictly increases per agent, so this
+// is only a defence.
+//
+// Freshness. A vantage is fresh while its last pass or failure is younger
+// than stale_after (node clock); at exactly stale_after it is stale.
+// not_measured rounds do not keep it fresh.
+//
+// Votes. A vantage votes only once it has evidence: rise passes or fall
+// failures since it became fresh (since it was added, restored, or last
+// stale). Until then it abstains, like a stale vantage. A voting vantage
+// votes down after fall consecutive failures and up again after rise
+// consecutive passes; a single lost probe never moves it.
+//
+// Quorum. The member verdict is decided over the voting vantages: down when
+// at least quorum of them vote down (majority: more than half; any: one;
+// all: every one; a number N: N), else up. majority, any and all decide
+// with one voting vantage or more; a numeric quorum N decides only with at
+// least N voting vantages, so "N must agree" always holds. When the quorum
+// cannot decide (no voting vantage, or fewer than N), the last verdict
+// stands: the member is fail-static (MemberStatus.FailStatic, NoFreshSince,
+// and "no fresh vantage since T: last verdict kept" in reasons).
+//
+// Detection. A member's failure is timed from the first failure of the
+// failure run that completed the down quorum: the down votes ordered by when
+// each vantage turned down, the quorum-th one's run.
+//
+// Lag. Each vantage keeps its last lag sample per source region; a sample
+// expires stale_after after it arrived. Per (source, member), the lag is
+// the quorum-th largest unexpired sample over the vantages (the health
+// quorum over the vantages with a sample, at most their number: with the
+// default majority and three vantages, the median), so with three or more
+// vantages one vantage alone can neither make a member lagging nor clear
+// it. The member's lag is the largest over the other source regions. It is
+// lagging as soon as that exceeds lag_tolerance, and stops lagging only
+// once its lag has stayed known and within the tolerance for rise ×
+// interval; with no lag known, lagging stands. The RPO estimate of an event
+// and MemberStatus.LagBySource use these values.
+//
+// Failback hold. A member that comes back up serves a failback hold: it
+// settles after failback_hold of observed health, up and not lagging. Time
+// while it is fail-static (nothing observed, a node restart) does not
+// count; lagging restarts the hold, and going down starts it over once the
+// member is up again. A settled member that lags stays settled: it is
+// ranked as lagging instead.
+//
+// Answers. Members are ranked in tiers: settled in sync, settled lagging,
+// recovering (serving the hold; the one healthy longest first), recovering
+// and lagging, then drained ones in the same tiers. nearest and failover
+// answer the first ranked member. all answers the best group of eligible
+// members: the settled undrained ones; if none, the recovering undrained
+// ones; then likewise the drained ones. A forced member is answered
+// whatever its health. When no member is up, when_all_down decides: all
+// (fail open), last (the last good answer) or servfail.
+//
+// Events. An event is a change of an answer's first member, or the answer
+// entering or leaving when_all_down. Operator forces, drains and
+// undrains are changes; entering when_all_down is all_down and leaving it
+// all_down_end (not a failback); leaving a member that is down or lagging
+// is a failover, with its detection time when it is down; moving to a
+// member that ranks before the old one because its health improved, and
+// that is not lagging, is a failback; anything else is a change. In all
+// mode, members joining or leaving the record set behind an unchanged
+// first member make no event.
+//
+// Restart. Export and Restore (state.go) carry the decision state across a
+// node restart: verdicts, failback holds, lag hysteresis and samples, the
+// last answers and the last overrides. Restored right after the Evaluate
+// that preceded Export, the engine answers identically and logs no event.
+// Its vantages restart unseen, so the restored verdicts stand until new
+// evidence reaches the quorum.
+//
+// TestModel (model_test.go) checks the engine against a plain transcription
+// of these rules; run it longer with
+// go test ./policy -run TestModel -rapid.checks=20000.
 package policy
 
 import (
