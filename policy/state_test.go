@@ -38,6 +38,9 @@ func TestExportRestore(t *testing.T) {
 	// Unknown names are ignored.
 	decoded.Members = append(decoded.Members, MemberState{Name: "cache-gone", Verdict: Down})
 	decoded.Members[0].Lag = map[string]time.Duration{"nowhere": time.Hour}
+	decoded.Members[0].LagSamples = append(slices.Clone(decoded.Members[0].LagSamples),
+		LagSample{Agent: "us-east", Source: "nowhere", Lag: time.Hour, At: h.now},
+		LagSample{Agent: "mallory", Source: "us-east", Lag: time.Hour, At: h.now})
 	decoded.Answers = append(decoded.Answers,
 		AnswerState{Database: "gone", Region: "eu-west", Members: []string{use}},
 		AnswerState{Database: "cache", Region: "mars", Members: []string{use}})
@@ -65,6 +68,9 @@ func TestExportRestore(t *testing.T) {
 	}
 	if _, ok := after.Members["cache-gone"]; ok {
 		t.Error("unknown member restored")
+	}
+	if _, ok := after.Members[aps].LagBySource["us-east"]; ok {
+		t.Error("lag sample of an unknown agent restored")
 	}
 	if _, ok := after.Members[aps].LagBySource["nowhere"]; ok {
 		t.Error("unknown source region restored")
