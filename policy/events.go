@@ -20,8 +20,7 @@ func (ev *evaluation) event(db *config.Database, d *decision, prev, cur *answerS
 		At:       ev.now,
 	}
 	fm, tm := ev.e.members[from], ev.e.members[to]
-	failover := kind == Failover || kind == AllDown
-	if failover && fm != nil && fm.verdict == Down && !fm.failStart.IsZero() && !fm.failStart.After(ev.now) {
+	if kind.IsFailover() && fm != nil && fm.verdict == Down && !fm.failStart.IsZero() && !fm.failStart.After(ev.now) {
 		e.Detection = ev.now.Sub(fm.failStart)
 	}
 	if fm != nil && tm != nil {

@@ -342,7 +342,7 @@ func (e *Engine) updateMember(m *memberState, now time.Time) {
 			m.holdMark = time.Time{}
 			break
 		}
-		if !m.holdMark.IsZero() && now.After(m.holdMark) {
+		if !m.settled && !m.holdMark.IsZero() && now.After(m.holdMark) {
 			m.held += now.Sub(m.holdMark)
 		}
 		m.holdMark = now

@@ -407,7 +407,7 @@ func (m *model) evaluate(now time.Time, ov Overrides) {
 				mm.holdMark = time.Time{}
 				break
 			}
-			if !mm.holdMark.IsZero() && now.After(mm.holdMark) {
+			if !mm.settled && !mm.holdMark.IsZero() && now.After(mm.holdMark) {
 				mm.held += now.Sub(mm.holdMark)
 			}
 			mm.holdMark = now

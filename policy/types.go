@@ -265,7 +265,8 @@ type MemberStatus struct {
 	// HealthySince is when the member last became up and in sync.
 	HealthySince time.Time
 	// Held is how much observed healthy time the current failback hold
-	// has accumulated (time while FailStatic does not count).
+	// has accumulated (time while FailStatic does not count); it stops
+	// growing once the member is settled.
 	Held time.Duration
 	// Vantages are the per-vantage views, sorted by agent ID.
 	Vantages []VantageState
@@ -292,6 +293,11 @@ const (
 	// when_all_down. It is not a failback (no hold was served).
 	AllDownEnd EventKind = "all_down_end"
 )
+
+// IsFailover reports whether the event moved the answer off a failed or
+// lagging member: a failover, or an all_down (the failover into
+// when_all_down). Detection and RPOEstimate are meaningful for these.
+func (k EventKind) IsFailover() bool { return k == Failover || k == AllDown }
 
 // Event is a change of the first answered member of a database for a
 // client region, or its answer entering or leaving when_all_down.
