@@ -228,8 +228,12 @@ func (ev *evaluation) commit(db *config.Database, d *decision, regions []string,
 		c := st
 		ev.e.answers[answerKey{db.Name, r}] = &c
 	}
-	if prev != nil && (prev.first != first || prev.allDown != st.allDown) {
+	switch {
+	case prev == nil:
+	case prev.first != first || prev.allDown != st.allDown:
 		ev.event(db, d, prev, &st, eventRegion)
+	default:
+		ev.dropped(db, d, prev, &st, eventRegion)
 	}
 	a.Reason = ev.reason(db, d, members, a.Since, eventRegion)
 	return a

@@ -92,8 +92,9 @@
 // is a failover, with its detection time when it is down; moving to a
 // member that ranks before the old one because its health improved, and
 // that is not lagging, is a failback; anything else is a change. In all
-// mode, members joining or leaving the record set behind an unchanged
-// first member make no event.
+// mode, behind an unchanged first member, each member that leaves the
+// record set because it went down is a failover of its own (From it, To
+// the first member); members joining the set make no event.
 //
 // Restart. Export and Restore (state.go) carry the decision state across a
 // node restart: verdicts, failback holds, lag hysteresis and samples, the

@@ -9,8 +9,27 @@ import (
 // event records the change of an answer's first member from prev.first to
 // cur.first, classified as a failover, a failback or a change.
 func (ev *evaluation) event(db *config.Database, d *decision, prev, cur *answerState, region string) {
-	from, to := prev.first, cur.first
 	kind, why := ev.classify(db, d, prev, cur)
+	ev.record(db, kind, prev.first, cur.first, region, why)
+}
+
+// dropped records, in all mode, a failover for each member that left the
+// record set because it went down while the first member stayed the same
+// (a change of the first member is an event of its own).
+func (ev *evaluation) dropped(db *config.Database, d *decision, prev, cur *answerState, region string) {
+	if db.Mode != config.ModeAll || d.kind != decideNormal || prev.allDown || prev.first != cur.first ||
+		forcedMember(db, ev.e.prevOv) != "" {
+		return
+	}
+	for _, n := range prev.members {
+		if m := ev.e.members[n]; m != nil && m.verdict == Down && !slices.Contains(cur.members, n) {
+			ev.record(db, Failover, n, cur.first, region, n+" "+ev.memberText(n)+"; left the answer")
+		}
+	}
+}
+
+// record appends an event, with its detection time and RPO estimate.
+func (ev *evaluation) record(db *config.Database, kind EventKind, from, to, region, why string) {
 	e := Event{
 		Kind:     kind,
 		Database: db.Name,

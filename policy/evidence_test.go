@@ -329,3 +329,24 @@ func TestRestoreOldState(t *testing.T) {
 		t.Fatalf("round trip: %v\n%+v\n%+v", err, back, got)
 	}
 }
+
+// TestAllModeDropIsFailover: in all mode, a member that leaves the record
+// set because it went down is a failover, with its detection time, even
+// where the first member stays the same.
+func TestAllModeDropIsFailover(t *testing.T) {
+	h := newHarness(t, testConfig(func(d *config.Database) { d.Mode = config.ModeAll }))
+	h.setLag(use, 20*time.Millisecond)
+	h.fail(euw)
+	evs := h.rounds(2)
+	if len(evs) != len(regions) {
+		t.Fatalf("events %+v, want one per region", evs)
+	}
+	for _, e := range evs {
+		if e.Kind != Failover || e.From != euw || e.Detection != time.Second {
+			t.Errorf("event %+v", e)
+		}
+		if e.Region == "us-east" && (e.To != use || !e.RPOKnown || e.RPOEstimate != 20*time.Millisecond) {
+			t.Errorf("us-east event %+v", e)
+		}
+	}
+}

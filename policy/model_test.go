@@ -491,7 +491,19 @@ func (m *model) evaluate(now time.Time, ov Overrides) {
 			a.lastGood = prev.lastGood
 		}
 		answers[r] = a
-		if prev == nil || (prev.first == a.first && prev.allDown == a.allDown) {
+		if prev == nil {
+			continue
+		}
+		if prev.first == a.first && prev.allDown == a.allDown {
+			// All mode: a member that left the record set because it went
+			// down is a failover of its own.
+			if db.Mode == config.ModeAll && forced == "" && prevForced == "" && !a.allDown && !prev.allDown {
+				for _, n := range prev.members {
+					if m.members[n].verdict == Down && !slices.Contains(a.members, n) {
+						m.events = append(m.events, m.failover(now, r, n, a.first))
+					}
+				}
+			}
 			continue
 		}
 		region := r
@@ -561,6 +573,19 @@ func (m *model) event(now time.Time, region string, order []string, prev, cur *m
 		if l, ok := tm.lagBy[fm.region]; ok {
 			e.RPOEstimate, e.RPOKnown = l, true
 		}
+	}
+	return e
+}
+
+// failover is the event of the answer leaving the down member from for to.
+func (m *model) failover(now time.Time, region, from, to string) Event {
+	e := Event{Kind: Failover, Region: region, From: from, To: to}
+	fm, tm := m.members[from], m.members[to]
+	if !fm.failStart.IsZero() && !fm.failStart.After(now) {
+		e.Detection = now.Sub(fm.failStart)
+	}
+	if l, ok := tm.lagBy[fm.region]; ok {
+		e.RPOEstimate, e.RPOKnown = l, true
 	}
 	return e
 }

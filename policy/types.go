@@ -300,7 +300,8 @@ const (
 func (k EventKind) IsFailover() bool { return k == Failover || k == AllDown }
 
 // Event is a change of the first answered member of a database for a
-// client region, or its answer entering or leaving when_all_down.
+// client region, its answer entering or leaving when_all_down, or, in all
+// mode, a down member leaving the record set.
 type Event struct {
 	// Kind is failover, failback, change, all_down or all_down_end.
 	Kind EventKind
