@@ -308,7 +308,8 @@ type Event struct {
 	// Database and Region say which answer changed.
 	Database string
 	Region   string
-	// From and To are the old and new first members ("" for none).
+	// From and To are the old and new first members ("" for none); for
+	// an all-mode member leaving the record set, From is that member.
 	From string
 	To   string
 	// At is when the engine decided the change.
