@@ -24,8 +24,11 @@ var (
 		"1 when the member's replication lag exceeds its database's lag_tolerance.",
 		[]string{"member"}, nil)
 	descVantageStale = prometheus.NewDesc("aagtm_policy_vantage_stale",
-		"1 when the agent has sent nothing about the member for probes.stale_after (its vote is not counted).",
+		"1 when the agent has sent no pass or failure of the member for probes.stale_after (not_measured rounds do not count; its vote is not counted).",
 		[]string{"member", "agent"}, nil)
+	descFailStatic = prometheus.NewDesc("aagtm_policy_fail_static_members",
+		"Members whose verdict no vantage can decide now (none fresh and voting, or fewer than a numeric quorum): their last verdict is kept.",
+		nil, nil)
 	descDrained = prometheus.NewDesc("aagtm_policy_drained",
 		"1 when an operator drained the member.",
 		[]string{"member"}, nil)
@@ -67,7 +70,7 @@ func NewPolicyMetrics(reg prometheus.Registerer) *PolicyMetrics {
 		}, []string{"database", "region"}),
 		failovers: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "aagtm_policy_failovers_total",
-			Help: "Failovers and failbacks, per database and kind (failover, failback); one per affected client region.",
+			Help: "Failovers and failbacks, per database and kind (failover, failback, all_down, all_down_end); one per affected client region.",
 		}, []string{"database", "kind"}),
 		detection: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "aagtm_policy_failover_detection_seconds",
@@ -114,8 +117,8 @@ func (m *PolicyMetrics) Observe(snap *policy.Snapshot) {
 	m.snap.Store(snap)
 	for _, e := range snap.Events {
 		m.answerChanges.WithLabelValues(e.Database, e.Region).Inc()
-		switch e.Kind {
-		case policy.Failover:
+		switch {
+		case e.Kind.IsFailover():
 			m.failovers.WithLabelValues(e.Database, string(e.Kind)).Inc()
 			if e.Detection > 0 {
 				m.detection.Observe(e.Detection.Seconds())
@@ -123,7 +126,7 @@ func (m *PolicyMetrics) Observe(snap *policy.Snapshot) {
 			if e.RPOKnown {
 				m.rpo.Observe(e.RPOEstimate.Seconds())
 			}
-		case policy.Failback:
+		case e.Kind == policy.Failback || e.Kind == policy.AllDownEnd:
 			m.failovers.WithLabelValues(e.Database, string(e.Kind)).Inc()
 		}
 	}
@@ -146,7 +149,7 @@ func (m *PolicyMetrics) Observe(snap *policy.Snapshot) {
 
 // Describe implements prometheus.Collector.
 func (m *PolicyMetrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descMemberUp, descMemberLag, descMemberLagging, descVantageStale, descDrained, descSerial, descGenerated} {
+	for _, d := range []*prometheus.Desc{descMemberUp, descMemberLag, descMemberLagging, descVantageStale, descFailStatic, descDrained, descSerial, descGenerated} {
 		ch <- d
 	}
 	m.answerChanges.Describe(ch)
@@ -174,9 +177,13 @@ func (m *PolicyMetrics) Collect(ch chan<- prometheus.Metric) {
 	if !snap.Generated.IsZero() {
 		gauge(descGenerated, float64(snap.Generated.UnixNano())/1e9)
 	}
+	failStatic := 0
 	for name, ms := range snap.Members {
 		if ms == nil {
 			continue
+		}
+		if ms.FailStatic {
+			failStatic++
 		}
 		gauge(descMemberUp, boolFloat(ms.Verdict != policy.Down), ms.Database, name)
 		gauge(descMemberLagging, boolFloat(ms.Lagging), name)
@@ -188,6 +195,7 @@ func (m *PolicyMetrics) Collect(ch chan<- prometheus.Metric) {
 			gauge(descVantageStale, boolFloat(!v.Fresh), name, v.Agent)
 		}
 	}
+	gauge(descFailStatic, float64(failStatic))
 }
 
 func boolFloat(b bool) float64 {

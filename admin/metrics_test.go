@@ -30,6 +30,7 @@ func TestPolicyMetrics(t *testing.T) {
 	m := admin.NewPolicyMetrics(reg)
 	snap := testSnapshot()
 	snap.Members["cache-euw"].Drained = true
+	snap.Members["cache-euw"].FailStatic = true
 	m.Observe(snap)
 	m.Observe(snap) // the same snapshot again must not count twice
 
@@ -43,6 +44,7 @@ func TestPolicyMetrics(t *testing.T) {
 		`aagtm_policy_vantage_stale{agent="eu-west",member="cache-euw"} 1`,
 		`aagtm_policy_vantage_stale{agent="us-east",member="cache-euw"} 0`,
 		`aagtm_policy_drained{member="cache-euw"} 1`,
+		"aagtm_policy_fail_static_members 1",
 		`aagtm_policy_answer_changes_total{database="cache",region="eu-west"} 1`,
 		`aagtm_policy_failovers_total{database="cache",kind="failover"} 1`,
 		"aagtm_policy_failover_detection_seconds_count 1",
@@ -73,6 +75,7 @@ func TestPolicyMetrics(t *testing.T) {
 	out = scrape(t, reg)
 	for _, want := range []string{
 		"aagtm_policy_snapshot_serial 8",
+		"aagtm_policy_fail_static_members 0",
 		`aagtm_policy_answer_changes_total{database="cache",region="eu-west"} 1`,
 		`aagtm_probe_rtt_seconds_count{agent="us-east",member="cache-use"} 2`,
 		`aagtm_probe_rtt_seconds_count{agent="eu-west",member="cache-use"} 1`,
@@ -116,5 +119,33 @@ func TestPolicyMetricsFailbackAndNil(t *testing.T) {
 	}
 	if strings.Contains(out, `kind="change"`) {
 		t.Error("a change event counted as a failover")
+	}
+}
+
+// TestPolicyMetricsAllDown counts entering "all down" as a failover kind of
+// its own, with its detection time, and leaving it apart from failbacks.
+func TestPolicyMetricsAllDown(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := admin.NewPolicyMetrics(reg)
+	snap := testSnapshot()
+	snap.Events = []policy.Event{
+		{Kind: policy.AllDown, Database: "cache", Region: "eu-west", From: "cache-euw", To: "cache-use", At: t0, Detection: 1500 * time.Millisecond},
+	}
+	m.Observe(snap)
+	next := testSnapshot()
+	next.Events = []policy.Event{
+		{Kind: policy.AllDownEnd, Database: "cache", Region: "eu-west", From: "cache-use", To: "cache-euw", At: t0.Add(time.Minute)},
+	}
+	m.Observe(next)
+	out := scrape(t, reg)
+	for _, want := range []string{
+		`aagtm_policy_failovers_total{database="cache",kind="all_down"} 1`,
+		`aagtm_policy_failovers_total{database="cache",kind="all_down_end"} 1`,
+		"aagtm_policy_failover_detection_seconds_count 1",
+		"aagtm_policy_failover_detection_seconds_sum 1.5",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("metrics lack %q\n%s", want, out)
+		}
 	}
 }
