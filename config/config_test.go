@@ -250,26 +250,6 @@ func TestPreference(t *testing.T) {
 	}
 }
 
-func TestQuorumNeed(t *testing.T) {
-	cases := []struct {
-		q           Quorum
-		fresh, need int
-	}{
-		{Quorum{Kind: "majority"}, 3, 2},
-		{Quorum{Kind: "majority"}, 2, 2},
-		{Quorum{Kind: "majority"}, 1, 1},
-		{Quorum{Kind: "any"}, 3, 1},
-		{Quorum{Kind: "all"}, 3, 3},
-		{Quorum{Kind: "count", Count: 2}, 3, 2},
-		{Quorum{Kind: "count", Count: 2}, 1, 1},
-	}
-	for _, c := range cases {
-		if got := c.q.Need(c.fresh); got != c.need {
-			t.Errorf("%s of %d: need %d, want %d", c.q, c.fresh, got, c.need)
-		}
-	}
-}
-
 func TestRedactURL(t *testing.T) {
 	if got := RedactURL("rediss://user:hunter2@h:1"); strings.Contains(got, "hunter2") || !strings.Contains(got, "user") {
 		t.Fatalf("got %s", got)

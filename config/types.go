@@ -173,29 +173,14 @@ type REST struct {
 	InsecureSkipVerify bool
 }
 
-// Quorum says how many fresh vantages must agree a member is down.
+// Quorum says how many voting vantages must agree a member is down (the
+// policy package's doc states the rule: majority, any, all or a number N,
+// which decides only with at least N voting vantages).
 type Quorum struct {
 	// Kind is "majority", "any", "all" or "count".
 	Kind string
 	// Count is the number of vantages when Kind is "count".
 	Count int
-}
-
-// Need returns how many down votes out of fresh vantages make a member down.
-func (q Quorum) Need(fresh int) int {
-	switch q.Kind {
-	case "any":
-		return 1
-	case "all":
-		return fresh
-	case "count":
-		if q.Count > fresh {
-			return fresh
-		}
-		return q.Count
-	default:
-		return fresh/2 + 1
-	}
 }
 
 // String returns the quorum as written in the config.
@@ -229,7 +214,7 @@ type Probes struct {
 	Rise int
 	// Fall is the number of consecutive failures that bring a member down.
 	Fall int
-	// Quorum is how many fresh vantages must say down.
+	// Quorum is how many voting vantages must say down.
 	Quorum Quorum
 	// StaleAfter is how long a silent vantage counts; after it the vantage
 	// is absent, not down.
