@@ -267,6 +267,12 @@ type Agent struct {
 	ID string
 	// Region is the region the agent runs in and may report for.
 	Region string
+	// TokenFile holds the agent's own bearer token (agents[].token_file;
+	// relative paths resolved against the config file's folder). A node
+	// maps each token to exactly this agent; the agent sends it. Empty:
+	// the agent authenticates by certificate (or not at all with
+	// security.insecure).
+	TokenFile string
 }
 
 // Node is one GTM node (`aagtm serve`).
@@ -289,8 +295,11 @@ type Node struct {
 type Security struct {
 	// TLS holds certificate paths for mTLS between agents and nodes.
 	TLS TLS
-	// TokenFile holds the shared bearer token agents present.
-	TokenFile string
+	// AgentTokenFiles maps agent ids to their agents[].token_file. It is
+	// derived from Config.Agents (the loader fills it; configs built in
+	// code call Config.BindAgentTokens) so that the agent's transport,
+	// which sees only the security section, finds its own token.
+	AgentTokenFiles map[string]string
 	// Insecure allows plaintext, unauthenticated reports (tests, demo).
 	Insecure bool
 	// AdminTokenFile holds the token that mutating admin calls need.
@@ -436,4 +445,30 @@ func (c *Config) Preference(from string) []string {
 		}
 	}
 	return out
+}
+
+// BindAgentTokens sets Security.AgentTokenFiles from the agents' token
+// files (nil when no agent has one). The loader calls it; configs built in
+// code call it after setting Agents.
+func (c *Config) BindAgentTokens() {
+	c.Security.AgentTokenFiles = nil
+	for _, a := range c.Agents {
+		if a.TokenFile == "" {
+			continue
+		}
+		if c.Security.AgentTokenFiles == nil {
+			c.Security.AgentTokenFiles = map[string]string{}
+		}
+		c.Security.AgentTokenFiles[a.ID] = a.TokenFile
+	}
+}
+
+// HasAgentTokens reports whether any agent has a token file.
+func (c *Config) HasAgentTokens() bool {
+	for _, a := range c.Agents {
+		if a.TokenFile != "" {
+			return true
+		}
+	}
+	return false
 }

@@ -28,7 +28,7 @@ import (
 	"github.com/aagtm/aagtm/config"
 	"github.com/aagtm/aagtm/dnsserver"
 	"github.com/aagtm/aagtm/policy"
-	"github.com/aagtm/aagtm/probes"
+	"github.com/aagtm/aagtm/ingest"
 )
 
 // evalEvery is how often the engine re-evaluates without new reports, to
@@ -82,7 +82,7 @@ type Node struct {
 	registry *prometheus.Registry
 	metrics  *admin.PolicyMetrics
 	dns      *dnsserver.Server
-	ingest   *probes.Ingest
+	ingest   *ingest.Ingest
 	admin    *admin.Server
 
 	savedSerial atomic.Uint64 // snapshot serial in the state file
@@ -121,7 +121,8 @@ func New(cfg *config.Config, name string, logger hclog.Logger, opts Options) (*N
 		opts.Registry = prometheus.NewRegistry()
 		opts.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
-	logger = logger.Named("node").With("node", name)
+	base := logger.Named("node")
+	logger = base.With("node", name)
 	n := &Node{
 		name:      name,
 		logger:    logger,
@@ -143,7 +144,8 @@ func New(cfg *config.Config, name string, logger hclog.Logger, opts Options) (*N
 		RateLimit:  cfg.DNS.RateLimit,
 		Registerer: opts.Registry,
 	}, logger)
-	n.ingest = probes.NewIngest(cfg, logger, n.observe, probes.WithRegisterer(opts.Registry))
+	// The ingest adds the node's name to its own logs and acks.
+	n.ingest = ingest.New(cfg, base, n.observe, ingest.WithNodeName(name), ingest.WithRegisterer(opts.Registry))
 	token, err := readAdminToken(cfg)
 	if err != nil {
 		return nil, err
