@@ -137,6 +137,13 @@ func startIngest(t testing.TB, cfg *config.Config, opts ...Option) (*Ingest, *re
 	t.Helper()
 	rec := &recorder{}
 	in := New(cfg, testLogger(t), rec.sink, opts...)
+	return in, rec, serve(t, in)
+}
+
+// serve serves in on 127.0.0.1 (any port) until the test ends and returns
+// the address.
+func serve(t testing.TB, in *Ingest) string {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -150,7 +157,7 @@ func startIngest(t testing.TB, cfg *config.Config, opts ...Option) (*Ingest, *re
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	return in, rec, lis.Addr().String()
+	return lis.Addr().String()
 }
 
 // pki is a CA with a node certificate and an agent-use certificate, on
@@ -211,6 +218,16 @@ type client struct {
 // and optional token; it is closed when the test ends.
 func dialStream(t *testing.T, addr string, creds credentials.TransportCredentials, token string) *client {
 	t.Helper()
+	c, err := tryStream(t, addr, creds, token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// tryStream is dialStream returning the error of opening the stream.
+func tryStream(t *testing.T, addr string, creds credentials.TransportCredentials, token string) (*client, error) {
+	t.Helper()
 	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
 	if token != "" {
 		opts = append(opts, grpc.WithPerRPCCredentials(bearer(token)))
@@ -223,9 +240,9 @@ func dialStream(t *testing.T, addr string, creds credentials.TransportCredential
 	t.Cleanup(func() { cancel(); conn.Close() })
 	st, err := api.NewReportServiceClient(conn).Stream(ctx)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	return &client{conn: conn, st: st}
+	return &client{conn: conn, st: st}, nil
 }
 
 // send sends rep and returns its ack, or the error that ended the stream.
@@ -242,7 +259,11 @@ func (c *client) send(rep *api.Report) (*api.Ack, error) {
 // the error.
 func dialRaw(t *testing.T, addr string, creds credentials.TransportCredentials, token string, rep *api.Report) (*api.Ack, error) {
 	t.Helper()
-	return dialStream(t, addr, creds, token).send(rep)
+	c, err := tryStream(t, addr, creds, token)
+	if err != nil {
+		return nil, err
+	}
+	return c.send(rep)
 }
 
 // report returns a report of agent in region, boot "boot-1", with a

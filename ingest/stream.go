@@ -200,21 +200,27 @@ func (in *Ingest) handle(sess *openStream, r *api.Report) (*api.Ack, error) {
 		in.metrics.report(id, resultRateLimited)
 		return in.reject(ack, t, now, id, "rate limit: more than %g reports/s from agent %q; report dropped", in.opts.rate, id), nil
 	}
+	// A new boot id starts the agent's sequence afresh; the switch is
+	// made by the boot's first accepted report.
 	boot, seq := r.GetBootId(), r.GetSeq()
-	if boot != t.status.BootID || t.status.Accepted == 0 {
-		if t.status.Accepted > 0 {
-			in.logger.Info("agent restarted", "agent", id, "old_boot_id", t.status.BootID, "boot_id", boot,
-				"last_seq", t.status.LastSeq, "seq", seq)
-		}
-		t.status.BootID, t.status.LastSeq = boot, 0
+	restarted := t.status.Accepted > 0 && boot != t.status.BootID
+	var baseline uint64
+	if boot == t.status.BootID {
+		baseline = t.status.LastSeq
+	} else {
 		ack.Seq = 0
 	}
-	if seq <= t.status.LastSeq {
+	if seq <= baseline || seq == 0 {
 		t.status.Refused++
 		in.metrics.report(id, resultStaleSeq)
 		return in.reject(ack, t, now, id, "stale seq %d: agent %q (boot %s) already reported seq %d; a seq must advance within a boot",
-			seq, id, boot, t.status.LastSeq), nil
+			seq, id, boot, baseline), nil
 	}
+	if restarted {
+		in.logger.Info("agent restarted", "agent", id, "old_boot_id", t.status.BootID, "boot_id", boot,
+			"last_seq", t.status.LastSeq, "seq", seq)
+	}
+	t.status.BootID = boot
 
 	t.counter++
 	obs := make([]policy.Observation, 0, len(r.GetMembers()))
