@@ -149,4 +149,3 @@ func TestIngestSecurityErrors(t *testing.T) {
 		}
 	})
 }
-
