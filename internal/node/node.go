@@ -516,6 +516,32 @@ func (n *Node) Overrides() policy.Overrides {
 // Ready reports whether the node serves its listeners.
 func (n *Node) Ready() bool { return n.ready.Load() }
 
+// Agents returns every configured agent's report connection to this node
+// (admin.AgentLister), sorted by ID: agents that never reported are listed
+// disconnected.
+func (n *Node) Agents() []admin.AgentStatus {
+	known := map[string]ingest.AgentStatus{}
+	for _, a := range n.ingest.Agents() {
+		known[a.ID] = a
+	}
+	cfg := n.cfg.Load()
+	out := make([]admin.AgentStatus, 0, len(cfg.Agents))
+	for _, ag := range cfg.Agents { // sorted by ID by the loader
+		a, ok := known[ag.ID]
+		if !ok {
+			a = ingest.AgentStatus{ID: ag.ID, Region: ag.Region}
+		}
+		out = append(out, admin.AgentStatus{
+			ID: a.ID, Region: a.Region, Connected: a.Connected, Streams: a.Streams, StreamSince: a.StreamSince,
+			Remote: a.Remote, LastSeen: a.LastSeen, BootID: a.BootID, LastSeq: a.LastSeq, ConfigHash: a.ConfigHash,
+			Accepted: a.Accepted, Refused: a.Refused, Dropped: a.Dropped,
+			LastRefusal: a.LastRefusal, LastRefusalAt: a.LastRefusalAt,
+		})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
 // Drain marks a member drained: answered only when nothing else is eligible.
 func (n *Node) Drain(member string) error {
 	return n.override(func(cfg *config.Config) error {
