@@ -27,8 +27,8 @@ import (
 	"github.com/aagtm/aagtm/admin"
 	"github.com/aagtm/aagtm/config"
 	"github.com/aagtm/aagtm/dnsserver"
-	"github.com/aagtm/aagtm/policy"
 	"github.com/aagtm/aagtm/ingest"
+	"github.com/aagtm/aagtm/policy"
 )
 
 // evalEvery is how often the engine re-evaluates without new reports, to
