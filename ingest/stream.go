@@ -217,8 +217,14 @@ func (in *Ingest) handle(sess *openStream, r *api.Report) (*api.Ack, error) {
 			seq, id, boot, baseline), nil
 	}
 	if restarted {
-		in.logger.Info("agent restarted", "agent", id, "old_boot_id", t.status.BootID, "boot_id", boot,
-			"last_seq", t.status.LastSeq, "seq", seq)
+		// At most once per warnEvery per agent at Info: two processes
+		// running as one agent would otherwise log every round.
+		kv := []any{"agent", id, "old_boot_id", t.status.BootID, "boot_id", boot, "last_seq", t.status.LastSeq, "seq", seq}
+		if in.warned.allow(id+"\x00restarted", now) {
+			in.logger.Info("agent restarted", kv...)
+		} else {
+			in.logger.Debug("agent restarted", kv...)
+		}
 	}
 	t.status.BootID = boot
 
