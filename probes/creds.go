@@ -48,15 +48,23 @@ func clientTLS(t config.TLS, agentID string, haveToken bool) (*tls.Config, error
 	return c, nil
 }
 
-// tokenCreds sends the bearer token with every RPC.
+// tokenCreds sends the agent's bearer token with every RPC (one per
+// report stream). The token file is read again for each, so a rotated
+// token is used from the next reconnect on: when a node reloads with the
+// new token and ends the old stream, the agent follows without a reload
+// of its own.
 type tokenCreds struct {
-	token      string
-	requireTLS bool
+	field, file string // the setting (for errors) and the token file
+	requireTLS  bool
 }
 
 // GetRequestMetadata implements credentials.PerRPCCredentials.
 func (c tokenCreds) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
-	return map[string]string{"authorization": "Bearer " + c.token}, nil
+	tok, err := reportwire.ReadToken(c.field, c.file)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]string{"authorization": "Bearer " + tok}, nil
 }
 
 // RequireTransportSecurity implements credentials.PerRPCCredentials: the

@@ -218,7 +218,22 @@ func TestAgentSendsItsOwnToken(t *testing.T) {
 	}
 	runAgent(t, a)
 	waitFor(t, 3*time.Second, "observations from a token agent", func() bool { return len(rec.all()) > 0 })
-	if st := in.Agents(); len(st) != 1 || st[0].ID != agentU || !st[0].Connected {
-		t.Errorf("status %+v, want agent-use connected", st)
+	st := in.Agents()
+	if len(st) != 1 || st[0].ID != agentU || !st[0].Connected {
+		t.Fatalf("status %+v, want agent-use connected", st)
 	}
+
+	// Rotation: a new token in the file, the node reloads and ends the old
+	// stream; the agent reconnects with the token now in the file.
+	if err := os.WriteFile(cfg.Agents[1].TokenFile, []byte("rotated\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reloaded := time.Now()
+	if err := in.Reconfigure(&nodeCfg); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "agent-use back on a new stream with the rotated token", func() bool {
+		st := in.Agents()
+		return len(st) == 1 && st[0].Connected && st[0].StreamSince.After(reloaded) && st[0].LastSeen.After(st[0].StreamSince)
+	})
 }

@@ -49,9 +49,10 @@ type dialSettings struct {
 // security.insecure allows it.
 func newDialSettings(sec config.Security, agentID string) (dialSettings, error) {
 	var token string
-	if f := sec.AgentTokenFiles[agentID]; f != "" {
+	field, file := "agents[id="+agentID+"].token_file", sec.AgentTokenFiles[agentID]
+	if file != "" {
 		var err error
-		if token, err = reportwire.ReadToken("agents[id="+agentID+"].token_file", f); err != nil {
+		if token, err = reportwire.ReadToken(field, file); err != nil {
 			return dialSettings{}, err
 		}
 	}
@@ -69,7 +70,7 @@ func newDialSettings(sec config.Security, agentID string) (dialSettings, error) 
 		return dialSettings{}, reportwire.ErrNoProtection
 	}
 	if token != "" {
-		opts = append(opts, grpc.WithPerRPCCredentials(tokenCreds{token: token, requireTLS: sec.TLS.Enabled()}))
+		opts = append(opts, grpc.WithPerRPCCredentials(tokenCreds{field: field, file: file, requireTLS: sec.TLS.Enabled()}))
 	}
 	opts = append(opts,
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{
