@@ -141,15 +141,18 @@ func authenticate(ctx context.Context, v *view) (principal, error) {
 			}
 		}
 	}
-	switch {
-	case len(v.tokens) > 0:
-		md, _ := metadata.FromIncomingContext(ctx)
-		var got string
-		for _, h := range md.Get("authorization") {
-			if t, ok := strings.CutPrefix(h, "Bearer "); ok {
-				got = t
-			}
+	md, _ := metadata.FromIncomingContext(ctx)
+	var got string
+	for _, h := range md.Get("authorization") {
+		if t, ok := strings.CutPrefix(h, "Bearer "); ok {
+			got = t
 		}
+	}
+	switch {
+	// With tokens configured, a stream without one may still authenticate
+	// by a verified client certificate (agents without a token_file, when
+	// the node has tls.ca).
+	case len(v.tokens) > 0 && (got != "" || p.chain == nil):
 		if got == "" {
 			return p, status.Error(codes.Unauthenticated, "missing bearer token (authorization: Bearer ...)")
 		}

@@ -117,6 +117,28 @@ func TestIngestTokenIdentity(t *testing.T) {
 	})
 }
 
+// With tokens and tls.ca, an agent without a token may authenticate by its
+// certificate; a token and a certificate naming different agents are
+// refused.
+func TestIngestTokensWithCertificates(t *testing.T) {
+	p := newPKI(t)
+	cfg := testConfig(member("cache-use", use, "redis://127.0.0.1:1"))
+	toks := withTokens(t, cfg, t.TempDir())
+	cfg.Agents[1].TokenFile = "" // agent-use uses its certificate
+	cfg.BindAgentTokens()
+	cfg.Security = p.nodeSecurity()
+	_, rec, addr := startIngest(t, cfg)
+	cert := clientTLSCreds(t, p.ca.Path, p.agentCert, p.agentKey)
+	runIdentityCases(t, addr, rec, []identityCase{
+		{"certificate, no token", cert, "", report(agentU, use, 1, "cache-use"), codes.OK, ""},
+		{"token, no certificate", clientTLSCreds(t, p.ca.Path, "", ""), toks[agentE], report(agentE, euw, 1, "cache-use"), codes.OK, ""},
+		{"agent-euw's token with agent-use's certificate", cert, toks[agentE], report(agentE, euw, 2, "cache-use"),
+			codes.PermissionDenied, `the bearer token is agent "agent-euw"'s but the client certificate names "agent-use"`},
+		{"no token, no certificate", clientTLSCreds(t, p.ca.Path, "", ""), "", report(agentU, use, 2, "cache-use"),
+			codes.Unauthenticated, "missing bearer token"},
+	})
+}
+
 // Rotating an agent's token and reloading ends the stream that used the
 // old token; removing an agent ends its stream; the new token works.
 func TestIngestReconfigureRevokesCredentials(t *testing.T) {
