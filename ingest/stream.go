@@ -102,6 +102,11 @@ func (in *Ingest) admit(p principal) (*openStream, error) {
 	in.mu.Lock()
 	var err error
 	switch {
+	case p.method != "" && stillValid(p, in.view.Load()) != nil:
+		// Authenticated under a config that a concurrent Reconfigure has
+		// just replaced; checked under in.mu, so either this check or
+		// Reconfigure's sweep of the open streams sees the new config.
+		err = stillValid(p, in.view.Load())
 	case len(in.streams) >= total:
 		err = status.Errorf(codes.ResourceExhausted, "this node holds its cap of %d open report streams; retry later", total)
 	case p.agent != "" && in.opts.agentStreams > 0:
@@ -119,7 +124,10 @@ func (in *Ingest) admit(p principal) (*openStream, error) {
 	if err != nil {
 		in.mu.Unlock()
 		reason := refusedTotalCap
-		if strings.Contains(err.Error(), "already holds") {
+		switch {
+		case status.Code(err) != codes.ResourceExhausted:
+			reason = refusedRevoked
+		case strings.Contains(err.Error(), "already holds"):
 			reason = refusedAgentCap
 		}
 		in.refuse(p, reason, err)
