@@ -256,7 +256,7 @@ func buildAgents(p *problems, raw *rawConfig, cfg *Config, baseDir string) {
 		}
 		p.fileExists(path+".token_file", ag.TokenFile)
 		if ag.ID == "" {
-			p.add(path+".id", "missing: give the agent a unique id (with mTLS, its certificate's common name)")
+			p.add(path+".id", "missing: give the agent a unique id (with mTLS, what its certificate names: URI SAN aagtm-agent://<id>, else CN)")
 		} else if seen[ag.ID] {
 			p.add(path+".id", "%q is used twice: agent ids must be unique", ag.ID)
 		}

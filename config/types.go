@@ -262,8 +262,9 @@ type CommandCheck struct {
 
 // Agent is one probe agent: a vantage bound to a region.
 type Agent struct {
-	// ID is the agent's identity; with mTLS it is the client certificate's
-	// common name.
+	// ID is the agent's identity; with mTLS it is what the client
+	// certificate names: its URI SAN aagtm-agent://<id> if it has one, else
+	// its common name.
 	ID string
 	// Region is the region the agent runs in and may report for.
 	Region string
