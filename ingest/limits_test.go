@@ -3,6 +3,9 @@ package ingest
 import (
 	"bytes"
 	"context"
+	"google.golang.org/grpc/connectivity"
+	"io"
+	"net"
 	"runtime"
 	"runtime/pprof"
 	"strings"
@@ -172,4 +175,33 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// A connection that never completes its handshake is closed after the
+// handshake timeout (gRPC's own default is 120 s); one that completes it
+// but opens no stream is closed after the idle timeout.
+func TestIngestConnectionTimeouts(t *testing.T) {
+	cfg := testConfig(member("cache-use", use, "redis://127.0.0.1:1"))
+	_, _, addr := startIngest(t, cfg, WithConnectionTimeouts(200*time.Millisecond, 300*time.Millisecond))
+
+	silent, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	start := time.Now()
+	_ = silent.SetReadDeadline(time.Now().Add(3 * time.Second))
+	_, err = io.ReadAll(silent) // the server's preface, then EOF when it hangs up
+	if took := time.Since(start); err != nil || took > 2*time.Second {
+		t.Errorf("a silent connection was closed after %s (error %v), want about 200ms", took, err)
+	}
+
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.Connect()
+	waitFor(t, 2*time.Second, "the idle connection to be ready", func() bool { return conn.GetState() == connectivity.Ready })
+	waitFor(t, 3*time.Second, "the idle connection to be closed by the node", func() bool { return conn.GetState() != connectivity.Ready })
 }

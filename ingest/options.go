@@ -69,6 +69,21 @@ func WithStreamLimits(perAgent, total int) Option {
 	return func(o *options) { o.agentStreams, o.maxStreams = perAgent, total }
 }
 
+// WithConnectionTimeouts sets how long a new connection may take for its
+// TLS and HTTP/2 handshake (default DefaultHandshakeTimeout) and how long a
+// connection without an open stream is kept (default
+// DefaultMaxConnectionIdle). Zero keeps a default.
+func WithConnectionTimeouts(handshake, idle time.Duration) Option {
+	return func(o *options) {
+		if handshake > 0 {
+			o.handshake = handshake
+		}
+		if idle > 0 {
+			o.idle = idle
+		}
+	}
+}
+
 // WithRegisterer registers the ingest's metrics with r (see README.md).
 func WithRegisterer(r prometheus.Registerer) Option {
 	return func(o *options) { o.reg = r }
