@@ -101,7 +101,7 @@ func TestIngestTokenIdentity(t *testing.T) {
 	// Token auth over server-only TLS: the node has a certificate, agents
 	// verify it against the CA and present their own token.
 	cfg.Security = config.Security{TLS: config.TLS{Cert: p.nodeCert, Key: p.nodeKey}}
-	_, rec, addr := startIngest(t, cfg)
+	in, rec, addr := startIngest(t, cfg)
 	creds := clientTLSCreds(t, p.ca.Path, "", "")
 
 	runIdentityCases(t, addr, rec, []identityCase{
@@ -115,6 +115,11 @@ func TestIngestTokenIdentity(t *testing.T) {
 			codes.PermissionDenied, `report names agent "ghost"`},
 		{"another region", creds, toks[agentE], report(agentE, use, 5, "cache-use"), codes.OK, `bound to region "eu-west"`},
 	})
+	for _, st := range in.Agents() {
+		if st.ID == agentU && (st.Refused != 2 || !strings.Contains(st.LastRefusal, `report names agent "ghost"`)) {
+			t.Errorf("agent-use status %+v: want its 2 impersonation attempts counted as refused", st)
+		}
+	}
 }
 
 // With tokens and tls.ca, an agent without a token may authenticate by its

@@ -46,7 +46,8 @@ type AgentStatus struct {
 	ConfigHash string
 	// Accepted, Refused and Dropped count its reports: accepted (possibly
 	// without some unknown members), refused (wrong region, a seq that
-	// does not advance) and dropped by the rate limit.
+	// does not advance, a report for another agent on its stream) and
+	// dropped by the rate limit.
 	Accepted, Refused, Dropped uint64
 	// LastRefusal is why its last refused or dropped report was refused,
 	// at LastRefusalAt; empty when none was.

@@ -180,8 +180,16 @@ func (in *Ingest) handle(sess *openStream, r *api.Report) (*api.Ack, error) {
 		}
 		if id != p.agent {
 			in.metrics.report(p.agent, resultImpersonation)
-			return nil, status.Errorf(codes.PermissionDenied,
+			err := status.Errorf(codes.PermissionDenied,
 				"report names agent %q but this stream is authenticated as %q (%s): an agent may report only for itself", id, p.agent, p.method)
+			if ag, ok := v.agents[p.agent]; ok {
+				t := in.track(p.agent, ag.Region, now)
+				t.mu.Lock()
+				t.status.Refused++
+				t.status.LastRefusal, t.status.LastRefusalAt = status.Convert(err).Message(), now
+				t.mu.Unlock()
+			}
+			return nil, err
 		}
 	}
 	ag, ok := v.agents[id]
