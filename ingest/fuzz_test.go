@@ -130,7 +130,7 @@ func FuzzReport(f *testing.F) {
 			if o.Member != wantMembers[i] || !known[o.Member] {
 				t.Fatalf("observation %d names %q, want %q", i, o.Member, wantMembers[i])
 			}
-			// Seq is the node's count of the agent's accepted reports: 1 on
+			// Seq is the node's number of the accepted report: 1 on
 			// a fresh ingest.
 			if o.Agent != id || o.Region != region || o.Seq != 1 || !o.Time.Equal(now) {
 				t.Fatalf("observation %d: agent %q region %q seq %d time %v; want %q %q 1 %v",

@@ -65,6 +65,11 @@ type Ingest struct {
 	metrics *metrics // nil without WithRegisterer
 
 	view atomic.Pointer[view]
+	// accepted numbers the accepted reports of all agents on this node:
+	// the Seq of the observations handed to the sink. One counter for
+	// every agent, so an agent's numbers only grow, across its boots and
+	// even when it is removed from the config and added again.
+	accepted atomic.Uint64
 	// served is the transport mode ServerOptions committed to ("tls" or
 	// "insecure"); Reconfigure may not change it.
 	served atomic.Value // string
@@ -85,11 +90,8 @@ type Ingest struct {
 type agentTrack struct {
 	mu     sync.Mutex
 	status AgentStatus
-	// counter numbers the agent's accepted reports on this node, across
-	// boots: the Seq of the observations handed to the sink.
-	counter uint64
-	tokens  float64
-	refill  time.Time
+	tokens float64
+	refill time.Time
 }
 
 // openStream is one open report stream.

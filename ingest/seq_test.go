@@ -202,3 +202,31 @@ func TestIngestConcurrentStreamsKeepOrder(t *testing.T) {
 	}
 	t.Logf("%d of 200 reports accepted in order (the rest arrived after a higher seq)", len(seqs))
 }
+
+// An agent removed from the config and added again reports with numbers
+// above those it had: the engine does not ignore it.
+func TestIngestSequenceSurvivesAgentRemoval(t *testing.T) {
+	cfg := testConfig(member("cache-use", use, "redis://127.0.0.1:1"))
+	in, rec, addr := startIngest(t, cfg)
+	c := dialStream(t, addr, insecure.NewCredentials(), "")
+	for seq := uint64(1); seq <= 3; seq++ {
+		if ack, err := c.send(booted("boot-a", seq, true)); err != nil || !ack.GetAccepted() {
+			t.Fatalf("seq %d: ack %v, error %v", seq, ack, err)
+		}
+	}
+	last := rec.all()[2].Seq
+	without := testConfig(member("cache-use", use, "redis://127.0.0.1:1"))
+	without.Agents = without.Agents[:1] // agent-euw only
+	if err := in.Reconfigure(without); err != nil {
+		t.Fatal(err)
+	}
+	if err := in.Reconfigure(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if ack, err := c.send(booted("boot-a", 1, true)); err != nil || !ack.GetAccepted() {
+		t.Fatalf("after re-adding the agent: ack %v, error %v; want a fresh baseline", ack, err)
+	}
+	if got := rec.all()[3].Seq; got <= last {
+		t.Errorf("observation seq %d after re-adding the agent, want above %d", got, last)
+	}
+}

@@ -244,7 +244,9 @@ func (in *Ingest) handle(sess *openStream, r *api.Report) (*api.Ack, error) {
 	}
 	t.status.BootID = boot
 
-	t.counter++
+	// Assigned under t.mu, so one agent's observations reach the sink in
+	// the order of their numbers.
+	n := in.accepted.Add(1)
 	obs := make([]policy.Observation, 0, len(r.GetMembers()))
 	var rejected uint32
 	for _, m := range r.GetMembers() {
@@ -255,7 +257,7 @@ func (in *Ingest) handle(sess *openStream, r *api.Report) (*api.Ack, error) {
 			rejected++
 			continue
 		}
-		obs = append(obs, observation(id, ag.Region, t.counter, now, m))
+		obs = append(obs, observation(id, ag.Region, n, now, m))
 	}
 	ack.RejectedMemberCount = rejected
 	t.status.LastSeen, t.status.LastSeq, t.status.Remote = now, seq, p.remote
@@ -320,8 +322,8 @@ func (in *Ingest) warn(id, msg string, now time.Time, kv ...any) {
 	in.logger.Debug(msg, kv...)
 }
 
-// observation converts one member entry; seq is the node's count of the
-// agent's accepted reports.
+// observation converts one member entry; seq is the node's number of the
+// accepted report.
 func observation(agent, region string, seq uint64, now time.Time, m *api.MemberReport) policy.Observation {
 	o := policy.Observation{
 		Agent: agent, Region: region, Member: m.GetMember(), Seq: seq, Time: now,
