@@ -149,6 +149,9 @@ func TestIngestTokensWithCertificates(t *testing.T) {
 func TestIngestReconfigureRevokesCredentials(t *testing.T) {
 	dir := t.TempDir()
 	cfg := testConfig(member("cache-use", use, "redis://127.0.0.1:1"))
+	// A production-like interval: the bound below is one interval, and
+	// a loaded test machine may take a few 100ms to schedule the client.
+	cfg.Probes.Interval = time.Second
 	toks := withTokens(t, cfg, dir)
 	reg := prometheus.NewRegistry()
 	in, _, addr := startIngest(t, cfg, WithRegisterer(reg))

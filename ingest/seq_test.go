@@ -88,6 +88,9 @@ func TestIngestSequence(t *testing.T) {
 // engine takes its observations, which reach the sink within two intervals.
 func TestIngestClockSteppedRestart(t *testing.T) {
 	cfg := testConfig(member("cache-use", use, "redis://127.0.0.1:1"))
+	// Long enough that a loaded test machine's RPC latency does not eat
+	// the two-interval bound.
+	cfg.Probes.Interval, cfg.Probes.Timeout = 500*time.Millisecond, 400*time.Millisecond
 	interval := cfg.Probes.Interval
 	var mu sync.Mutex
 	engine := policy.New(cfg)
