@@ -14,8 +14,8 @@ const RenderedEvents = 10
 
 // RenderStatus writes st as tables for a terminal: a header line, the
 // members (vantages as up/down/stale counts of agents, lag, the smallest
-// fresh RTT, flags), the answers per database and client region, and the
-// most recent events, newest first. JSON output is the caller's job.
+// fresh RTT, flags), the answers per database and client region, the
+// agents' report connections, and the most recent events, newest first. JSON output is the caller's job.
 func RenderStatus(w io.Writer, st *Status) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	p := func(format string, args ...any) { fmt.Fprintf(tw, format, args...) }
@@ -53,6 +53,25 @@ func RenderStatus(w io.Writer, st *Status) error {
 	}
 	if len(st.Answers) == 0 {
 		p("(no answers yet)\n")
+	}
+
+	if len(st.Agents) > 0 {
+		p("\nAGENT\tREGION\tCONNECTION\tLAST REPORT\tBOOT/SEQ\tACCEPTED\tREFUSED\tDROPPED\tLAST REFUSAL\n")
+		for _, a := range st.Agents {
+			conn := "disconnected"
+			if a.Connected {
+				conn = fmt.Sprintf("connected since %s from %s", fmtTime(a.StreamSince), orDash(a.Remote))
+				if a.Streams > 1 {
+					conn += fmt.Sprintf(" (%d streams)", a.Streams)
+				}
+			}
+			bootSeq := "-"
+			if a.BootID != "" || a.LastSeq > 0 {
+				bootSeq = fmt.Sprintf("%s/%d", orDash(a.BootID), a.LastSeq)
+			}
+			p("%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\n", a.ID, a.Region, conn, fmtTime(a.LastSeen), bootSeq,
+				a.Accepted, a.Refused, a.Dropped, orDash(a.LastRefusal))
+		}
 	}
 
 	if len(st.Events) > 0 {

@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aagtm/aagtm/admin"
 	"github.com/aagtm/aagtm/policy"
@@ -18,6 +19,13 @@ func TestRenderStatus(t *testing.T) {
 	snap.Members["sessions-use"].Settled = false // serving its failback hold
 	st := admin.NewStatus("ns1", snap, b.cfg, ov)
 	st.Ready = true
+	since := snap.Generated.Add(-time.Minute)
+	st.Agents = []admin.AgentStatus{
+		{ID: "probe-euw", Region: "eu-west", LastSeen: since, BootID: "b0e1", LastSeq: 17, Accepted: 17, Refused: 2,
+			LastRefusal: "stale seq 3: agent \"probe-euw\" (boot b0e1) already reported seq 17"},
+		{ID: "probe-use", Region: "us-east", Connected: true, Streams: 1, StreamSince: since, Remote: "10.1.0.5:51234",
+			LastSeen: snap.Generated, BootID: "9f3c", LastSeq: 60, Accepted: 60},
+	}
 
 	var buf bytes.Buffer
 	if err := admin.RenderStatus(&buf, st); err != nil {
@@ -38,6 +46,9 @@ func TestRenderStatus(t *testing.T) {
 		`cache +eu-west +cache-use +cache-use: cache-euw is down`,
 		`cache +us-east +cache-use +cache-use: nearest healthy member`,
 		`sessions +\* +sessions-use +sessions-use: first in order`,
+		`AGENT +REGION +CONNECTION +LAST REPORT +BOOT/SEQ +ACCEPTED +REFUSED +DROPPED +LAST REFUSAL`,
+		`probe-euw +eu-west +disconnected +2026-03-01T11:59:00.000Z +b0e1/17 +17 +2 +0 +stale seq 3`,
+		`probe-use +us-east +connected since 2026-03-01T11:59:00.000Z from 10.1.0.5:51234 +2026-03-01T12:00:00.000Z +9f3c/60 +60 +0 +0 +-\n`,
 		`AT +KIND +DATABASE +REGION +CHANGE +DETECTION +RPO +REASON`,
 		`2026-03-01T11:59:00.000Z +failover +cache +eu-west +cache-euw -> cache-use +2.1s +12ms +cache-euw down`,
 	}

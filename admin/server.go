@@ -211,6 +211,9 @@ func (s *Server) ready() bool { return !s.shutting.Load() && s.b.Ready() }
 func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
 	st := NewStatus(s.node, s.b.Snapshot(), s.b.Config(), s.b.Overrides())
 	st.Ready = s.ready()
+	if al, ok := s.b.(AgentLister); ok {
+		st.Agents = append(st.Agents, al.Agents()...)
+	}
 	writeJSON(w, http.StatusOK, st)
 }
 

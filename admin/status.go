@@ -35,6 +35,10 @@ type Status struct {
 	Events []EventStatus `json:"events"`
 	// Overrides are the operator overrides in force on this node.
 	Overrides OverrideStatus `json:"overrides"`
+	// Agents are the configured probe agents and their report
+	// connections to this node, by ID (empty when the backend does not
+	// know them).
+	Agents []AgentStatus `json:"agents"`
 }
 
 // MemberStatus is one member's health as the node sees it.
@@ -186,6 +190,7 @@ func NewStatus(node string, snap *policy.Snapshot, cfg *config.Config, ov policy
 		Answers:   []AnswerStatus{},
 		Events:    []EventStatus{},
 		Overrides: newOverrideStatus(ov),
+		Agents:    []AgentStatus{},
 	}
 	if cfg != nil {
 		st.ConfigHash, st.Zone = cfg.Hash, cfg.Zone.Name

@@ -32,8 +32,11 @@ const (
 // Report is what one agent saw of every member in one probe round.
 type Report struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// agent_id is the reporting agent (the vantage). With mTLS it must equal
-	// the client certificate's common name.
+	// agent_id is the reporting agent (the vantage). It must be the agent the
+	// stream authenticated as (its token's agent, or the id its client
+	// certificate names: URI SAN aagtm-agent://<id>, else CN); empty means
+	// that agent. A report for another agent ends the stream with
+	// PERMISSION_DENIED.
 	AgentId string `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
 	// region is the agent's region; it must match the agent's region in the
 	// node's config.

@@ -113,7 +113,7 @@ func build(raw *rawConfig, baseDir string) (*Config, []error) {
 	cfg := &Config{}
 	buildZone(&p, raw, cfg)
 	buildRegions(&p, raw, cfg)
-	buildAgents(&p, raw, cfg)
+	buildAgents(&p, raw, cfg, baseDir)
 	buildProbes(&p, raw, cfg)
 	buildDatabases(&p, raw, cfg)
 	buildNodes(&p, raw, cfg, baseDir)
@@ -238,7 +238,9 @@ func buildRegions(p *problems, raw *rawConfig, cfg *Config) {
 	cfg.DefaultRegion = def
 }
 
-func buildAgents(p *problems, raw *rawConfig, cfg *Config) {
+// buildAgents resolves relative token_file paths against baseDir, like the
+// security files.
+func buildAgents(p *problems, raw *rawConfig, cfg *Config, baseDir string) {
 	if len(raw.Agents) == 0 {
 		for _, r := range cfg.Regions {
 			cfg.Agents = append(cfg.Agents, Agent{ID: r.Name, Region: r.Name})
@@ -248,9 +250,13 @@ func buildAgents(p *problems, raw *rawConfig, cfg *Config) {
 	seen := map[string]bool{}
 	for i, a := range raw.Agents {
 		path := fmt.Sprintf("agents[%d]", i)
-		ag := Agent{ID: strings.TrimSpace(a.ID), Region: strings.ToLower(strings.TrimSpace(a.Region))}
+		ag := Agent{ID: strings.TrimSpace(a.ID), Region: strings.ToLower(strings.TrimSpace(a.Region)), TokenFile: a.TokenFile}
+		if ag.TokenFile != "" && !filepath.IsAbs(ag.TokenFile) && baseDir != "" {
+			ag.TokenFile = filepath.Join(baseDir, ag.TokenFile)
+		}
+		p.fileExists(path+".token_file", ag.TokenFile)
 		if ag.ID == "" {
-			p.add(path+".id", "missing: give the agent a unique id (with mTLS, its certificate's common name)")
+			p.add(path+".id", "missing: give the agent a unique id (with mTLS, what its certificate names: URI SAN aagtm-agent://<id>, else CN)")
 		} else if seen[ag.ID] {
 			p.add(path+".id", "%q is used twice: agent ids must be unique", ag.ID)
 		}
@@ -261,6 +267,17 @@ func buildAgents(p *problems, raw *rawConfig, cfg *Config) {
 		cfg.Agents = append(cfg.Agents, ag)
 	}
 	sort.Slice(cfg.Agents, func(i, j int) bool { return cfg.Agents[i].ID < cfg.Agents[j].ID })
+	tokens := map[string]string{} // token file → agent id
+	for i, a := range cfg.Agents {
+		if a.TokenFile == "" {
+			continue
+		}
+		if other, ok := tokens[a.TokenFile]; ok {
+			p.add(fmt.Sprintf("agents[%d].token_file", i), "%s is also the token file of agent %q: each agent needs its own token, so a node knows who reports",
+				a.TokenFile, other)
+		}
+		tokens[a.TokenFile] = a.ID
+	}
 }
 
 var knownChecks = []Check{CheckPing, CheckEcho, CheckKeyspace, CheckLag, CheckREST, CheckCommand}
@@ -556,7 +573,12 @@ func buildSecurity(p *problems, raw *rawConfig, cfg *Config, baseDir string) {
 		return filepath.Join(baseDir, f)
 	}
 	s.TLS = TLS{Cert: rel(r.TLS.Cert), Key: rel(r.TLS.Key), CA: rel(r.TLS.CA), ServerName: r.TLS.ServerName}
-	s.TokenFile, s.Insecure, s.AdminTokenFile = rel(r.TokenFile), r.Insecure, rel(r.AdminTokenFile)
+	s.Insecure, s.AdminTokenFile = r.Insecure, rel(r.AdminTokenFile)
+	cfg.BindAgentTokens()
+	if r.TokenFile != "" {
+		p.add("security.token_file", "removed: a shared token let any holder report as every agent; "+
+			"give each agent its own token with agents[].token_file (see docs/config.md)")
+	}
 	if s.TLS.Enabled() {
 		if s.TLS.Cert == "" || s.TLS.Key == "" || s.TLS.CA == "" {
 			p.add("security.tls", "mTLS needs cert, key and ca together: set all three")
@@ -565,10 +587,9 @@ func buildSecurity(p *problems, raw *rawConfig, cfg *Config, baseDir string) {
 		p.fileExists("security.tls.key", s.TLS.Key)
 		p.fileExists("security.tls.ca", s.TLS.CA)
 	}
-	p.fileExists("security.token_file", s.TokenFile)
 	p.fileExists("security.admin_token_file", s.AdminTokenFile)
-	if !s.Insecure && !s.TLS.Enabled() && s.TokenFile == "" {
-		p.add("security", "reports would travel unauthenticated: set tls {cert, key, ca} or token_file, or insecure: true for a lab")
+	if !s.Insecure && !s.TLS.Enabled() && !cfg.HasAgentTokens() {
+		p.add("security", "reports would travel unauthenticated: set tls {cert, key, ca} or agents[].token_file, or insecure: true for a lab")
 	}
 }
 

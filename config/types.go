@@ -247,11 +247,18 @@ type CommandCheck struct {
 
 // Agent is one probe agent: a vantage bound to a region.
 type Agent struct {
-	// ID is the agent's identity; with mTLS it is the client certificate's
-	// common name.
+	// ID is the agent's identity; with mTLS it is what the client
+	// certificate names: its URI SAN aagtm-agent://<id> if it has one, else
+	// its common name.
 	ID string
 	// Region is the region the agent runs in and may report for.
 	Region string
+	// TokenFile holds the agent's own bearer token (agents[].token_file;
+	// relative paths resolved against the config file's folder). A node
+	// maps each token to exactly this agent; the agent sends it. Empty:
+	// the agent authenticates by certificate (or not at all with
+	// security.insecure).
+	TokenFile string
 }
 
 // Node is one GTM node (`aagtm serve`).
@@ -274,8 +281,11 @@ type Node struct {
 type Security struct {
 	// TLS holds certificate paths for mTLS between agents and nodes.
 	TLS TLS
-	// TokenFile holds the shared bearer token agents present.
-	TokenFile string
+	// AgentTokenFiles maps agent ids to their agents[].token_file. It is
+	// derived from Config.Agents (the loader fills it; configs built in
+	// code call Config.BindAgentTokens) so that the agent's transport,
+	// which sees only the security section, finds its own token.
+	AgentTokenFiles map[string]string
 	// Insecure allows plaintext, unauthenticated reports (tests, demo).
 	Insecure bool
 	// AdminTokenFile holds the token that mutating admin calls need.
@@ -421,4 +431,30 @@ func (c *Config) Preference(from string) []string {
 		}
 	}
 	return out
+}
+
+// BindAgentTokens sets Security.AgentTokenFiles from the agents' token
+// files (nil when no agent has one). The loader calls it; configs built in
+// code call it after setting Agents.
+func (c *Config) BindAgentTokens() {
+	c.Security.AgentTokenFiles = nil
+	for _, a := range c.Agents {
+		if a.TokenFile == "" {
+			continue
+		}
+		if c.Security.AgentTokenFiles == nil {
+			c.Security.AgentTokenFiles = map[string]string{}
+		}
+		c.Security.AgentTokenFiles[a.ID] = a.TokenFile
+	}
+}
+
+// HasAgentTokens reports whether any agent has a token file.
+func (c *Config) HasAgentTokens() bool {
+	for _, a := range c.Agents {
+		if a.TokenFile != "" {
+			return true
+		}
+	}
+	return false
 }

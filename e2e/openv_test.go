@@ -68,6 +68,7 @@ type opSettings struct {
 	dnsSection   string        // YAML lines under dns:, each indented by 2
 	extraDB      string        // YAML of more databases, indented by 2
 	brokenRegion string        // replaces cache-use's region (to make the config invalid)
+	agentTokens  bool          // one token per agent: agents[].token_file = <dir>/<region>.token
 }
 
 func defaultOpSettings() opSettings {
@@ -137,6 +138,17 @@ func (e *opEnv) render(set opSettings) string {
 		fmt.Fprintf(&b, "      - {name: %s, region: %s, addresses: [%s], redis: %q}\n", r.member, region, r.bind, e.members[r.member].URL())
 	}
 	b.WriteString(set.extraDB)
+	if set.agentTokens {
+		b.WriteString("agents:\n")
+		for _, r := range opRegions {
+			// Written once: a test may rotate the file afterwards.
+			tok := filepath.Join(e.dir, r.name+".token")
+			if _, err := os.Stat(tok); err != nil {
+				writeFile(e.t, e.dir, r.name+".token", "e2e-token-"+r.name+"\n")
+			}
+			fmt.Fprintf(&b, "  - {id: %s, region: %s, token_file: %q}\n", r.name, r.name, tok)
+		}
+	}
 	b.WriteString("probes:\n  interval: 250ms\n  timeout: 150ms\n  rise: 2\n  fall: 2\n  stale_after: 1s\n  checks: [ping, echo]\n")
 	if set.dnsSection != "" {
 		b.WriteString("dns:\n" + set.dnsSection)

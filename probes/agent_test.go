@@ -390,7 +390,7 @@ func TestNewAgentErrors(t *testing.T) {
 		{"unknown check", func(c *config.Config) { c.Probes.Checks = []config.Check{"telepathy"} }, agentU, "unknown check"},
 		{"bad URL", func(c *config.Config) { c.Databases[0].Members[0].Redis = "http://x" }, agentU, "member m1"},
 		{"no protection", func(c *config.Config) { c.Security.Insecure = false }, agentU, "security.insecure: true"},
-		{"missing token file", func(c *config.Config) { c.Security.TokenFile = "/nonexistent/token" }, agentU, "security.token_file"},
+		{"missing token file", func(c *config.Config) { c.Agents[1].TokenFile = "/nonexistent/token"; c.BindAgentTokens() }, agentU, "agents[id=agent-use].token_file"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -407,7 +407,7 @@ func TestNewAgentErrors(t *testing.T) {
 		cfg := testConfig(member("m1", use, "redis://127.0.0.1:1"))
 		cfg.Security = config.Security{TLS: config.TLS{CA: ca.path}}
 		_, err := NewAgent(cfg, agentU, testLogger(t))
-		if err == nil || !strings.Contains(err.Error(), "needs cert and key (mTLS) or security.token_file") {
+		if err == nil || !strings.Contains(err.Error(), "needs cert and key (mTLS) or its own agents[].token_file") {
 			t.Fatalf("err = %v", err)
 		}
 	})

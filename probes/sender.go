@@ -18,6 +18,7 @@ import (
 
 	"github.com/aagtm/aagtm/api"
 	"github.com/aagtm/aagtm/config"
+	"github.com/aagtm/aagtm/internal/reportwire"
 )
 
 // Report-stream tuning.
@@ -30,10 +31,10 @@ const (
 	// keepaliveTimeout how long a ping may go unanswered before the
 	// connection is considered dead. Nodes permit pings this often
 	// (ingest's enforcement policy).
-	keepaliveTime    = 10 * time.Second
+	keepaliveTime    = reportwire.KeepaliveTime
 	keepaliveTimeout = 5 * time.Second
 	// maxMessageSize bounds one report or ack.
-	maxMessageSize = 1 << 20
+	maxMessageSize = reportwire.MaxMessageSize
 )
 
 // dialSettings are the gRPC dial options for one config's security
@@ -43,13 +44,15 @@ type dialSettings struct {
 }
 
 // newDialSettings builds the agent's credentials: TLS (mTLS when a client
-// certificate is configured), a bearer token, or plaintext when
+// certificate is configured), the agent's own bearer token
+// (agents[].token_file, found in sec.AgentTokenFiles), or plaintext when
 // security.insecure allows it.
 func newDialSettings(sec config.Security, agentID string) (dialSettings, error) {
 	var token string
-	if sec.TokenFile != "" {
+	field, file := "agents[id="+agentID+"].token_file", sec.AgentTokenFiles[agentID]
+	if file != "" {
 		var err error
-		if token, err = readToken(sec.TokenFile); err != nil {
+		if token, err = reportwire.ReadToken(field, file); err != nil {
 			return dialSettings{}, err
 		}
 	}
@@ -64,10 +67,10 @@ func newDialSettings(sec config.Security, agentID string) (dialSettings, error) 
 	case sec.Insecure:
 		opts = append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	default:
-		return dialSettings{}, errNoProtection
+		return dialSettings{}, reportwire.ErrNoProtection
 	}
 	if token != "" {
-		opts = append(opts, grpc.WithPerRPCCredentials(tokenCreds{token: token, requireTLS: sec.TLS.Enabled()}))
+		opts = append(opts, grpc.WithPerRPCCredentials(tokenCreds{field: field, file: file, requireTLS: sec.TLS.Enabled()}))
 	}
 	opts = append(opts,
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{

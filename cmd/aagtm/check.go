@@ -68,16 +68,24 @@ func printResolved(w io.Writer, cfg *config.Config) {
 	fmt.Fprintf(tw, "probes\tinterval %s timeout %s rise %d fall %d quorum %s stale_after %s heartbeat_interval %s read_only %v\n", p.Interval, p.Timeout, p.Rise, p.Fall, p.Quorum, p.StaleAfter, p.HeartbeatInterval, p.ReadOnly)
 	fmt.Fprintf(tw, "  checks\t%s\n", strings.Join(checks, ", "))
 	for _, a := range cfg.Agents {
-		fmt.Fprintf(tw, "agent %s\tregion %s\n", a.ID, a.Region)
+		auth := ""
+		if a.TokenFile != "" {
+			auth = ", token file " + a.TokenFile
+		}
+		fmt.Fprintf(tw, "agent %s\tregion %s%s\n", a.ID, a.Region, auth)
 	}
 	for _, n := range cfg.Nodes {
 		fmt.Fprintf(tw, "node %s\treports to %s (listen %s), dns %s, admin %s, state %s\n", n.Name, n.Report, n.Listen, strings.Join(n.DNS, " "), n.Admin, orNone(n.StateFile))
 	}
-	sec := "token file " + cfg.Security.TokenFile
+	var sec string
 	switch {
+	case cfg.HasAgentTokens() && cfg.Security.TLS.Enabled():
+		sec = "per-agent tokens over TLS"
+	case cfg.HasAgentTokens():
+		sec = "per-agent tokens over PLAINTEXT (security.insecure)"
 	case cfg.Security.TLS.Enabled():
 		sec = "mTLS (ca " + cfg.Security.TLS.CA + ")"
-	case cfg.Security.Insecure && cfg.Security.TokenFile == "":
+	default:
 		sec = "INSECURE: unauthenticated plaintext reports"
 	}
 	fmt.Fprintf(tw, "security\t%s\n", sec)

@@ -10,6 +10,8 @@ package demo
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -113,6 +115,13 @@ func Run(ctx context.Context, opts Options, logger hclog.Logger) error {
 	}()
 	log.Info("members started", "backend", backendName, "port", port)
 
+	// One token per agent: a node maps each to its agent, so nobody on
+	// the loopback can report as another region's agent.
+	for _, r := range regions {
+		if err := writeToken(filepath.Join(opts.Dir, r.name+".token")); err != nil {
+			return err
+		}
+	}
 	cfgPath := filepath.Join(opts.Dir, "aagtm.yaml")
 	if err := os.WriteFile(cfgPath, []byte(configYAML(port, ingestPort, opts.DNS, opts.Admin, filepath.Join(opts.Dir, "ns1.state"))), 0o600); err != nil {
 		return fmt.Errorf("write demo config: %w", err)
@@ -185,6 +194,10 @@ databases:
 	for _, r := range regions {
 		fmt.Fprintf(&b, "      - {name: %s, region: %s, addresses: [%s], redis: \"redis://%s:%d\"}\n", r.member, r.name, r.addr, r.addr, port)
 	}
+	b.WriteString("agents:   # each with its own token, next to this file\n")
+	for _, r := range regions {
+		fmt.Fprintf(&b, "  - {id: %s, region: %s, token_file: %s.token}\n", r.name, r.name, r.name)
+	}
 	fmt.Fprintf(&b, `probes:
   interval: 500ms
   timeout: 250ms
@@ -197,9 +210,22 @@ databases:
 nodes:
   - {name: ns1, report: "127.0.0.1:%d", dns: ["%s"], admin: "%s", state_file: "%s"}
 security:
-  insecure: true   # demo only: reports travel unauthenticated on loopback
+  insecure: true   # demo only: reports travel in plaintext on loopback (still one token per agent)
 `, ingestPort, dnsAddr, adminAddr, stateFile)
 	return b.String()
+}
+
+// writeToken writes a random bearer token to path, readable by the owner
+// only.
+func writeToken(path string) error {
+	var b [24]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return fmt.Errorf("demo token: %w", err)
+	}
+	if err := os.WriteFile(path, []byte(hex.EncodeToString(b[:])+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write demo token: %w", err)
+	}
+	return nil
 }
 
 func printBanner(w io.Writer, cfgPath, backend string, members []*member, dnsAddrs []string, adminAddr string) {

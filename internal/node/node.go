@@ -27,8 +27,8 @@ import (
 	"github.com/aagtm/aagtm/admin"
 	"github.com/aagtm/aagtm/config"
 	"github.com/aagtm/aagtm/dnsserver"
+	"github.com/aagtm/aagtm/ingest"
 	"github.com/aagtm/aagtm/policy"
-	"github.com/aagtm/aagtm/probes"
 )
 
 // evalEvery is how often the engine re-evaluates without new reports, to
@@ -82,7 +82,7 @@ type Node struct {
 	registry *prometheus.Registry
 	metrics  *admin.PolicyMetrics
 	dns      *dnsserver.Server
-	ingest   *probes.Ingest
+	ingest   *ingest.Ingest
 	admin    *admin.Server
 
 	savedSerial atomic.Uint64 // snapshot serial in the state file
@@ -121,7 +121,8 @@ func New(cfg *config.Config, name string, logger hclog.Logger, opts Options) (*N
 		opts.Registry = prometheus.NewRegistry()
 		opts.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
-	logger = logger.Named("node").With("node", name)
+	base := logger.Named("node")
+	logger = base.With("node", name)
 	n := &Node{
 		name:      name,
 		logger:    logger,
@@ -143,7 +144,8 @@ func New(cfg *config.Config, name string, logger hclog.Logger, opts Options) (*N
 		RateLimit:  cfg.DNS.RateLimit,
 		Registerer: opts.Registry,
 	}, logger)
-	n.ingest = probes.NewIngest(cfg, logger, n.observe, probes.WithRegisterer(opts.Registry))
+	// The ingest adds the node's name to its own logs and acks.
+	n.ingest = ingest.New(cfg, base, n.observe, ingest.WithNodeName(name), ingest.WithRegisterer(opts.Registry))
 	token, err := readAdminToken(cfg)
 	if err != nil {
 		return nil, err
@@ -513,6 +515,32 @@ func (n *Node) Overrides() policy.Overrides {
 
 // Ready reports whether the node serves its listeners.
 func (n *Node) Ready() bool { return n.ready.Load() }
+
+// Agents returns every configured agent's report connection to this node
+// (admin.AgentLister), sorted by ID: agents that never reported are listed
+// disconnected.
+func (n *Node) Agents() []admin.AgentStatus {
+	known := map[string]ingest.AgentStatus{}
+	for _, a := range n.ingest.Agents() {
+		known[a.ID] = a
+	}
+	cfg := n.cfg.Load()
+	out := make([]admin.AgentStatus, 0, len(cfg.Agents))
+	for _, ag := range cfg.Agents { // sorted by ID by the loader
+		a, ok := known[ag.ID]
+		if !ok {
+			a = ingest.AgentStatus{ID: ag.ID, Region: ag.Region}
+		}
+		out = append(out, admin.AgentStatus{
+			ID: a.ID, Region: a.Region, Connected: a.Connected, Streams: a.Streams, StreamSince: a.StreamSince,
+			Remote: a.Remote, LastSeen: a.LastSeen, BootID: a.BootID, LastSeq: a.LastSeq, ConfigHash: a.ConfigHash,
+			Accepted: a.Accepted, Refused: a.Refused, Dropped: a.Dropped,
+			LastRefusal: a.LastRefusal, LastRefusalAt: a.LastRefusalAt,
+		})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
 
 // Drain marks a member drained: answered only when nothing else is eligible.
 func (n *Node) Drain(member string) error {

@@ -1,4 +1,5 @@
-// Package testenv starts real redis-server processes for tests: a single
+// Package testenv starts real redis-server processes for tests (and makes
+// throwaway certificate authorities, NewCA): a single
 // server (optionally bound to another loopback address, with a password, or
 // cluster-enabled) and a small OSS cluster, each on free ports, killed and
 // reaped when the test ends.

@@ -1,4 +1,4 @@
-package probes
+package ingest
 
 import (
 	"math"
@@ -16,26 +16,30 @@ import (
 )
 
 // FuzzReport feeds arbitrary bytes, decoded as an api.Report, through the
-// node's validation and conversion path (Ingest.handle, as a stream
+// node's validation and conversion path (Ingest.handle, on a stream
 // authenticated in insecure mode or by a client certificate for agent-use)
 // and on into a policy engine. Nothing may panic, and the ingest must be
 // consistent:
 //
+//   - a report for another agent than the certificate's ends the stream;
 //   - a report is accepted exactly when its agent is configured, agrees
-//     with the certificate, and names the agent's region;
-//   - a rejected report yields no observation and an ack with an error;
+//     with the certificate, names the agent's region and has a seq above 0
+//     (a fresh ingest's baseline);
+//   - a rejected report yields no observation and an ack with an error,
+//     not marked accepted;
 //   - an accepted one yields one observation per entry naming a configured
 //     member, in order, and lists every other entry in the ack's
-//     rejected_members (with an error) — never an unknown member in an
-//     observation;
-//   - observations carry the agent's configured region, the report's seq,
-//     the node's clock, and no negative duration;
+//     rejected_members (at most a few names, with the count of all, and an
+//     error) — never an unknown member in an observation;
+//   - observations carry the agent's configured region, the node's
+//     sequence (1 on a fresh ingest), the node's clock, the check outcomes,
+//     and no negative duration;
 //   - handling the same report twice on fresh ingests gives the same result.
 //
 // The engine then evaluates them: its answers and member statuses name only
 // configured members, and it keeps lag only behind configured regions.
 //
-//	go test -run '^$' -fuzz FuzzReport -fuzztime 60s ./probes/
+//	go test -run '^$' -fuzz FuzzReport -fuzztime 60s ./ingest/
 func FuzzReport(f *testing.F) {
 	cfg := testConfig(member("cache-use", use, "redis://127.0.0.1:1"), member("cache-euw", euw, "redis://127.0.0.1:2"))
 	cfg.Zone.Name = "gtm.example.com."
@@ -59,18 +63,19 @@ func FuzzReport(f *testing.F) {
 		if err := proto.Unmarshal(data, &r); err != nil {
 			return
 		}
-		p := principal{method: "insecure", remote: "127.0.0.1:9"}
+		p := principal{method: methodInsecure, remote: "127.0.0.1:9"}
 		if withCert {
-			p = principal{certAgent: agentU, method: "mtls", remote: "127.0.0.1:9"}
+			p = principal{agent: agentU, method: methodMTLS, remote: "127.0.0.1:9"}
 		}
-		handle := func() ([]policy.Observation, *api.Ack) {
+		handle := func() ([]policy.Observation, *api.Ack, error) {
 			var got []policy.Observation
-			in := NewIngest(cfg, nil, func(obs []policy.Observation) { got = append(got, obs...) },
+			in := New(cfg, nil, func(obs []policy.Observation) { got = append(got, obs...) },
 				WithRateLimit(0), WithClock(func() time.Time { return now }),
 				WithRegisterer(prometheus.NewRegistry()), WithNodeName("ns1"))
-			return got, in.handle(p, &r)
+			ack, err := in.handle(&openStream{p: p, agent: p.agent}, &r)
+			return got, ack, err
 		}
-		obs, ack := handle()
+		obs, ack, herr := handle()
 
 		// The expected verdict, computed independently.
 		id := r.GetAgentId()
@@ -78,17 +83,26 @@ func FuzzReport(f *testing.F) {
 			id = agentU
 		}
 		region, agentKnown := regionOf[id]
-		accept := agentKnown && (!withCert || id == agentU) && r.GetRegion() == region
+		accept := agentKnown && (!withCert || id == agentU) && r.GetRegion() == region && r.GetSeq() > 0
 
+		if withCert && id != agentU {
+			if herr == nil || len(obs) != 0 {
+				t.Fatalf("report for %q on a stream of %q: error %v, %d observations; want the stream ended", id, agentU, herr, len(obs))
+			}
+			return
+		}
+		if herr != nil {
+			t.Fatalf("handle: %v", herr)
+		}
 		if !accept {
-			if len(obs) != 0 || ack.GetError() == "" || len(ack.GetRejectedMembers()) != 0 {
+			if len(obs) != 0 || ack.GetError() == "" || ack.GetAccepted() || len(ack.GetRejectedMembers()) != 0 {
 				t.Fatalf("rejected report (agent %q region %q cert %v): %d observations, ack %v; want none and an error",
 					r.GetAgentId(), r.GetRegion(), withCert, len(obs), ack)
 			}
 			return
 		}
-		if ack.GetSeq() != r.GetSeq() {
-			t.Fatalf("accepted report: ack seq %d, want %d", ack.GetSeq(), r.GetSeq())
+		if ack.GetSeq() != r.GetSeq() || !ack.GetAccepted() {
+			t.Fatalf("accepted report: ack seq %d accepted %v, want %d and true", ack.GetSeq(), ack.GetAccepted(), r.GetSeq())
 		}
 		var wantMembers, wantRejected []string
 		var entries []*api.MemberReport
@@ -100,8 +114,10 @@ func FuzzReport(f *testing.F) {
 				wantRejected = append(wantRejected, m.GetMember())
 			}
 		}
-		if !slices.Equal(ack.GetRejectedMembers(), wantRejected) {
-			t.Fatalf("rejected_members %q, want %q", ack.GetRejectedMembers(), wantRejected)
+		listed := wantRejected[:min(len(wantRejected), maxRejectedNames)]
+		if !slices.Equal(ack.GetRejectedMembers(), listed) || int(ack.GetRejectedMemberCount()) != len(wantRejected) {
+			t.Fatalf("rejected_members %q (count %d), want %q (count %d)",
+				ack.GetRejectedMembers(), ack.GetRejectedMemberCount(), listed, len(wantRejected))
 		}
 		if (ack.GetError() != "") != (len(wantRejected) > 0) {
 			t.Fatalf("ack error %q with %d unknown members", ack.GetError(), len(wantRejected))
@@ -114,9 +130,11 @@ func FuzzReport(f *testing.F) {
 			if o.Member != wantMembers[i] || !known[o.Member] {
 				t.Fatalf("observation %d names %q, want %q", i, o.Member, wantMembers[i])
 			}
-			if o.Agent != id || o.Region != region || o.Seq != r.GetSeq() || !o.Time.Equal(now) {
-				t.Fatalf("observation %d: agent %q region %q seq %d time %v; want %q %q %d %v",
-					i, o.Agent, o.Region, o.Seq, o.Time, id, region, r.GetSeq(), now)
+			// Seq is the node's number of the accepted report: 1 on
+			// a fresh ingest.
+			if o.Agent != id || o.Region != region || o.Seq != 1 || !o.Time.Equal(now) {
+				t.Fatalf("observation %d: agent %q region %q seq %d time %v; want %q %q 1 %v",
+					i, o.Agent, o.Region, o.Seq, o.Time, id, region, now)
 			}
 			if o.RTT < 0 {
 				t.Fatalf("observation %d: negative RTT %v", i, o.RTT)
@@ -126,7 +144,8 @@ func FuzzReport(f *testing.F) {
 			}
 			for j, c := range o.Checks {
 				mc := m.GetChecks()[j]
-				if c.Check != mc.GetName() || c.OK != mc.GetOk() || c.Error != mc.GetError() || c.Duration < 0 {
+				if c.Check != mc.GetName() || c.OK != mc.GetOk() || c.Error != mc.GetError() || c.Duration < 0 ||
+					string(c.Outcome) != mc.GetOutcome() {
 					t.Fatalf("observation %d check %d = %+v, from %v", i, j, c, mc)
 				}
 			}
@@ -141,7 +160,7 @@ func FuzzReport(f *testing.F) {
 		}
 
 		// Deterministic: the same report on a fresh ingest, same result.
-		obs2, ack2 := handle()
+		obs2, ack2, _ := handle()
 		if !proto.Equal(ack, ack2) || len(obs2) != len(obs) {
 			t.Fatalf("second handling differs: ack %v vs %v, %d vs %d observations", ack, ack2, len(obs), len(obs2))
 		}

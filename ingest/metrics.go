@@ -1,4 +1,4 @@
-package probes
+package ingest
 
 import (
 	"errors"
@@ -7,9 +7,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// ingestMetrics are the ingest's Prometheus metrics. A nil *ingestMetrics
+// metrics are the ingest's Prometheus metrics (see README.md). A nil *metrics
 // records nothing.
-type ingestMetrics struct {
+type metrics struct {
 	reports      *prometheus.CounterVec
 	refused      *prometheus.CounterVec
 	streams      prometheus.Gauge
@@ -18,21 +18,23 @@ type ingestMetrics struct {
 
 // Report results, the result label of aagtm_ingest_reports_total.
 const (
-	resultAccepted    = "accepted"
-	resultRejected    = "rejected"
-	resultRateLimited = "rate_limited"
+	resultAccepted      = "accepted"
+	resultRejected      = "rejected"      // unknown agent or wrong region
+	resultRateLimited   = "rate_limited"  // over the per-agent rate
+	resultStaleSeq      = "stale_seq"     // seq did not advance within a boot
+	resultImpersonation = "impersonation" // names another agent than the stream's; ends the stream
 )
 
-func newIngestMetrics(reg prometheus.Registerer) *ingestMetrics {
-	m := &ingestMetrics{
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
 		reports: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "aagtm_ingest_reports_total",
-			Help: "Reports received, per agent (\"unknown\" for agents not in the config) and result (accepted, rejected, rate_limited).",
+			Help: "Reports received, per agent (\"unknown\" for agents not in the config) and result (accepted, rejected, rate_limited, stale_seq, impersonation).",
 		}, []string{"agent", "result"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "aagtm_ingest_refused_streams_total",
-			Help: "Report streams refused after the TLS handshake, per gRPC code (Unauthenticated, PermissionDenied).",
-		}, []string{"code"}),
+			Help: "Report streams refused or ended after the TLS handshake, per gRPC code (Unauthenticated, PermissionDenied, ResourceExhausted) and reason (auth, impersonation, agent_streams, streams, revoked).",
+		}, []string{"code", "reason"}),
 		streams: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "aagtm_ingest_streams",
 			Help: "Report streams currently open.",
@@ -60,30 +62,30 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
 				return existing
 			}
 		}
-		panic(fmt.Sprintf("probes: register ingest metrics: %v", err))
+		panic(fmt.Sprintf("ingest: register ingest metrics: %v", err))
 	}
 	return c
 }
 
-func (m *ingestMetrics) report(agent, result string) {
+func (m *metrics) report(agent, result string) {
 	if m != nil {
 		m.reports.WithLabelValues(agent, result).Inc()
 	}
 }
 
-func (m *ingestMetrics) refusedStream(code string) {
+func (m *metrics) refusedStream(code, reason string) {
 	if m != nil {
-		m.refused.WithLabelValues(code).Inc()
+		m.refused.WithLabelValues(code, reason).Inc()
 	}
 }
 
-func (m *ingestMetrics) streamOpen(delta float64) {
+func (m *metrics) streamOpen(delta float64) {
 	if m != nil {
 		m.streams.Add(delta)
 	}
 }
 
-func (m *ingestMetrics) unknownMembers(n int) {
+func (m *metrics) unknownMembers(n int) {
 	if m != nil && n > 0 {
 		m.unknownMembs.Add(float64(n))
 	}

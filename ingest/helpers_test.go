@@ -1,0 +1,301 @@
+package ingest
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/aagtm/aagtm/api"
+	"github.com/aagtm/aagtm/config"
+	"github.com/aagtm/aagtm/internal/reportwire"
+	"github.com/aagtm/aagtm/internal/testenv"
+	"github.com/aagtm/aagtm/policy"
+)
+
+// Region and agent names used throughout the tests.
+const (
+	use    = "us-east"
+	euw    = "eu-west"
+	agentU = "agent-use"
+	agentE = "agent-euw"
+)
+
+// testConfig returns a config with two regions, one agent per region, one
+// database "cache" with the given members, a 100ms probe interval and
+// insecure reports.
+func testConfig(members ...config.Member) *config.Config {
+	for i := range members {
+		members[i].Database = "cache"
+	}
+	return &config.Config{
+		Regions:       []config.Region{{Name: euw}, {Name: use}},
+		DefaultRegion: use,
+		Databases: []config.Database{{
+			Name: "cache", Host: "cache.gtm.example.com.", Mode: config.ModeNearest, Members: members,
+		}},
+		Probes: config.Probes{
+			Interval: 100 * time.Millisecond, Timeout: 80 * time.Millisecond, Rise: 2, Fall: 2,
+			Quorum: config.Quorum{Kind: "majority"}, StaleAfter: time.Second, Checks: []config.Check{config.CheckPing},
+			KeyspaceKeys: 4, KeyTTL: 10 * time.Second, HeartbeatPrefix: "aagtm:hb:", HeartbeatInterval: 20 * time.Millisecond,
+		},
+		Agents:   []config.Agent{{ID: agentE, Region: euw}, {ID: agentU, Region: use}},
+		Security: config.Security{Insecure: true},
+	}
+}
+
+func member(name, region, url string) config.Member {
+	return config.Member{Name: name, Region: region, Redis: url}
+}
+
+// withTokens gives every agent of cfg a token file in dir holding
+// "token-of-<id>" and returns the tokens by agent id.
+func withTokens(t *testing.T, cfg *config.Config, dir string) map[string]string {
+	t.Helper()
+	toks := map[string]string{}
+	for i, a := range cfg.Agents {
+		toks[a.ID] = "token-of-" + a.ID
+		f := filepath.Join(dir, a.ID+".token")
+		if err := os.WriteFile(f, []byte(toks[a.ID]+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg.Agents[i].TokenFile = f
+	}
+	cfg.BindAgentTokens()
+	return toks
+}
+
+// testLogger logs to t until the test ends (late goroutine logs are
+// dropped instead of panicking).
+func testLogger(t testing.TB) hclog.Logger {
+	w := &tWriter{t: t}
+	t.Cleanup(func() {
+		w.mu.Lock()
+		w.done = true
+		w.mu.Unlock()
+	})
+	return hclog.New(&hclog.LoggerOptions{Name: t.Name(), Output: w, Level: hclog.Debug})
+}
+
+type tWriter struct {
+	t    testing.TB
+	mu   sync.Mutex
+	done bool
+}
+
+func (w *tWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(string(p[:len(p)-1]))
+	}
+	return len(p), nil
+}
+
+// recorder is a sink that keeps every observation.
+type recorder struct {
+	mu  sync.Mutex
+	obs []policy.Observation
+}
+
+func (r *recorder) sink(obs []policy.Observation) {
+	r.mu.Lock()
+	r.obs = append(r.obs, obs...)
+	r.mu.Unlock()
+}
+
+func (r *recorder) all() []policy.Observation {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]policy.Observation(nil), r.obs...)
+}
+
+// waitFor polls cond every 10ms until it holds or d passes.
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// startIngest serves an ingest for cfg on 127.0.0.1 (any port) until the
+// test ends, with a recorder as its sink.
+func startIngest(t testing.TB, cfg *config.Config, opts ...Option) (*Ingest, *recorder, string) {
+	t.Helper()
+	rec := &recorder{}
+	in := New(cfg, testLogger(t), rec.sink, opts...)
+	return in, rec, serve(t, in)
+}
+
+// serve serves in on 127.0.0.1 (any port) until the test ends and returns
+// the address.
+func serve(t testing.TB, in *Ingest) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- in.Serve(ctx, lis) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return lis.Addr().String()
+}
+
+// pki is a CA with a node certificate and an agent-use certificate, on
+// disk.
+type pki struct {
+	ca                  *testenv.CA
+	nodeCert, nodeKey   string
+	agentCert, agentKey string // CN agent-use
+}
+
+func newPKI(t *testing.T) *pki {
+	p := &pki{ca: testenv.NewCA(t, "aagtm test CA")}
+	p.nodeCert, p.nodeKey = p.ca.Server(t, "ns1")
+	p.agentCert, p.agentKey = p.ca.Client(t, agentU)
+	return p
+}
+
+func (p *pki) nodeSecurity() config.Security {
+	return config.Security{TLS: config.TLS{Cert: p.nodeCert, Key: p.nodeKey, CA: p.ca.Path}}
+}
+
+func clientTLSCreds(t *testing.T, caPath, cert, key string) credentials.TransportCredentials {
+	t.Helper()
+	c := &tls.Config{}
+	if caPath != "" {
+		pool, err := reportwire.LoadCA(caPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.RootCAs = pool
+	}
+	if cert != "" {
+		kp, err := tls.LoadX509KeyPair(cert, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Certificates = []tls.Certificate{kp}
+	}
+	return credentials.NewTLS(c)
+}
+
+// bearer sends a token with every RPC, over any transport.
+type bearer string
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+}
+
+func (bearer) RequireTransportSecurity() bool { return false }
+
+// client is one report stream opened by a test.
+type client struct {
+	conn *grpc.ClientConn
+	st   api.ReportService_StreamClient
+}
+
+// dialStream opens a report stream with the given transport credentials
+// and optional token; it is closed when the test ends.
+func dialStream(t *testing.T, addr string, creds credentials.TransportCredentials, token string) *client {
+	t.Helper()
+	c, err := tryStream(t, addr, creds, token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// tryStream is dialStream returning the error of opening the stream.
+func tryStream(t *testing.T, addr string, creds credentials.TransportCredentials, token string) (*client, error) {
+	t.Helper()
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
+	if token != "" {
+		opts = append(opts, grpc.WithPerRPCCredentials(bearer(token)))
+	}
+	conn, err := grpc.NewClient(addr, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(func() { cancel(); conn.Close() })
+	st, err := api.NewReportServiceClient(conn).Stream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &client{conn: conn, st: st}, nil
+}
+
+// send sends rep and returns its ack, or the error that ended the stream.
+func (c *client) send(rep *api.Report) (*api.Ack, error) {
+	if err := c.st.Send(rep); err != nil {
+		// The real error comes with Recv.
+		_, rerr := c.st.Recv()
+		return nil, rerr
+	}
+	return c.st.Recv()
+}
+
+// dialRaw opens a report stream, sends rep and returns the first ack or
+// the error.
+func dialRaw(t *testing.T, addr string, creds credentials.TransportCredentials, token string, rep *api.Report) (*api.Ack, error) {
+	t.Helper()
+	c, err := tryStream(t, addr, creds, token)
+	if err != nil {
+		return nil, err
+	}
+	return c.send(rep)
+}
+
+// report returns a report of agent in region, boot "boot-1", with a
+// passing ping for each member.
+func report(agent, region string, seq uint64, members ...string) *api.Report {
+	r := &api.Report{AgentId: agent, Region: region, Seq: seq, BootId: "boot-1"}
+	for _, m := range members {
+		r.Members = append(r.Members, &api.MemberReport{Member: m, Checks: []*api.CheckResult{{Name: "ping", Ok: true, Outcome: "pass"}}})
+	}
+	return r
+}
+
+// counter returns the sum of the series of metric name whose label has
+// value (0 when absent).
+func counter(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == label && lp.GetValue() == value {
+					sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	return sum
+}
