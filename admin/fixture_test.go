@@ -67,21 +67,22 @@ func testSnapshot() *policy.Snapshot {
 				Lag: 12 * time.Millisecond, LagKnown: true, LagBySource: map[string]time.Duration{"eu-west": 12 * time.Millisecond},
 				Settled: true, HealthySince: t0.Add(-time.Hour),
 				Vantages: []policy.VantageState{
-					{Agent: "eu-west", Region: "eu-west", Verdict: policy.Up, Fresh: true, LastSeen: t0, LastSeq: 41, Passes: 40, RTT: 80 * time.Millisecond},
-					{Agent: "us-east", Region: "us-east", Verdict: policy.Up, Fresh: true, LastSeen: t0, LastSeq: 42, Passes: 41, RTT: 400 * time.Microsecond},
+					{Agent: "eu-west", Region: "eu-west", Verdict: policy.Up, Fresh: true, Voting: true, LastSeen: t0, LastSeq: 41, Passes: 40, RTT: 80 * time.Millisecond},
+					{Agent: "us-east", Region: "us-east", Verdict: policy.Up, Fresh: true, Voting: true, LastSeen: t0, LastSeq: 42, Passes: 41, RTT: 400 * time.Microsecond},
 				},
 			},
 			"cache-euw": {
 				Name: "cache-euw", Database: "cache", Region: "eu-west", Verdict: policy.Down, Since: t0.Add(-time.Minute),
+				Voting: 1, DownVotes: 1, DownOutcome: policy.OutcomeTimeout, Reason: "down: timeout (1/1 vantages)",
 				Vantages: []policy.VantageState{
 					{Agent: "eu-west", Region: "eu-west", Verdict: policy.Down, Fresh: false, LastSeen: t0.Add(-time.Minute), LastSeq: 30},
-					{Agent: "us-east", Region: "us-east", Verdict: policy.Down, Fresh: true, LastSeen: t0, LastSeq: 42, Failures: 5, LastError: "ping: i/o timeout"},
+					{Agent: "us-east", Region: "us-east", Verdict: policy.Down, Fresh: true, Voting: true, LastOutcome: policy.OutcomeTimeout, LastSeen: t0, LastSeq: 42, Failures: 5, LastError: "ping: i/o timeout"},
 				},
 			},
 			"sessions-use": {
 				Name: "sessions-use", Database: "sessions", Region: "us-east", Verdict: policy.Up, Settled: true,
 				Vantages: []policy.VantageState{
-					{Agent: "us-east", Region: "us-east", Verdict: policy.Up, Fresh: true, LastSeen: t0, LastSeq: 42, RTT: time.Millisecond},
+					{Agent: "us-east", Region: "us-east", Verdict: policy.Up, Fresh: true, Voting: true, LastSeen: t0, LastSeq: 42, RTT: time.Millisecond},
 				},
 			},
 		},

@@ -13,8 +13,8 @@ import (
 const RenderedEvents = 10
 
 // RenderStatus writes st as tables for a terminal: a header line, the
-// members (vantages as up/down/stale counts of agents, lag, the smallest
-// fresh RTT, flags), the answers per database and client region, the
+// members (vantages as up/down/abstaining counts of agents, the down
+// outcome, lag, the smallest fresh RTT, flags), the answers per database and client region, the
 // agents' report connections, and the most recent events, newest first. JSON output is the caller's job.
 func RenderStatus(w io.Writer, st *Status) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -31,7 +31,11 @@ func RenderStatus(w io.Writer, st *Status) error {
 
 	p("\nMEMBER\tDATABASE\tREGION\tVERDICT\tVANTAGES\tLAG\tRTT\tFLAGS\n")
 	for _, m := range st.Members {
-		up, down, stale := m.VantageCounts()
+		up, down, abstain := m.VantageCounts()
+		verdict := orDefault(m.Verdict, "?")
+		if m.Verdict == "down" && m.DownOutcome != "" {
+			verdict += ": " + m.DownOutcome
+		}
 		lag := "-"
 		if m.LagKnown {
 			lag = fmtDur(fromSeconds(m.LagSeconds))
@@ -40,8 +44,8 @@ func RenderStatus(w io.Writer, st *Status) error {
 		if d, ok := m.MinRTT(); ok {
 			rtt = fmtDur(d)
 		}
-		p("%s\t%s\t%s\t%s\t%d/%d/%d\t%s\t%s\t%s\n", m.Name, m.Database, m.Region, orDefault(m.Verdict, "?"),
-			up, down, stale, lag, rtt, memberFlags(m))
+		p("%s\t%s\t%s\t%s\t%d/%d/%d\t%s\t%s\t%s\n", m.Name, m.Database, m.Region, verdict,
+			up, down, abstain, lag, rtt, memberFlags(m))
 	}
 	if len(st.Members) == 0 {
 		p("(no members evaluated yet)\n")
@@ -120,6 +124,14 @@ func memberFlags(m MemberStatus) string {
 	}
 	if m.Verdict == "up" && !m.Settled {
 		f = append(f, "holding")
+	}
+	if m.FailStatic {
+		// No vantage decides: the verdict shown is the last one kept.
+		if m.NoFreshSince.IsZero() {
+			f = append(f, "no-fresh-vantage")
+		} else {
+			f = append(f, "no-fresh-vantage-since-"+fmtTime(m.NoFreshSince))
+		}
 	}
 	if len(f) == 0 {
 		return "-"

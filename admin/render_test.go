@@ -17,6 +17,9 @@ func TestRenderStatus(t *testing.T) {
 	snap := testSnapshot()
 	snap.Members["cache-use"].Lagging = true
 	snap.Members["sessions-use"].Settled = false // serving its failback hold
+	snap.Members["cache-euw"].DownOutcome = policy.OutcomeTimeout
+	snap.Members["sessions-use"].FailStatic = true
+	snap.Members["sessions-use"].NoFreshSince = snap.Generated.Add(-time.Minute)
 	st := admin.NewStatus("ns1", snap, b.cfg, ov)
 	st.Ready = true
 	since := snap.Generated.Add(-time.Minute)
@@ -40,8 +43,8 @@ func TestRenderStatus(t *testing.T) {
 		`overrides: drained cache-euw`,
 		`MEMBER +DATABASE +REGION +VERDICT +VANTAGES +LAG +RTT +FLAGS`,
 		`cache-use +cache +us-east +up +2/0/0 +12ms +400µs +lagging\n`,
-		`cache-euw +cache +eu-west +down +0/1/1 +- +- +drained\n`,
-		`sessions-use +sessions +us-east +up +1/0/0 +- +1ms +holding\n`,
+		`cache-euw +cache +eu-west +down: timeout +0/1/1 +- +- +drained\n`,
+		`sessions-use +sessions +us-east +up +1/0/0 +- +1ms +holding,no-fresh-vantage-since-2026-03-01T11:59:00.000Z\n`,
 		`DATABASE +REGION +ANSWER +REASON`,
 		`cache +eu-west +cache-use +cache-use: cache-euw is down`,
 		`cache +us-east +cache-use +cache-use: nearest healthy member`,

@@ -129,8 +129,12 @@ func TestStatusJSONFields(t *testing.T) {
 	if euw.Verdict != "down" || euw.Vantages[1].LastError != "ping: i/o timeout" || euw.Vantages[1].Failures != 5 {
 		t.Errorf("cache-euw = %+v", euw)
 	}
-	if up, down, stale := euw.VantageCounts(); up != 0 || down != 1 || stale != 1 {
-		t.Errorf("cache-euw vantages = %d/%d/%d, want 0/1/1", up, down, stale)
+	if euw.Reason != "down: timeout (1/1 vantages)" || euw.DownOutcome != "timeout" || euw.Voting != 1 || euw.DownVotes != 1 ||
+		euw.FailStatic || !euw.Vantages[1].Voting || euw.Vantages[1].LastOutcome != "timeout" || euw.Vantages[0].Voting {
+		t.Errorf("cache-euw reason, outcome and votes = %+v", euw)
+	}
+	if up, down, abstain := euw.VantageCounts(); up != 0 || down != 1 || abstain != 1 {
+		t.Errorf("cache-euw vantages = %d/%d/%d, want 0/1/1", up, down, abstain)
 	}
 	use := st.Members[0]
 	if !use.LagKnown || use.LagSeconds != 0.012 || use.LagBySourceSeconds["eu-west"] != 0.012 {

@@ -51,6 +51,23 @@ type MemberStatus struct {
 	Verdict string `json:"verdict"`
 	// Since is when the verdict last changed.
 	Since time.Time `json:"since,omitzero"`
+	// Reason is the member's state in one line, as answer reasons say it:
+	// "down: timeout (3/3 vantages)", "up, no fresh vantage since T: last
+	// verdict kept, ...".
+	Reason string `json:"reason"`
+	// DownOutcome is, while down, the most frequent check outcome among
+	// the down votes (timeout, unreachable, auth, loading, ...).
+	DownOutcome string `json:"down_outcome,omitempty"`
+	// Voting is how many vantages vote (fresh, with rise passes or fall
+	// failures of evidence); DownVotes how many of them say down.
+	Voting    int `json:"voting"`
+	DownVotes int `json:"down_votes"`
+	// FailStatic is true when too few vantages vote for the quorum to
+	// decide: Verdict is the last one decided, kept.
+	FailStatic bool `json:"fail_static"`
+	// NoFreshSince is, while FailStatic, the last time the quorum could
+	// decide (omitted: never since the node started).
+	NoFreshSince time.Time `json:"no_fresh_since,omitzero"`
 	// LagSeconds is the replication lag (the max over source regions);
 	// meaningful only when LagKnown.
 	LagSeconds float64 `json:"lag_seconds"`
@@ -79,8 +96,16 @@ type VantageStatus struct {
 	Region string `json:"region"`
 	// Verdict is the vantage's rise/fall verdict.
 	Verdict string `json:"verdict"`
-	// Fresh is false once the agent has been silent for probes.stale_after.
+	// Fresh is false once the agent has sent no pass or failure of the
+	// member for probes.stale_after.
 	Fresh bool `json:"fresh"`
+	// Voting is true when the vantage's verdict counts: fresh, with rise
+	// passes or fall failures since it became fresh.
+	Voting bool `json:"voting"`
+	// LastOutcome is the outcome of its last round: pass, timeout,
+	// unreachable, auth, loading, wrong_reply, unavailable, error or
+	// not_measured.
+	LastOutcome string `json:"last_outcome,omitempty"`
 	// LastSeen is when its last report about the member arrived.
 	LastSeen time.Time `json:"last_seen,omitzero"`
 	// LastSeq is that report's sequence number.
@@ -148,20 +173,20 @@ type OverrideStatus struct {
 	Forced map[string]string `json:"forced"`
 }
 
-// VantageCounts returns how many fresh vantages say up, how many fresh
-// vantages say down, and how many are stale.
-func (m MemberStatus) VantageCounts() (up, down, stale int) {
+// VantageCounts returns how many voting vantages say up, how many say
+// down, and how many abstain (stale, or fresh without enough evidence yet).
+func (m MemberStatus) VantageCounts() (up, down, abstain int) {
 	for _, v := range m.Vantages {
 		switch {
-		case !v.Fresh:
-			stale++
+		case !v.Voting:
+			abstain++
 		case v.Verdict == string(policy.Down):
 			down++
 		default:
 			up++
 		}
 	}
-	return up, down, stale
+	return up, down, abstain
 }
 
 // MinRTT returns the smallest RTT among fresh vantages that measured one,
@@ -266,6 +291,12 @@ func newMemberStatus(m *policy.MemberStatus, ov policy.Overrides) MemberStatus {
 		Region:       m.Region,
 		Verdict:      string(m.Verdict),
 		Since:        m.Since,
+		Reason:       m.Reason,
+		DownOutcome:  string(m.DownOutcome),
+		Voting:       m.Voting,
+		DownVotes:    m.DownVotes,
+		FailStatic:   m.FailStatic,
+		NoFreshSince: m.NoFreshSince,
 		LagSeconds:   m.Lag.Seconds(),
 		LagKnown:     m.LagKnown,
 		Lagging:      m.Lagging,
@@ -283,16 +314,18 @@ func newMemberStatus(m *policy.MemberStatus, ov policy.Overrides) MemberStatus {
 	}
 	for _, v := range m.Vantages {
 		ms.Vantages = append(ms.Vantages, VantageStatus{
-			Agent:      v.Agent,
-			Region:     v.Region,
-			Verdict:    string(v.Verdict),
-			Fresh:      v.Fresh,
-			LastSeen:   v.LastSeen,
-			LastSeq:    v.LastSeq,
-			Passes:     v.Passes,
-			Failures:   v.Failures,
-			LastError:  v.LastError,
-			RTTSeconds: v.RTT.Seconds(),
+			Agent:       v.Agent,
+			Region:      v.Region,
+			Verdict:     string(v.Verdict),
+			Fresh:       v.Fresh,
+			Voting:      v.Voting,
+			LastOutcome: string(v.LastOutcome),
+			LastSeen:    v.LastSeen,
+			LastSeq:     v.LastSeq,
+			Passes:      v.Passes,
+			Failures:    v.Failures,
+			LastError:   v.LastError,
+			RTTSeconds:  v.RTT.Seconds(),
 		})
 	}
 	return ms

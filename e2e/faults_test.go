@@ -591,8 +591,8 @@ func TestAgentPartition(t *testing.T) {
 		// one down vote of three fresh is no majority.
 		took := d.waitStatus(t, p.detection()+5*time.Second, "the eu-west vantage to see cache-use down", func(st *admin.Status) bool {
 			m := memberIn(st, "cache-use")
-			up, down, stale := m.VantageCounts()
-			return vantageIn(m, "eu-west").Verdict == "down" && up == 2 && down == 1 && stale == 0
+			up, down, abstain := m.VantageCounts()
+			return vantageIn(m, "eu-west").Verdict == "down" && up == 2 && down == 1 && abstain == 0
 		})
 		t.Logf("eu-west vantage down %s after the cut", took.Round(time.Millisecond))
 		sleepUntil(time.Now().Add(3 * time.Second))
@@ -602,8 +602,8 @@ func TestAgentPartition(t *testing.T) {
 				t.Fatal(err)
 			}
 			m := memberIn(st, "cache-use")
-			up, down, stale := m.VantageCounts()
-			if m.Verdict != "up" || up != 2 || down != 1 || stale != 0 || vantageIn(m, "eu-west").Verdict != "down" {
+			up, down, abstain := m.VantageCounts()
+			if m.Verdict != "up" || up != 2 || down != 1 || abstain != 0 || vantageIn(m, "eu-west").Verdict != "down" {
 				t.Errorf("%s: want cache-use up with the eu-west vantage down and 2 up; got:\n%s", nodeName(i), statusText(st))
 			}
 			if !allUp(st) {
@@ -688,7 +688,7 @@ func TestAllAgentsSilent(t *testing.T) {
 	})
 	took := d.waitStatus(t, p.staleAfter+5*time.Second, "every vantage to go stale", func(st *admin.Status) bool {
 		for _, m := range st.Members {
-			if _, _, stale := m.VantageCounts(); stale != len(testRegions) {
+			if _, _, abstain := m.VantageCounts(); abstain != len(testRegions) {
 				return false
 			}
 		}

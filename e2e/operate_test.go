@@ -343,7 +343,7 @@ func TestStatusCommand(t *testing.T) {
 				}
 			}
 			for _, r := range opRegions {
-				// MEMBER DATABASE REGION VERDICT VANTAGES(up/down/stale) ...
+				// MEMBER DATABASE REGION VERDICT VANTAGES(up/down/abstaining) ...
 				row := memberRow(sec, r.member)
 				if len(row) < 5 || row[1] != "cache" || row[2] != r.name || row[3] != "up" || row[4] != "3/0/0" {
 					t.Errorf("%s member row of %s = %v, want cache %s up 3/0/0", node, r.member, row, r.name)

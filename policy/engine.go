@@ -229,7 +229,9 @@ func (e *Engine) Evaluate(now time.Time, ov Overrides) *Snapshot {
 	snap.Recent = e.recent
 
 	for name, m := range e.members {
-		snap.Members[name] = e.status(m, ov.Drained[name], now)
+		st := e.status(m, ov.Drained[name], now)
+		st.Reason = ev.memberText(name)
+		snap.Members[name] = st
 		m.tier = tierOf(m, ov.Drained[name])
 	}
 

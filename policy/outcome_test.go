@@ -67,6 +67,9 @@ func TestDownOutcome(t *testing.T) {
 	if st.Verdict != Down || st.DownOutcome != OutcomeLoading || st.DownVotes != 3 || st.Voting != 3 {
 		t.Fatalf("status %+v", st)
 	}
+	if st.Reason != "down: loading (3/3 vantages)" {
+		t.Errorf("member reason %q", st.Reason)
+	}
 	if st.Vantages[0].LastOutcome != OutcomeTimeout || st.Vantages[0].LastError != "keyspace: timeout text" {
 		t.Errorf("ap-south vantage %+v", st.Vantages[0])
 	}
@@ -93,6 +96,9 @@ func TestFailStaticVisible(t *testing.T) {
 	st := h.snap.Members[euw]
 	if !st.FailStatic || !st.NoFreshSince.Equal(last.Add(2*time.Second)) || st.Voting != 0 || st.Verdict != Up {
 		t.Fatalf("status %+v", st)
+	}
+	if want := "up, no fresh vantage since 2026-11-25T19:00:05Z: last verdict kept"; st.Reason != want {
+		t.Errorf("member reason %q, want %q", st.Reason, want)
 	}
 	want := "cache-euw (eu-west) up, no fresh vantage since 2026-11-25T19:00:05Z: last verdict kept, nearest for eu-west"
 	if r := h.answer("eu-west").Reason; !strings.HasPrefix(r, want) {

@@ -268,6 +268,10 @@ type MemberStatus struct {
 	// has accumulated (time while FailStatic does not count); it stops
 	// growing once the member is settled.
 	Held time.Duration
+	// Reason is the member's state in the words answer reasons use, e.g.
+	// "down: timeout (3/3 vantages)", or "up, no fresh vantage since T:
+	// last verdict kept, lag unknown".
+	Reason string
 	// Vantages are the per-vantage views, sorted by agent ID.
 	Vantages []VantageState
 }

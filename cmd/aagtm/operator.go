@@ -66,7 +66,7 @@ func newStatusCmd(g *globalFlags) *cobra.Command {
 		Use:   "status",
 		Short: "Show every node's view: members, verdicts per vantage, lag, answers, events",
 		Long: `status asks every node in the config (or the --admin addresses) for its view
-and prints, per node, a table of members (verdict, votes up/down/stale, lag, RTT,
+and prints, per node, a table of members (verdict, votes up/down/abstaining, lag, RTT,
 drained/lagging/holding), the current answer per database and region with its
 reason, and recent failover and failback events with detection time and RPO
 estimate. A node that does not answer is reported and the others still shown.`,

@@ -335,7 +335,11 @@ func (n *Node) evaluate() {
 }
 
 // logChanges logs verdict changes and answer events at Info: these are the
-// lines an operator reads after an incident.
+// lines an operator reads after an incident. Members losing every voting
+// vantage (fail-static: their last verdict is kept) are logged at Warn once
+// when it begins and at Info when it ends, one line for all the members of
+// an evaluation; the warm-up after a node starts, before any vantage has
+// voted, is not logged.
 func (n *Node) logChanges(prev, cur *policy.Snapshot) {
 	if prev != nil {
 		names := make([]string, 0, len(cur.Members))
@@ -343,6 +347,8 @@ func (n *Node) logChanges(prev, cur *policy.Snapshot) {
 			names = append(names, name)
 		}
 		sort.Strings(names)
+		var began, ended []string
+		var since time.Time
 		for _, name := range names {
 			m := cur.Members[name]
 			old, ok := prev.Members[name]
@@ -351,7 +357,7 @@ func (n *Node) logChanges(prev, cur *policy.Snapshot) {
 			}
 			if old.Verdict != m.Verdict {
 				n.logger.Info("member verdict changed", "member", name, "db", m.Database, "region", m.Region,
-					"from", old.Verdict, "to", m.Verdict, "votes", voteSummary(m))
+					"from", old.Verdict, "to", m.Verdict, "votes", voteSummary(m), "reason", m.Reason)
 			}
 			if old.Lagging != m.Lagging {
 				n.logger.Info("member lag state changed", "member", name, "lagging", m.Lagging, "lag", m.Lag)
@@ -359,11 +365,27 @@ func (n *Node) logChanges(prev, cur *policy.Snapshot) {
 			if !old.Settled && m.Settled && m.Verdict == policy.Up {
 				n.logger.Info("member completed failback hold", "member", name)
 			}
+			switch {
+			case m.FailStatic && !old.FailStatic && !m.NoFreshSince.IsZero():
+				began = append(began, name)
+				if since.IsZero() || m.NoFreshSince.Before(since) {
+					since = m.NoFreshSince
+				}
+			case old.FailStatic && !m.FailStatic && !old.NoFreshSince.IsZero():
+				ended = append(ended, name)
+			}
+		}
+		if len(began) > 0 {
+			n.logger.Warn("no fresh vantage: last verdict kept", "count", len(began), "members", truncateNames(began),
+				"since", since.UTC().Format(time.RFC3339))
+		}
+		if len(ended) > 0 {
+			n.logger.Info("vantages vote again: verdicts decided by quorum", "count", len(ended), "members", truncateNames(ended))
 		}
 	}
 	for _, e := range cur.Events {
 		args := []any{"db", e.Database, "region", e.Region, "from", e.From, "to", e.To, "reason", e.Reason}
-		if e.Kind == policy.Failover {
+		if e.Kind.IsFailover() {
 			args = append(args, "detection", e.Detection)
 			if e.RPOKnown {
 				args = append(args, "rpo_estimate", e.RPOEstimate)
@@ -375,19 +397,32 @@ func (n *Node) logChanges(prev, cur *policy.Snapshot) {
 	}
 }
 
+// loggedNames is how many member names one log line lists.
+const loggedNames = 20
+
+// truncateNames joins at most loggedNames names, then says how many more.
+func truncateNames(names []string) string {
+	if len(names) <= loggedNames {
+		return strings.Join(names, ",")
+	}
+	return strings.Join(names[:loggedNames], ",") + fmt.Sprintf(",... (%d more)", len(names)-loggedNames)
+}
+
+// voteSummary counts a member's vantages: voting up, voting down, and
+// abstaining (stale, or without rise/fall evidence yet).
 func voteSummary(m *policy.MemberStatus) string {
-	up, down, stale := 0, 0, 0
+	up, down, abstain := 0, 0, 0
 	for _, v := range m.Vantages {
 		switch {
-		case !v.Fresh:
-			stale++
+		case !v.Voting:
+			abstain++
 		case v.Verdict == policy.Down:
 			down++
 		default:
 			up++
 		}
 	}
-	return fmt.Sprintf("%d up/%d down/%d stale", up, down, stale)
+	return fmt.Sprintf("%d up/%d down/%d abstaining", up, down, abstain)
 }
 
 func (n *Node) overridesCopyLocked() policy.Overrides {
