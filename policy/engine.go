@@ -123,6 +123,9 @@ type Engine struct {
 
 	// Indexes of cfg, rebuilt by Reconfigure.
 	agents  map[string]string // agent ID → region
+	// agentIDs are the configured agent IDs, sorted: the order of
+	// MemberStatus.Vantages.
+	agentIDs []string
 	regions map[string]bool   // declared region names
 
 	// members holds every configured member's state, by member name.
@@ -251,9 +254,13 @@ func (e *Engine) Reconfigure(cfg *config.Config) {
 	}
 	e.cfg = cfg
 	e.agents = make(map[string]string, len(cfg.Agents))
+	e.agentIDs = make([]string, 0, len(cfg.Agents))
 	for _, a := range cfg.Agents {
 		e.agents[a.ID] = a.Region
+		e.agentIDs = append(e.agentIDs, a.ID)
 	}
+	slices.Sort(e.agentIDs)
+	e.agentIDs = slices.Compact(e.agentIDs)
 	e.regions = make(map[string]bool, len(cfg.Regions))
 	for _, r := range cfg.Regions {
 		e.regions[r.Name] = true

@@ -461,8 +461,11 @@ func (e *Engine) status(m *memberState, drained bool, now time.Time) *MemberStat
 	if len(m.lagBy) > 0 {
 		s.LagBySource = maps.Clone(m.lagBy)
 	}
-	for _, id := range slices.Sorted(maps.Keys(m.vantages)) {
-		v := m.vantages[id]
+	for _, id := range e.agentIDs {
+		v, ok := m.vantages[id]
+		if !ok {
+			continue
+		}
 		fresh := e.fresh(v, now)
 		s.Vantages = append(s.Vantages, VantageState{
 			Agent:       v.agent,

@@ -289,12 +289,21 @@ func (n *Node) AdminAddr() string {
 	return n.adminAddr.String()
 }
 
-// loop re-evaluates on every report batch and every evalEvery, and saves
-// state at most every saveEvery.
+// evalShare bounds the share of one core that evaluations may take: after
+// an evaluation that took d, the next starts no sooner than d × evalShare
+// after it began. With a few hundred members an evaluation takes well under
+// a millisecond and reports are evaluated as they arrive; with thousands
+// (tens of milliseconds each), reports arriving close together are batched
+// into one evaluation instead of queueing a CPU-bound loop.
+const evalShare = 3
+
+// loop re-evaluates on every report batch and every evalEvery, at most as
+// often as evalShare allows, and saves state at most every saveEvery.
 func (n *Node) loop(ctx context.Context) {
 	tick := time.NewTicker(evalEvery)
 	defer tick.Stop()
 	lastSave := n.now()
+	var next time.Time // the earliest start of the next evaluation
 	for {
 		select {
 		case <-ctx.Done():
@@ -302,7 +311,18 @@ func (n *Node) loop(ctx context.Context) {
 		case <-tick.C:
 		case <-n.wake:
 		}
+		if wait := time.Until(next); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+		start := time.Now()
 		n.evaluate()
+		next = start.Add(evalShare * time.Since(start))
 		if now := n.now(); now.Sub(lastSave) >= saveEvery {
 			lastSave = now
 			n.saveIfChanged()
