@@ -122,11 +122,11 @@ type Engine struct {
 	ranker Ranker
 
 	// Indexes of cfg, rebuilt by Reconfigure.
-	agents  map[string]string // agent ID → region
+	agents map[string]string // agent ID → region
 	// agentIDs are the configured agent IDs, sorted: the order of
 	// MemberStatus.Vantages.
 	agentIDs []string
-	regions map[string]bool   // declared region names
+	regions  map[string]bool // declared region names
 
 	// members holds every configured member's state, by member name.
 	members map[string]*memberState
