@@ -34,7 +34,7 @@ func RenderStatus(w io.Writer, st *Status) error {
 		up, down, abstain := m.VantageCounts()
 		verdict := orDefault(m.Verdict, "?")
 		if m.Verdict == "down" && m.DownOutcome != "" {
-			verdict += ": " + m.DownOutcome
+			verdict += ":" + m.DownOutcome // one token: scripts split rows on spaces
 		}
 		lag := "-"
 		if m.LagKnown {

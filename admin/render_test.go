@@ -43,7 +43,7 @@ func TestRenderStatus(t *testing.T) {
 		`overrides: drained cache-euw`,
 		`MEMBER +DATABASE +REGION +VERDICT +VANTAGES +LAG +RTT +FLAGS`,
 		`cache-use +cache +us-east +up +2/0/0 +12ms +400µs +lagging\n`,
-		`cache-euw +cache +eu-west +down: timeout +0/1/1 +- +- +drained\n`,
+		`cache-euw +cache +eu-west +down:timeout +0/1/1 +- +- +drained\n`,
 		`sessions-use +sessions +us-east +up +1/0/0 +- +1ms +holding,no-fresh-vantage-since-2026-03-01T11:59:00.000Z\n`,
 		`DATABASE +REGION +ANSWER +REASON`,
 		`cache +eu-west +cache-use +cache-use: cache-euw is down`,

@@ -382,8 +382,8 @@ func TestStatusCommand(t *testing.T) {
 			t.Fatalf("status: exit %d:\n%s", code, out)
 		}
 		sec := section(out, "ns1")
-		if row := memberRow(sec, "cache-use"); len(row) < 5 || row[3] != "down" || row[4] != "0/3/0" {
-			t.Errorf("ns1 row of cache-use after the kill = %v, want down 0/3/0:\n%s", row, sec)
+		if row := memberRow(sec, "cache-use"); len(row) < 5 || row[3] != "down:unreachable" || row[4] != "0/3/0" {
+			t.Errorf("ns1 row of cache-use after the kill = %v, want down:unreachable 0/3/0:\n%s", row, sec)
 		}
 		if !regexp.MustCompile(`(?m)^cache\s+us-east\s+cache-euw\s`).MatchString(sec) {
 			t.Errorf("ns1 answers table does not move us-east to cache-euw:\n%s", sec)
