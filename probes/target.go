@@ -2,6 +2,7 @@ package probes
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -85,6 +86,8 @@ func classify(err error) Outcome {
 	switch {
 	case err == nil:
 		return OutcomePass
+	case errors.Is(err, errDialBudget):
+		return OutcomeNotMeasured
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded),
 		errors.Is(err, redis.ErrPoolTimeout):
 		return OutcomeTimeout
@@ -109,35 +112,239 @@ func classify(err error) Outcome {
 // honestly, so no retries and one dial attempt per probe.
 const (
 	// poolSize is small: checks of one member run one after another; the
-	// extra connections absorb a check still finishing after a timeout.
+	// extra connections absorb a check still finishing after a timeout,
+	// and members sharing an endpoint whose probes overlap in time.
 	poolSize = 3
-	// roundSlack is how long past the timeout a round waits for a member
-	// before reporting it as timed out anyway.
+	// roundSlack is how long past the last probe's deadline a round waits
+	// before reporting what is still unfinished.
 	roundSlack = 50 * time.Millisecond
+	// Per-connection buffers. go-redis defaults to 32 KiB each way plus a
+	// pipeline pool with 128 KiB buffers: about 200 KiB per member, which
+	// is what made 3,000 members cost 300+ MB. Probe replies are a few
+	// bytes (CLUSTER SLOTS a few KiB; longer replies just take more reads).
+	readBufferSize  = 4 << 10
+	writeBufferSize = 2 << 10
 )
 
-// target is one member as the agent probes it: its config and its clients.
-type target struct {
-	member config.Member
-	// local is true when the member is in the agent's region: the agent
-	// writes its heartbeat there.
-	local bool
-	opts  *redis.Options
-	http  *http.Client
+// errDialBudget is the dial error when the agent's dial budget had no slot
+// free in time: the agent's own limit, not the member's doing. Checks
+// report it as OutcomeNotMeasured.
+var errDialBudget = errors.New("agent dial budget exhausted: too many connections being opened at once; not measured")
 
-	// busy is set while a probe of the member runs; a round finding it set
-	// (the previous probe is still stuck) reports a timeout at once instead
-	// of piling up goroutines.
-	busy atomic.Bool
+// dialBudget bounds how many connections the agent opens at once (TCP and
+// TLS handshakes), across all members. Without it, a start with thousands of
+// members opens thousands of connections in the same millisecond: the
+// servers' accept backlogs overflow, the agent's CPU goes to handshakes,
+// and every member times out at once.
+type dialBudget struct {
+	slots chan struct{}
+}
+
+func newDialBudget(n int) *dialBudget {
+	return &dialBudget{slots: make(chan struct{}, n)}
+}
+
+// dialer returns a go-redis Dialer that takes a budget slot (b may be nil:
+// no budget) for the TCP connect and the TLS handshake. It waits for a slot
+// at most half the dial timeout, then fails with errDialBudget, so that the
+// probe waiting for the connection learns it was not measured before its
+// own deadline, and a slot taken late still leaves half the timeout for
+// the member to answer.
+func (b *dialBudget) dialer(opts *redis.Options) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	timeout, tlsConf := opts.DialTimeout, opts.TLSConfig
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if b != nil {
+			w := time.NewTimer(timeout / 2)
+			select {
+			case b.slots <- struct{}{}:
+				w.Stop()
+			case <-w.C:
+				return nil, errDialBudget
+			case <-ctx.Done():
+				w.Stop()
+				return nil, errDialBudget
+			}
+			defer func() { <-b.slots }()
+		}
+		nd := &net.Dialer{Timeout: timeout, KeepAlive: 5 * time.Minute}
+		if tlsConf == nil {
+			return nd.DialContext(ctx, network, addr)
+		}
+		return (&tls.Dialer{NetDialer: nd, Config: tlsConf}).DialContext(ctx, network, addr)
+	}
+}
+
+// endpoint is one Redis endpoint as the agent connects to it. Members that
+// name the same endpoint (address, user, password, database number,
+// protocol and TLS settings: the same key) share one endpoint and so one
+// small connection pool.
+type endpoint struct {
+	key  string
+	opts *redis.Options
 
 	mu     sync.Mutex
 	client *redis.Client
 	nodes  map[string]*redis.Client // OSS Cluster nodes by host:port
+	// retired clients were replaced by reset while probes of other
+	// members sharing the endpoint may still be using them; they are
+	// closed once those probes' deadlines have passed (closeRetired).
+	retired []retiredClient
+}
+
+type retiredClient struct {
+	c  *redis.Client
+	at time.Time
+}
+
+// endpointKey identifies the connection a member's options describe (and
+// the timeout its clients were built with).
+func endpointKey(o *redis.Options) string {
+	sum := sha256.Sum256([]byte(o.Password))
+	k := fmt.Sprintf("%s|%s|%s|%x|%d|%d|%s", o.Network, o.Addr, o.Username, sum[:8], o.DB, o.Protocol, o.DialTimeout)
+	if o.TLSConfig != nil {
+		k += fmt.Sprintf("|tls:%s:%v", o.TLSConfig.ServerName, o.TLSConfig.InsecureSkipVerify)
+	}
+	return k
+}
+
+// endpoints is the agent's set of endpoints by key.
+type endpoints map[string]*endpoint
+
+// get returns the endpoint for opts, adding it when new.
+func (es endpoints) get(opts *redis.Options) *endpoint {
+	k := endpointKey(opts)
+	if e, ok := es[k]; ok {
+		return e
+	}
+	e := &endpoint{key: k, opts: opts}
+	if es != nil {
+		es[k] = e
+	}
+	return e
+}
+
+// current returns the endpoint's client, creating it when needed.
+func (e *endpoint) current() *redis.Client {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.client == nil {
+		e.client = redis.NewClient(e.opts)
+	}
+	return e.client
+}
+
+// node returns a client for one OSS Cluster node of the endpoint, with its
+// credentials and TLS settings. An empty host means the endpoint's own
+// host (CLUSTER SLOTS may announce "" or "?").
+func (e *endpoint) node(addr string) *redis.Client {
+	host, port, err := net.SplitHostPort(addr)
+	if err == nil && (host == "" || host == "?") {
+		mh, _, _ := net.SplitHostPort(e.opts.Addr)
+		addr = net.JoinHostPort(mh, port)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if addr == e.opts.Addr {
+		if e.client == nil {
+			e.client = redis.NewClient(e.opts)
+		}
+		return e.client
+	}
+	if c, ok := e.nodes[addr]; ok {
+		return c
+	}
+	o := *e.opts
+	o.Addr = addr
+	if o.TLSConfig != nil {
+		o.TLSConfig = o.TLSConfig.Clone() // keeps ServerName: the member's name
+	}
+	c := redis.NewClient(&o)
+	if e.nodes == nil {
+		e.nodes = map[string]*redis.Client{}
+	}
+	e.nodes[addr] = c
+	return c
+}
+
+// reset replaces the endpoint's clients, if c is still the current one, so
+// the next probe dials afresh: go-redis otherwise stops dialing a host after
+// PoolSize failed dials and retries only once a second, which would delay
+// noticing the member's recovery. The old clients are retired, not closed:
+// other members sharing the endpoint may be using them right now.
+func (e *endpoint) reset(c *redis.Client) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.client != c || c == nil {
+		return // already replaced by another member's probe
+	}
+	now := time.Now()
+	e.retired = append(e.retired, retiredClient{e.client, now})
+	e.client = nil
+	for addr, n := range e.nodes {
+		e.retired = append(e.retired, retiredClient{n, now})
+		delete(e.nodes, addr)
+	}
+}
+
+// closeRetired closes the clients retired before cutoff.
+func (e *endpoint) closeRetired(cutoff time.Time) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	keep := e.retired[:0]
+	for _, r := range e.retired {
+		if r.at.Before(cutoff) {
+			_ = r.c.Close()
+		} else {
+			keep = append(keep, r)
+		}
+	}
+	clear(e.retired[len(keep):])
+	e.retired = keep
+}
+
+// close closes every client of the endpoint.
+func (e *endpoint) close() {
+	e.mu.Lock()
+	c, nodes := e.client, e.nodes
+	e.client, e.nodes = nil, nil
+	e.mu.Unlock()
+	if c != nil {
+		_ = c.Close()
+	}
+	for _, n := range nodes {
+		_ = n.Close()
+	}
+	e.closeRetired(time.Now().Add(time.Hour))
+}
+
+// target is one member as the agent probes it: its config and its
+// endpoint, which it may share with other members.
+type target struct {
+	member config.Member
+	// local is true when the member is in the agent's region: the agent
+	// writes its heartbeat there.
+	local   bool
+	timeout time.Duration
+	ep      *endpoint
+	// http is nil for members without rest.url.
+	http *http.Client
+
+	// busy is set while a probe of the member runs; a round finding it set
+	// (the previous probe overran its deadline: the agent is starved)
+	// reports the member as not measured instead of piling up goroutines.
+	busy atomic.Bool
 }
 
 // newTarget parses the member's URL and prepares (but does not dial) its
-// client. Timeouts come from p.Timeout whatever the URL says.
+// client, on an endpoint of its own. Timeouts come from p.Timeout whatever
+// the URL says.
 func newTarget(m config.Member, p config.Probes, agentID, region string) (*target, error) {
+	return newSharedTarget(m, p, agentID, region, nil, nil)
+}
+
+// newSharedTarget is newTarget with the endpoint taken from (or added to)
+// eps, and dials bounded by budget (nil: unbounded).
+func newSharedTarget(m config.Member, p config.Probes, agentID, region string, eps endpoints, budget *dialBudget) (*target, error) {
 	opts, err := redis.ParseURL(m.Redis)
 	if err != nil {
 		return nil, fmt.Errorf("member %s: parse redis URL: %w", m.Name, err)
@@ -147,89 +354,58 @@ func newTarget(m config.Member, p config.Probes, agentID, region string) (*targe
 	opts.ReadTimeout = timeout
 	opts.WriteTimeout = timeout
 	opts.PoolTimeout = timeout
-	// Context deadlines bound every call, so a member's round ends at its
+	// Context deadlines bound every call, so a member's probe ends at its
 	// deadline whatever the socket does.
 	opts.ContextTimeoutEnabled = true
 	opts.MaxRetries = -1   // -1 disables retries (0 means the default 3)
 	opts.DialerRetries = 1 // one dial per attempt (default 5, 100ms apart)
 	opts.PoolSize = poolSize
 	opts.MinIdleConns = 0
+	opts.PipelinePoolSize = -1 // pipelines share the small pool: no 128 KiB-buffer pool per member
+	opts.ReadBufferSize = readBufferSize
+	opts.WriteBufferSize = writeBufferSize
 	opts.DisableIdentity = true // no CLIENT SETINFO round trips on connect
 	opts.ClientName = "aagtm-probe-" + agentID
 	if opts.Protocol == 0 {
 		opts.Protocol = 2
 	}
 	opts.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+	opts.Dialer = budget.dialer(opts)
 
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	if m.REST.InsecureSkipVerify {
-		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // operator's explicit choice
+	t := &target{
+		member:  m,
+		local:   m.Region == region,
+		timeout: timeout,
+		ep:      eps.get(opts),
 	}
-	return &target{
-		member: m,
-		local:  m.Region == region,
-		opts:   opts,
-		http:   &http.Client{Transport: tr, Timeout: timeout},
-	}, nil
-}
-
-// redis returns the member's client, creating it when needed.
-func (t *target) redis() *redis.Client {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.client == nil {
-		t.client = redis.NewClient(t.opts)
-	}
-	return t.client
-}
-
-// node returns a client for one OSS Cluster node of the member, with the
-// member's credentials and TLS settings. An empty host means the member's
-// own host (CLUSTER SLOTS may announce "" or "?").
-func (t *target) node(addr string) *redis.Client {
-	host, port, err := net.SplitHostPort(addr)
-	if err == nil && (host == "" || host == "?") {
-		mh, _, _ := net.SplitHostPort(t.opts.Addr)
-		addr = net.JoinHostPort(mh, port)
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if addr == t.opts.Addr {
-		if t.client == nil {
-			t.client = redis.NewClient(t.opts)
+	if m.REST.URL != "" {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		if m.REST.InsecureSkipVerify {
+			tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // operator's explicit choice
 		}
-		return t.client
+		t.http = &http.Client{Transport: tr, Timeout: timeout}
 	}
-	if c, ok := t.nodes[addr]; ok {
-		return c
-	}
-	o := *t.opts
-	o.Addr = addr
-	if o.TLSConfig != nil {
-		o.TLSConfig = o.TLSConfig.Clone() // keeps ServerName: the member's name
-	}
-	c := redis.NewClient(&o)
-	if t.nodes == nil {
-		t.nodes = map[string]*redis.Client{}
-	}
-	t.nodes[addr] = c
-	return c
+	return t, nil
 }
 
-// do runs one single-key command, following one MOVED or ASK redirect (an
-// OSS Cluster member answers MOVED for keys of other shards).
-func (t *target) do(ctx context.Context, args ...any) *redis.Cmd {
-	cmd := t.redis().Do(ctx, args...)
+// redis returns the member's current client.
+func (t *target) redis() *redis.Client { return t.ep.current() }
+
+// do runs one single-key command on c (one of t's clients), following one
+// MOVED or ASK redirect (an OSS Cluster member answers MOVED for keys of
+// other shards).
+func (t *target) do(ctx context.Context, c *redis.Client, args ...any) *redis.Cmd {
+	cmd := c.Do(ctx, args...)
 	if addr, ask, ok := redirect(cmd.Err()); ok {
-		c := t.node(addr)
+		n := t.ep.node(addr)
 		if ask {
-			pipe := c.Pipeline()
+			pipe := n.Pipeline()
 			pipe.Do(ctx, "ASKING")
 			cmd = pipe.Do(ctx, args...)
 			_, _ = pipe.Exec(ctx)
 			return cmd
 		}
-		cmd = c.Do(ctx, args...)
+		cmd = n.Do(ctx, args...)
 	}
 	return cmd
 }
@@ -247,25 +423,16 @@ func redirect(err error) (addr string, ask, ok bool) {
 	return f[2], f[0] == "ASK", true
 }
 
-// reset closes every client, so the next probe dials afresh. The agent
-// calls it after a connection-level failure: go-redis otherwise stops
-// dialing a host after PoolSize failed dials and retries only once a
-// second, which would delay noticing the member's recovery.
-func (t *target) reset() {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.client != nil {
-		_ = t.client.Close()
-		t.client = nil
-	}
-	for addr, c := range t.nodes {
-		_ = c.Close()
-		delete(t.nodes, addr)
-	}
-}
+// reset makes the member's endpoint dial afresh (see endpoint.reset) if c
+// is still its client.
+func (t *target) reset(c *redis.Client) { t.ep.reset(c) }
 
-// close releases the target's clients and idle HTTP connections.
+// close releases the target's endpoint clients and idle HTTP connections.
+// Only for a target whose endpoint is its own (tests, aagtm check); the
+// agent closes shared endpoints itself.
 func (t *target) close() {
-	t.reset()
-	t.http.CloseIdleConnections()
+	t.ep.close()
+	if t.http != nil {
+		t.http.CloseIdleConnections()
+	}
 }
