@@ -1,0 +1,225 @@
+package probes
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aagtm/aagtm/config"
+	"github.com/aagtm/aagtm/internal/testenv"
+)
+
+func TestSpreadWindow(t *testing.T) {
+	for _, tc := range []struct {
+		interval time.Duration
+		n        int
+		want     time.Duration
+	}{
+		{time.Second, 0, 0},
+		{time.Second, 3, 300 * time.Microsecond},
+		{time.Second, 1000, 100 * time.Millisecond},
+		{time.Second, 5000, 500 * time.Millisecond},
+		{time.Second, 10000, 500 * time.Millisecond},
+		{100 * time.Millisecond, 1000, 50 * time.Millisecond},
+	} {
+		t.Run(fmt.Sprintf("%s/%d", tc.interval, tc.n), func(t *testing.T) {
+			if got := spreadWindow(tc.interval, tc.n); got != tc.want {
+				t.Fatalf("spreadWindow(%s, %d) = %s, want %s", tc.interval, tc.n, got, tc.want)
+			}
+		})
+	}
+}
+
+// TestMembersOfOneEndpointShareAPool: members naming the same endpoint use
+// one client (at most poolSize connections), every check passes for each,
+// and the heartbeat is written once for them.
+func TestMembersOfOneEndpointShareAPool(t *testing.T) {
+	shared := testenv.StartRedis(t)
+	other := testenv.StartRedis(t)
+	var members []config.Member
+	for i := range 6 {
+		members = append(members, member(fmt.Sprintf("s%d", i), use, shared.URL()))
+	}
+	members = append(members, member("o", euw, other.URL()))
+	cfg := testConfig(members...)
+	cfg.Probes.Interval = time.Second
+	cfg.Probes.Timeout = 500 * time.Millisecond
+	cfg.Probes.Checks = []config.Check{config.CheckPing, config.CheckEcho, config.CheckKeyspace, config.CheckLag}
+	a, err := NewAgent(cfg, agentU, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(a.pending.endpoints); got != 2 {
+		t.Fatalf("%d endpoints for 7 members on 2 servers, want 2", got)
+	}
+	for round := range 3 {
+		rep, err := a.ProbeOnce(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range rep.GetMembers() {
+			for _, c := range m.GetChecks() {
+				if !c.GetOk() {
+					t.Errorf("round %d: %s/%s: %s %s", round, m.GetMember(), c.GetName(), c.GetOutcome(), c.GetError())
+				}
+			}
+		}
+	}
+	list, err := shared.Do("CLIENT", "LIST")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(fmt.Sprint(list), "name=aagtm-probe-"+agentU); n < 1 || n > poolSize {
+		t.Fatalf("%d agent connections to the shared server, want 1..%d:\n%s", n, poolSize, list)
+	}
+	for _, e := range a.pending.endpoints {
+		e.close()
+	}
+}
+
+// TestDialBudgetExhaustedIsNotMeasured: a probe that cannot get a dial
+// slot is not measured, not failed; with a slot it passes.
+func TestDialBudgetExhaustedIsNotMeasured(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	p := checkSettings(200 * time.Millisecond)
+	for _, tc := range []struct {
+		name  string
+		slots int
+		want  Outcome
+	}{
+		{"no slot", 0, OutcomeNotMeasured},
+		{"a slot", 1, OutcomePass},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tg, err := newSharedTarget(member("m1", use, srv.URL()), p, agentU, use, endpoints{}, newDialBudget(tc.slots))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tg.close()
+			ctx, cancel := context.WithTimeout(context.Background(), p.Timeout)
+			defer cancel()
+			start := time.Now()
+			r := pingCheck{}.run(ctx, &probe{t: tg, c: tg.redis(), settings: p})
+			if r.outcome != tc.want {
+				t.Fatalf("outcome %s (%s), want %s", r.outcome, r.err, tc.want)
+			}
+			if took := time.Since(start); took > p.Timeout {
+				t.Fatalf("took %s, beyond the %s timeout", took, p.Timeout)
+			}
+		})
+	}
+}
+
+// TestHungSharedEndpointTimesOut: when the server behind a shared endpoint
+// hangs, every member on it is reported as timed out (a real failure), not
+// as not measured, though most of their probes waited for the endpoint's
+// small pool.
+func TestHungSharedEndpointTimesOut(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	srv := testenv.StartRedis(t)
+	var members []config.Member
+	for i := range 20 {
+		members = append(members, member(fmt.Sprintf("m%d", i), use, srv.URL()))
+	}
+	cfg := testConfig(members...)
+	cfg.Probes.Interval = time.Second
+	cfg.Probes.Timeout = timeout
+	a, err := NewAgent(cfg, agentU, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.ProbeOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	for round := range 2 {
+		start := time.Now()
+		rep, err := a.ProbeOnce(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if took := time.Since(start); took > timeout+lateLimit(timeout)+roundSlack+100*time.Millisecond {
+			t.Errorf("round %d took %s", round, took)
+		}
+		for _, m := range rep.GetMembers() {
+			for _, c := range m.GetChecks() {
+				if c.GetOk() || c.GetOutcome() != string(OutcomeTimeout) {
+					t.Errorf("round %d: %s/%s = %s (%s), want timeout", round, m.GetMember(), c.GetName(), c.GetOutcome(), c.GetError())
+				}
+			}
+		}
+	}
+	srv.Cont()
+	rep, _ := a.ProbeOnce(context.Background())
+	for _, m := range rep.GetMembers() {
+		for _, c := range m.GetChecks() {
+			if !c.GetOk() {
+				t.Errorf("after SIGCONT: %s/%s: %s", m.GetMember(), c.GetName(), c.GetError())
+			}
+		}
+	}
+	for _, e := range a.pending.endpoints {
+		e.close()
+	}
+}
+
+// TestThousandMembersFromCold: 1,000 members with an endpoint each (one
+// redis-server, a database number per member, as a Redis Software user
+// has a port per database) pass from the very first round: no burst of
+// dials, no false timeouts. It logs the heap per member.
+func TestThousandMembersFromCold(t *testing.T) {
+	n := 1000
+	if testing.Short() {
+		n = 300
+	}
+	srv := testenv.StartRedis(t, testenv.WithArgs("--databases", fmt.Sprint(n), "--maxclients", "4000"))
+	var members []config.Member
+	for i := range n {
+		members = append(members, member(fmt.Sprintf("m%d", i), use, fmt.Sprintf("%s/%d", srv.URL(), i)))
+	}
+	cfg := testConfig(members...)
+	cfg.Probes.Interval = time.Second
+	cfg.Probes.Timeout = 500 * time.Millisecond
+	cfg.Probes.Checks = []config.Check{config.CheckPing, config.CheckLag}
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	a, err := NewAgent(cfg, agentU, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		for _, e := range a.pending.endpoints {
+			e.close()
+		}
+	}()
+	for round := range 3 {
+		start := time.Now()
+		rep, err := a.ProbeOnce(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		took := time.Since(start)
+		bad := 0
+		for _, m := range rep.GetMembers() {
+			for _, c := range m.GetChecks() {
+				if !c.GetOk() {
+					if bad++; bad <= 3 {
+						t.Errorf("round %d: %s/%s: %s %s", round, m.GetMember(), c.GetName(), c.GetOutcome(), c.GetError())
+					}
+				}
+			}
+		}
+		if bad > 0 {
+			t.Errorf("round %d: %d failed checks of %d members", round, bad, n)
+		}
+		t.Logf("round %d: %d members in %s (spread window %s)", round, n, took, spreadWindow(cfg.Probes.Interval, n))
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	t.Logf("heap after 3 rounds: %d KiB per member (%d members, %d connections)",
+		(int64(after.HeapInuse)-int64(before.HeapInuse))/int64(n)/1024, n, n)
+}
