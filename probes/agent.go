@@ -106,7 +106,7 @@ func NewAgent(cfg *config.Config, agentID string, logger hclog.Logger, opts ...A
 		id:     agentID,
 		logger: logger.Named("probe").With("agent", agentID),
 		reconf: make(chan struct{}, 1),
-		dials:  newDialBudget(dialBudgetSize),
+		dials:  newDialBudget(dialBudgetSize, dialBudgetPerHost),
 	}
 	for _, o := range opts {
 		o(&a.opts)
@@ -526,6 +526,12 @@ const (
 	// TLS (three round trips of 100 ms) it still opens about 400 a second,
 	// so 10,000 members are all connected within half a minute of a start.
 	dialBudgetSize = 128
+	// dialBudgetPerHost is one host's share of the dial budget (an IP or
+	// name, whatever the port: a Redis Software node serves many databases
+	// on many ports). A hung host's dials each hold a slot for the whole
+	// dial timeout once its accept queue is full; the share leaves the
+	// other 96 slots to the other hosts.
+	dialBudgetPerHost = 32
 	// spreadStep is the spacing between the starts of consecutive member
 	// probes in a round, until the round's spread window reaches half an
 	// interval (spreadWindow): 1,000 members are spread over 100 ms, 5,000

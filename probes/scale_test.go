@@ -3,8 +3,11 @@ package probes
 import (
 	"context"
 	"fmt"
+	"net"
+	"os"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -94,7 +97,7 @@ func TestDialBudgetExhaustedIsNotMeasured(t *testing.T) {
 		{"a slot", 1, OutcomePass},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			tg, err := newSharedTarget(member("m1", use, srv.URL()), p, agentU, use, endpoints{}, newDialBudget(tc.slots))
+			tg, err := newSharedTarget(member("m1", use, srv.URL()), p, agentU, use, endpoints{}, newDialBudget(tc.slots, 1))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -222,4 +225,34 @@ func TestThousandMembersFromCold(t *testing.T) {
 	runtime.ReadMemStats(&after)
 	t.Logf("heap after 3 rounds: %d KiB per member (%d members, %d connections)",
 		(int64(after.HeapInuse)-int64(before.HeapInuse))/int64(n)/1024, n, n)
+}
+
+// TestBusyHostOutcome: a dial that finds its host's share of the budget
+// taken is not measured while the host completes connections, and fails
+// like the host's last dial once that one failed (a hung or refusing host
+// is the member's doing).
+func TestBusyHostOutcome(t *testing.T) {
+	timeoutErr := &net.OpError{Op: "dial", Net: "tcp", Err: os.ErrDeadlineExceeded}
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+	for _, tc := range []struct {
+		name string
+		last error
+		want Outcome
+	}{
+		{"last dial succeeded", nil, OutcomeNotMeasured},
+		{"last dial timed out", timeoutErr, OutcomeTimeout},
+		{"last dial refused", refused, OutcomeUnreachable},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newDialBudget(4, 1)
+			hd := b.host("10.0.0.1:12000")
+			if b.host("10.0.0.1:12001") != hd {
+				t.Fatal("two ports of one host have separate shares")
+			}
+			hd.done(tc.last)
+			if got := classify(hd.busy("10.0.0.1:12000")); got != tc.want {
+				t.Fatalf("outcome %s, want %s", got, tc.want)
+			}
+		})
+	}
 }

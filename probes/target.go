@@ -132,45 +132,109 @@ const (
 var errDialBudget = errors.New("agent dial budget exhausted: too many connections being opened at once; not measured")
 
 // dialBudget bounds how many connections the agent opens at once (TCP and
-// TLS handshakes), across all members. Without it, a start with thousands of
-// members opens thousands of connections in the same millisecond: the
+// TLS handshakes): in all, and per host. Without it, a start with thousands
+// of members opens thousands of connections in the same millisecond: the
 // servers' accept backlogs overflow, the agent's CPU goes to handshakes,
-// and every member times out at once.
+// and every member times out at once. The per-host share keeps one hung
+// host, whose dials each hold a slot for the whole dial timeout, from
+// taking the budget of every other host.
 type dialBudget struct {
+	slots   chan struct{}
+	perHost int
+
+	mu    sync.Mutex
+	hosts map[string]*hostDials
+}
+
+// hostDials is one host's share of the budget and how its last dial ended.
+type hostDials struct {
 	slots chan struct{}
+	mu    sync.Mutex
+	last  error // nil when the last completed dial succeeded
 }
 
-func newDialBudget(n int) *dialBudget {
-	return &dialBudget{slots: make(chan struct{}, n)}
+func newDialBudget(n, perHost int) *dialBudget {
+	return &dialBudget{slots: make(chan struct{}, n), perHost: perHost, hosts: map[string]*hostDials{}}
 }
 
-// dialer returns a go-redis Dialer that takes a budget slot (b may be nil:
-// no budget) for the TCP connect and the TLS handshake. It waits for a slot
-// at most half the dial timeout, then fails with errDialBudget, so that the
-// probe waiting for the connection learns it was not measured before its
-// own deadline, and a slot taken late still leaves half the timeout for
+func (b *dialBudget) host(addr string) *hostDials {
+	h, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		h = addr
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	hd := b.hosts[h]
+	if hd == nil {
+		hd = &hostDials{slots: make(chan struct{}, b.perHost)}
+		b.hosts[h] = hd
+	}
+	return hd
+}
+
+// busy is the error of a dial that found no slot of its host's share in
+// time. When the host's last dial failed, the host is not completing
+// connections (hung, black-holed, refusing): the dial fails like that one,
+// the member's doing. Otherwise the host is merely busy with our other
+// dials: not measured.
+func (hd *hostDials) busy(host string) error {
+	hd.mu.Lock()
+	defer hd.mu.Unlock()
+	if hd.last != nil {
+		return fmt.Errorf("dial: every connection slot for %s is taken by a pending dial and its last dial failed: %w", host, hd.last)
+	}
+	return errDialBudget
+}
+
+func (hd *hostDials) done(err error) {
+	hd.mu.Lock()
+	hd.last = err
+	hd.mu.Unlock()
+}
+
+// dialer returns a go-redis Dialer that takes a slot of the host's share
+// and one of the whole budget (b may be nil: no budget) for the TCP connect
+// and the TLS handshake. It waits for the slots at most half the dial
+// timeout, so that the probe waiting for the connection learns why before
+// its own deadline, and a slot taken late still leaves half the timeout for
 // the member to answer.
 func (b *dialBudget) dialer(opts *redis.Options) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	timeout, tlsConf := opts.DialTimeout, opts.TLSConfig
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var hd *hostDials
 		if b != nil {
+			hd = b.host(addr)
 			w := time.NewTimer(timeout / 2)
+			defer w.Stop()
+			select {
+			case hd.slots <- struct{}{}:
+			case <-w.C:
+				return nil, hd.busy(addr)
+			case <-ctx.Done():
+				return nil, hd.busy(addr)
+			}
+			defer func() { <-hd.slots }()
 			select {
 			case b.slots <- struct{}{}:
-				w.Stop()
 			case <-w.C:
 				return nil, errDialBudget
 			case <-ctx.Done():
-				w.Stop()
 				return nil, errDialBudget
 			}
 			defer func() { <-b.slots }()
 		}
 		nd := &net.Dialer{Timeout: timeout, KeepAlive: 5 * time.Minute}
+		var c net.Conn
+		var err error
 		if tlsConf == nil {
-			return nd.DialContext(ctx, network, addr)
+			c, err = nd.DialContext(ctx, network, addr)
+		} else {
+			c, err = (&tls.Dialer{NetDialer: nd, Config: tlsConf}).DialContext(ctx, network, addr)
 		}
-		return (&tls.Dialer{NetDialer: nd, Config: tlsConf}).DialContext(ctx, network, addr)
+		if hd != nil {
+			hd.done(err)
+		}
+		return c, err
 	}
 }
 
