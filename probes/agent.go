@@ -298,6 +298,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	go func() { defer close(hbDone); a.heartbeatLoop(hbCtx) }()
 	defer func() { stopHeartbeats(); <-hbDone }()
 
+	a.warmUp(ctx, st)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	<-timer.C
@@ -342,6 +343,56 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// warmUp opens a connection to every endpoint (PING), dialBudgetSize at a
+// time, for at most warmUpFor(interval), before the first round. A cold
+// start with thousands of members would otherwise spend its first rounds
+// waiting for the dial budget, reporting most members as not measured; an
+// agent that has not reported yet is simply not a vantage yet. A failed
+// PING is ignored here: the rounds probe that member and report why.
+func (a *Agent) warmUp(ctx context.Context, st *agentState) {
+	if len(st.endpoints) <= dialBudgetSize {
+		return // the first round's dials fit the budget
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, warmUpFor(st.cfg.Probes.Interval))
+	defer cancel()
+	work := make(chan *endpoint)
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for range dialBudgetSize {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for e := range work {
+				c := e.current()
+				pctx, pcancel := context.WithTimeout(ctx, st.cfg.Probes.Timeout)
+				if c.Ping(pctx).Err() != nil {
+					failed.Add(1)
+					e.reset(c)
+				}
+				pcancel()
+			}
+		}()
+	}
+	sent := 0
+feed:
+	for _, e := range st.endpoints {
+		select {
+		case work <- e:
+			sent++
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(work)
+	wg.Wait()
+	a.logger.Info("connections opened", "endpoints", len(st.endpoints), "tried", sent,
+		"failed", failed.Load(), "took", time.Since(start).Round(time.Millisecond))
+}
+
+// warmUpFor bounds warmUp: two intervals, at least two seconds.
+func warmUpFor(interval time.Duration) time.Duration { return max(2*interval, 2*time.Second) }
 
 // nextRoundIn is the wait before the next round, given how long the last
 // one took: rounds start every interval, but never less than half an
