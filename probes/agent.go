@@ -774,6 +774,17 @@ func (a *Agent) probeMember(parent context.Context, st *agentState, p *probe) me
 		mr.results = append(mr.results, r)
 	}
 	mr.heartbeats = p.heartbeats
+	var connFailed Outcome
+	var connText string
+	for _, r := range mr.results {
+		if r.outcome == OutcomeTimeout || r.outcome == OutcomeUnreachable {
+			connFailed, connText = r.outcome, r.err
+			break
+		}
+	}
+	if connFailed != "" || !reset {
+		p.t.ep.probed(connFailed, connText)
+	}
 	if reset {
 		p.t.reset(p.c)
 	}

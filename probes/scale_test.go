@@ -228,20 +228,25 @@ func TestThousandMembersFromCold(t *testing.T) {
 }
 
 // TestBusyHostOutcome: a dial that finds its host's share of the budget
-// taken is not measured while the host completes connections, and fails
-// like the host's last dial once that one failed (a hung or refusing host
-// is the member's doing).
+// taken is not measured while the host completes connections and the
+// member's last probe passed; it fails like the host's last dial when that
+// one failed (a hung or refusing host), and like the member's last probe
+// when that one failed at the connection level (its connection timed out
+// and it has not answered since).
 func TestBusyHostOutcome(t *testing.T) {
 	timeoutErr := &net.OpError{Op: "dial", Net: "tcp", Err: os.ErrDeadlineExceeded}
 	refused := &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
 	for _, tc := range []struct {
-		name string
-		last error
-		want Outcome
+		name     string
+		lastDial error
+		lastProb Outcome
+		want     Outcome
 	}{
-		{"last dial succeeded", nil, OutcomeNotMeasured},
-		{"last dial timed out", timeoutErr, OutcomeTimeout},
-		{"last dial refused", refused, OutcomeUnreachable},
+		{"healthy host and member", nil, "", OutcomeNotMeasured},
+		{"last dial timed out", timeoutErr, "", OutcomeTimeout},
+		{"last dial refused", refused, "", OutcomeUnreachable},
+		{"member's last probe timed out", nil, OutcomeTimeout, OutcomeTimeout},
+		{"member's last probe unreachable", nil, OutcomeUnreachable, OutcomeUnreachable},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := newDialBudget(4, 1)
@@ -249,8 +254,10 @@ func TestBusyHostOutcome(t *testing.T) {
 			if b.host("10.0.0.1:12001") != hd {
 				t.Fatal("two ports of one host have separate shares")
 			}
-			hd.done(tc.last)
-			if got := classify(hd.busy("10.0.0.1:12000")); got != tc.want {
+			hd.done(tc.lastDial)
+			e := &endpoint{}
+			e.probed(tc.lastProb, "PING: i/o timeout")
+			if got := classify(e.busy(hd, "10.0.0.1:12000")); got != tc.want {
 				t.Fatalf("outcome %s, want %s", got, tc.want)
 			}
 		})

@@ -172,16 +172,28 @@ func (b *dialBudget) host(addr string) *hostDials {
 	return hd
 }
 
-// busy is the error of a dial that found no slot of its host's share in
-// time. When the host's last dial failed, the host is not completing
-// connections (hung, black-holed, refusing): the dial fails like that one,
-// the member's doing. Otherwise the host is merely busy with our other
-// dials: not measured.
-func (hd *hostDials) busy(host string) error {
+// busy is the error of a dial of e that found no slot of its host's share
+// in time. When the host's last dial failed, the host is not completing
+// connections (hung, black-holed, refusing): the dial fails like that one.
+// When e's own last probe failed at the connection level (the connection
+// it now replaces timed out or broke), the member has not answered since:
+// the dial fails like that probe. Either is the member's doing. Otherwise
+// the host is merely busy with our other dials: not measured.
+func (e *endpoint) busy(hd *hostDials, host string) error {
 	hd.mu.Lock()
-	defer hd.mu.Unlock()
-	if hd.last != nil {
-		return fmt.Errorf("dial: every connection slot for %s is taken by a pending dial and its last dial failed: %w", host, hd.last)
+	last := hd.last
+	hd.mu.Unlock()
+	if last != nil {
+		return fmt.Errorf("dial: every connection slot for %s is taken by a pending dial and its last dial failed: %w", host, last)
+	}
+	e.mu.Lock()
+	o, text := e.failed, e.failedText
+	e.mu.Unlock()
+	switch o {
+	case OutcomeTimeout:
+		return fmt.Errorf("dial: every connection slot for %s is taken by a pending dial, and the last probe timed out (%s): %w", host, text, os.ErrDeadlineExceeded)
+	case OutcomeUnreachable:
+		return fmt.Errorf("dial: every connection slot for %s is taken by a pending dial, and the last probe found it unreachable (%s)", host, text)
 	}
 	return errDialBudget
 }
@@ -198,8 +210,8 @@ func (hd *hostDials) done(err error) {
 // timeout, so that the probe waiting for the connection learns why before
 // its own deadline, and a slot taken late still leaves half the timeout for
 // the member to answer.
-func (b *dialBudget) dialer(opts *redis.Options) func(ctx context.Context, network, addr string) (net.Conn, error) {
-	timeout, tlsConf := opts.DialTimeout, opts.TLSConfig
+func (b *dialBudget) dialer(ep *endpoint) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	timeout, tlsConf := ep.opts.DialTimeout, ep.opts.TLSConfig
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		var hd *hostDials
 		if b != nil {
@@ -209,9 +221,9 @@ func (b *dialBudget) dialer(opts *redis.Options) func(ctx context.Context, netwo
 			select {
 			case hd.slots <- struct{}{}:
 			case <-w.C:
-				return nil, hd.busy(addr)
+				return nil, ep.busy(hd, addr)
 			case <-ctx.Done():
-				return nil, hd.busy(addr)
+				return nil, ep.busy(hd, addr)
 			}
 			defer func() { <-hd.slots }()
 			select {
@@ -253,6 +265,11 @@ type endpoint struct {
 	// members sharing the endpoint may still be using them; they are
 	// closed once those probes' deadlines have passed (closeRetired).
 	retired []retiredClient
+	// failed is the outcome of the last probe through the endpoint when
+	// it failed at the connection level (timeout, unreachable), else "";
+	// failedText is its error text.
+	failed     Outcome
+	failedText string
 }
 
 type retiredClient struct {
@@ -350,6 +367,15 @@ func (e *endpoint) reset(c *redis.Client) {
 	}
 }
 
+// probed records the connection-level outcome of a probe through e: o is
+// OutcomeTimeout or OutcomeUnreachable with its text, or "" when the
+// member answered.
+func (e *endpoint) probed(o Outcome, text string) {
+	e.mu.Lock()
+	e.failed, e.failedText = o, text
+	e.mu.Unlock()
+}
+
 // closeRetired closes the clients retired before cutoff.
 func (e *endpoint) closeRetired(cutoff time.Time) {
 	e.mu.Lock()
@@ -434,13 +460,15 @@ func newSharedTarget(m config.Member, p config.Probes, agentID, region string, e
 		opts.Protocol = 2
 	}
 	opts.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
-	opts.Dialer = budget.dialer(opts)
 
 	t := &target{
 		member:  m,
 		local:   m.Region == region,
 		timeout: timeout,
 		ep:      eps.get(opts),
+	}
+	if t.ep.opts == opts { // a new endpoint
+		opts.Dialer = budget.dialer(t.ep)
 	}
 	if m.REST.URL != "" {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
