@@ -118,12 +118,14 @@ const (
 	// roundSlack is how long past the last probe's deadline a round waits
 	// before reporting what is still unfinished.
 	roundSlack = 50 * time.Millisecond
-	// Per-connection buffers. go-redis defaults to 32 KiB each way plus a
-	// pipeline pool with 128 KiB buffers: about 200 KiB per member, which
-	// is what made 3,000 members cost 300+ MB. Probe replies are a few
-	// bytes (CLUSTER SLOTS a few KiB; longer replies just take more reads).
-	readBufferSize  = 4 << 10
-	writeBufferSize = 2 << 10
+	// Per-connection buffers. go-redis defaults to 32 KiB each way, and a
+	// pipeline (echo, keyspace, lag) gets a connection of a separate pool
+	// with 128 KiB each way: 64 to 320 KiB per member, most of the 300+ MB
+	// that 3,000 members cost. Probe commands and replies are a few dozen
+	// bytes; a longer reply (CLUSTER SLOTS) just takes more reads. With
+	// these, a member with its own endpoint costs about 10 KiB of heap.
+	readBufferSize  = 1 << 10
+	writeBufferSize = 512
 )
 
 // errDialBudget is the dial error when the agent's dial budget had no slot
