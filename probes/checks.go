@@ -21,11 +21,12 @@ import (
 )
 
 // probeKeyPrefix prefixes the keyspace check's keys:
-// aagtm:probe:{<slot tag>}:<agent id>. The hash tag comes first so that an
-// agent id containing braces cannot move the key to another slot, and the
-// agent id keeps agents from overwriting each other's keys (under
+// aagtm:probe:{<slot tag>}:<agent id>:<member>. The hash tag comes first so
+// that an agent id containing braces cannot move the key to another slot,
+// and the agent id keeps agents from overwriting each other's keys (under
 // Active-Active replication a concurrent SET from another region could
-// otherwise win and fail our GET).
+// otherwise win and fail our GET); the member name does the same for
+// members that name one endpoint, whose probes may overlap.
 const probeKeyPrefix = "aagtm:probe:"
 
 // defaultKeyTTL is used when Probes.KeyTTL is not set.
@@ -210,7 +211,7 @@ func (keyspaceCheck) run(ctx context.Context, p *probe) result {
 // reason other than "not a cluster".
 func keyspacePlan(ctx context.Context, p *probe) ([]shardKeys, result) {
 	key := func(slot int) string {
-		return probeKeyPrefix + "{" + slotTag(slot) + "}:" + p.agentID
+		return probeKeyPrefix + "{" + slotTag(slot) + "}:" + p.agentID + ":" + p.t.member.Name
 	}
 	ranges, err := p.c.ClusterSlots(ctx).Result()
 	if err != nil && classify(err) != OutcomeError {
