@@ -573,9 +573,12 @@ const (
 	// dialBudgetSize is how many connections the agent opens at once, over
 	// all members. 128 stays below redis-server's default accept backlog
 	// (tcp-backlog 511) even with three agents dialing the same server, and
-	// opens thousands of loopback connections per second; across a WAN with
-	// TLS (three round trips of 100 ms) it still opens about 400 a second,
-	// so 10,000 members are all connected within half a minute of a start.
+	// opens thousands of loopback connections per second (the CPU, not the
+	// budget, is then the limit: about 2,000 a second per agent on the
+	// 2-core bench machine). Across a WAN with TLS (three round trips of
+	// 100 ms) one host's share opens about 100 a second, so 10,000 databases
+	// behind one address take about 100 s to connect after a start; until
+	// then the members still waiting are not measured.
 	dialBudgetSize = 128
 	// dialBudgetPerHost is one host's share of the dial budget (an IP or
 	// name, whatever the port: a Redis Software node serves many databases
