@@ -81,6 +81,7 @@ type bench struct {
 	timeout   time.Duration
 	fall      int
 	checks    string
+	agentGOGC string
 
 	servers []*exec.Cmd
 	addrs   []string // redis-server address per region
@@ -99,6 +100,7 @@ func main() {
 	flag.DurationVar(&b.timeout, "timeout", 500*time.Millisecond, "probes.timeout")
 	flag.IntVar(&b.fall, "fall", 2, "probes.fall (and rise)")
 	flag.StringVar(&b.checks, "checks", "ping", "probes.checks, comma-separated")
+	flag.StringVar(&b.agentGOGC, "agent-gogc", "", "GOGC for the agent processes only (empty: inherited)")
 	duration := flag.Duration("duration", 60*time.Second, "observation from the agents' start")
 	qpsFor := flag.Duration("qps-duration", 10*time.Second, "DNS load duration")
 	keep := flag.Bool("keep", false, "keep the work folder (config, logs)")
@@ -138,8 +140,8 @@ func fatal(err error) {
 }
 
 func (b *bench) run(duration, qpsFor time.Duration) error {
-	fmt.Printf("scale: %d databases × 3 regions = %d members per agent, endpoints %s, interval %s, timeout %s, fall %d, checks [%s]\n",
-		b.n, 3*b.n, b.endpoints, b.interval, b.timeout, b.fall, b.checks)
+	fmt.Printf("scale: %d databases × 3 regions = %d members per agent, endpoints %s, interval %s, timeout %s, fall %d, checks [%s], agent GOGC %q\n",
+		b.n, 3*b.n, b.endpoints, b.interval, b.timeout, b.fall, b.checks, b.agentGOGC)
 	for _, r := range regions {
 		addr, cmd, err := startRedis(r.bind, filepath.Join(b.dir, "redis-"+r.name), b.n)
 		if err != nil {
@@ -361,6 +363,9 @@ func (b *bench) start(name string, args ...string) error {
 	defer f.Close()
 	cmd := exec.Command(b.bin, args...)
 	cmd.Stdout, cmd.Stderr = f, f
+	if b.agentGOGC != "" && strings.HasPrefix(name, "agent-") {
+		cmd.Env = append(os.Environ(), "GOGC="+b.agentGOGC)
+	}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", name, err)
 	}

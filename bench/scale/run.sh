@@ -21,7 +21,8 @@
 #
 # Settings (environment): N="334 1000 3334" (one run per value)
 #   DURATION=60s QPS_DURATION=10s INTERVAL=1s TIMEOUT=500ms FALL=2
-#   CHECKS=ping ENDPOINTS=db (or shared) KEEP=0 (1: keep config and logs)
+#   CHECKS=ping ENDPOINTS=db (or shared) AGENT_GOGC= (GOGC of the agents only)
+#   KEEP=0 (1: keep config and logs)
 set -euo pipefail
 
 N=${N:-"334 1000 3334"}
@@ -32,6 +33,7 @@ TIMEOUT=${TIMEOUT:-500ms}
 FALL=${FALL:-2}
 CHECKS=${CHECKS:-ping}
 ENDPOINTS=${ENDPOINTS:-db}
+AGENT_GOGC=${AGENT_GOGC:-}
 KEEP=${KEEP:-0}
 
 cd "$(dirname "$0")/../.."
@@ -52,5 +54,5 @@ keep=()
 for n in $N; do
   echo
   "$tmp/scale" -aagtm "$tmp/aagtm" -n "$n" -duration "$DURATION" -qps-duration "$QPS_DURATION" \
-    -interval "$INTERVAL" -timeout "$TIMEOUT" -fall "$FALL" -checks "$CHECKS" -endpoints "$ENDPOINTS" "${keep[@]}"
+    -interval "$INTERVAL" -timeout "$TIMEOUT" -fall "$FALL" -checks "$CHECKS" -endpoints "$ENDPOINTS" -agent-gogc "$AGENT_GOGC" "${keep[@]}"
 done
