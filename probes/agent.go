@@ -587,21 +587,27 @@ const (
 	// other 96 slots to the other hosts.
 	dialBudgetPerHost = 32
 	// spreadStep is the spacing between the starts of consecutive member
-	// probes in a round, until the round's spread window reaches half an
-	// interval (spreadWindow): 1,000 members are spread over 100 ms, 5,000
-	// and more over half the interval; a handful start together as before.
+	// probes in a round, until the round's spread window reaches its cap
+	// (spreadWindow): 1,000 members are spread over 100 ms, 5,000 and more
+	// over 500 ms (half the interval if that is shorter); a handful start
+	// together as before.
 	spreadStep = 100 * time.Microsecond
+	// maxSpread caps the spread window. The window adds to detection (a
+	// member probed early in a round is reported at the round's end), so it
+	// must fit in the slack of fall × interval + timeout + 1 s.
+	maxSpread = 500 * time.Millisecond
 	// overloadLogEvery rate-limits the warning about probes not measured.
 	overloadLogEvery = 10 * time.Second
 )
 
 // spreadWindow is how long a round takes to start all of its n member
-// probes: n × spreadStep, at most half the interval. Spreading keeps the
-// agent's CPU, its dials and the servers' accept queues from one burst of
-// thousands of probes at the start of each round; the cap keeps detection
-// within fall × interval + timeout + half an interval.
+// probes: n × spreadStep, at most half the interval and at most maxSpread.
+// Spreading keeps the agent's CPU, its dials and the servers' accept queues
+// from one burst of thousands of probes at the start of each round; the cap
+// keeps detection within fall × interval + timeout + 500 ms plus the
+// report's transit.
 func spreadWindow(interval time.Duration, n int) time.Duration {
-	return min(time.Duration(n)*spreadStep, interval/2)
+	return min(time.Duration(n)*spreadStep, interval/2, maxSpread)
 }
 
 // lateLimit is how late (after its slot in the spread) a member's probe may

@@ -27,6 +27,8 @@ func TestSpreadWindow(t *testing.T) {
 		{time.Second, 5000, 500 * time.Millisecond},
 		{time.Second, 10000, 500 * time.Millisecond},
 		{100 * time.Millisecond, 1000, 50 * time.Millisecond},
+		{2 * time.Second, 10000, 500 * time.Millisecond},
+		{5 * time.Second, 4000, 400 * time.Millisecond},
 	} {
 		t.Run(fmt.Sprintf("%s/%d", tc.interval, tc.n), func(t *testing.T) {
 			if got := spreadWindow(tc.interval, tc.n); got != tc.want {
