@@ -14,6 +14,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/redis/go-redis/v9"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -64,6 +65,8 @@ type Agent struct {
 	// overloadLogged is when the last "not measured" warning was logged
 	// (Unix nanoseconds), to log it at most once per overloadLogEvery.
 	overloadLogged atomic.Int64
+	// trimLogged is the same for the "report trimmed" warning.
+	trimLogged atomic.Int64
 
 	running atomic.Bool
 	// wg tracks member probes, which may outlive their round by a little.
@@ -862,5 +865,53 @@ func (a *Agent) report(st *agentState, results []memberResult) *api.Report {
 		}
 		rep.Members = append(rep.Members, mr)
 	}
+	a.fitReport(rep)
 	return rep
+}
+
+// reportBudget is the size a report is trimmed to: under the 1 MiB
+// message limit of the report stream, with room for the envelope. A
+// healthy report costs about 45 bytes per member (10,000 members: 450
+// KB); failure texts can quadruple that.
+const reportBudget = 900 << 10
+
+// keepFullErrors is how many failing members keep their whole error text
+// when a report is trimmed.
+const keepFullErrors = 20
+
+// fitReport shortens error texts when the report would exceed
+// reportBudget, keeping the first keepFullErrors whole: a report too large
+// to send would tell the nodes nothing at all. The outcome of each check
+// is kept, so a trimmed entry still says why (timeout, not_measured, ...).
+func (a *Agent) fitReport(rep *api.Report) {
+	size := proto.Size(rep)
+	if size <= reportBudget {
+		return
+	}
+	before := size
+	for _, limit := range []int{64, 24, 0} {
+		kept := 0
+		for _, m := range rep.Members {
+			for _, c := range m.Checks {
+				if c.Error == "" {
+					continue
+				}
+				if kept < keepFullErrors {
+					kept++
+					continue
+				}
+				if len(c.Error) > limit {
+					c.Error = c.Error[:limit]
+				}
+			}
+		}
+		if size = proto.Size(rep); size <= reportBudget {
+			break
+		}
+	}
+	now := time.Now().UnixNano()
+	if last := a.trimLogged.Load(); now-last >= int64(overloadLogEvery) && a.trimLogged.CompareAndSwap(last, now) {
+		a.logger.Warn("report too large for the report stream: error texts shortened", "members", len(rep.Members),
+			"bytes_before", before, "bytes_after", size, "limit", reportBudget)
+	}
 }

@@ -11,6 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/aagtm/aagtm/api"
 	"github.com/aagtm/aagtm/config"
 	"github.com/aagtm/aagtm/internal/testenv"
 )
@@ -263,5 +267,30 @@ func TestBusyHostOutcome(t *testing.T) {
 				t.Fatalf("outcome %s, want %s", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestLargeReportFitsTheStream: a report of 10,000 failing members with
+// long error texts is trimmed under the stream's message limit, keeping
+// every entry and outcome and the first texts whole.
+func TestLargeReportFitsTheStream(t *testing.T) {
+	long := strings.Repeat("dial: every connection slot for 127.0.0.41 is taken by a pending dial ", 2)
+	rep := &api.Report{AgentId: agentU, Region: use}
+	for i := range 10000 {
+		rep.Members = append(rep.Members, &api.MemberReport{
+			Member: fmt.Sprintf("db%05d-use", i),
+			Checks: []*api.CheckResult{{Name: "ping", Error: long, Outcome: string(OutcomeTimeout), Duration: durationpb.New(time.Second)}},
+		})
+	}
+	a := &Agent{logger: testLogger(t)}
+	a.fitReport(rep)
+	if size := proto.Size(rep); size > reportBudget {
+		t.Fatalf("report is %d bytes after trimming, want ≤ %d", size, reportBudget)
+	}
+	if len(rep.Members) != 10000 || rep.Members[9999].Checks[0].Outcome != string(OutcomeTimeout) {
+		t.Fatal("trimming lost entries or outcomes")
+	}
+	if rep.Members[0].Checks[0].Error != long {
+		t.Fatal("the first error text was trimmed")
 	}
 }

@@ -131,7 +131,7 @@ const (
 // errDialBudget is the dial error when the agent's dial budget had no slot
 // free in time: the agent's own limit, not the member's doing. Checks
 // report it as OutcomeNotMeasured.
-var errDialBudget = errors.New("agent dial budget exhausted: too many connections being opened at once; not measured")
+var errDialBudget = errors.New("no dial slot in time (agent dial budget): not measured")
 
 // dialBudget bounds how many connections the agent opens at once (TCP and
 // TLS handshakes): in all, and per host. Without it, a start with thousands
