@@ -788,7 +788,7 @@ func (a *Agent) probeMember(parent context.Context, st *agentState, p *probe) me
 			a.logger.Debug("check failed", "member", p.t.member.Name, "check", r.check,
 				"outcome", r.outcome, "error", r.err, "duration", r.duration)
 		}
-		if r.outcome == OutcomeTimeout || r.outcome == OutcomeUnreachable || r.outcome == OutcomeNotMeasured {
+		if r.redial {
 			reset = true
 		}
 		mr.results = append(mr.results, r)

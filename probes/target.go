@@ -61,6 +61,12 @@ type result struct {
 	outcome  Outcome
 	err      string
 	duration time.Duration
+	// redial is set when the failure came from opening a connection (a
+	// failed or refused dial, no dial slot) or a broken one: the member's
+	// client is then replaced, since go-redis stops dialing after a few
+	// failed dials. A reply timeout on an open connection needs no new
+	// client (go-redis drops that connection itself).
+	redial bool
 }
 
 func (r result) ok() bool { return r.outcome == OutcomePass }
@@ -75,7 +81,11 @@ func fail(c config.Check, o Outcome, format string, args ...any) result {
 // failErr classifies err and builds a failed result whose text names the
 // operation.
 func failErr(c config.Check, op string, err error) result {
-	return result{check: c, outcome: classify(err), err: op + ": " + err.Error()}
+	o := classify(err)
+	var oe *net.OpError
+	redial := o == OutcomeUnreachable || errors.Is(err, errDialBudget) || errors.Is(err, errNoDialSlot) ||
+		(errors.As(err, &oe) && oe.Op == "dial")
+	return result{check: c, outcome: o, err: op + ": " + err.Error(), redial: redial}
 }
 
 // classify maps a go-redis (or network) error to an outcome. A LOADING reply
@@ -131,6 +141,10 @@ const (
 // errDialBudget is the dial error when the agent's dial budget had no slot
 // free in time: the agent's own limit, not the member's doing. Checks
 // report it as OutcomeNotMeasured.
+// errNoDialSlot marks the errors of dials that found no slot of their
+// host's share and failed like the host's or the member's last failure.
+var errNoDialSlot = errors.New("no dial slot")
+
 var errDialBudget = errors.New("no dial slot in time (agent dial budget): not measured")
 
 // dialBudget bounds how many connections the agent opens at once (TCP and
@@ -186,16 +200,16 @@ func (e *endpoint) busy(hd *hostDials, host string) error {
 	last := hd.last
 	hd.mu.Unlock()
 	if last != nil {
-		return fmt.Errorf("dial: every connection slot for %s is taken by a pending dial and its last dial failed: %w", host, last)
+		return fmt.Errorf("dial: %w for %s (all taken by pending dials) and its last dial failed: %w", errNoDialSlot, host, last)
 	}
 	e.mu.Lock()
 	o, text := e.failed, e.failedText
 	e.mu.Unlock()
 	switch o {
 	case OutcomeTimeout:
-		return fmt.Errorf("dial: every connection slot for %s is taken by a pending dial, and the last probe timed out (%s): %w", host, text, os.ErrDeadlineExceeded)
+		return fmt.Errorf("dial: %w for %s (all taken by pending dials), and the last probe timed out (%s): %w", errNoDialSlot, host, text, os.ErrDeadlineExceeded)
 	case OutcomeUnreachable:
-		return fmt.Errorf("dial: every connection slot for %s is taken by a pending dial, and the last probe found it unreachable (%s)", host, text)
+		return fmt.Errorf("dial: %w for %s (all taken by pending dials), and the last probe found it unreachable (%s)", errNoDialSlot, host, text)
 	}
 	return errDialBudget
 }
