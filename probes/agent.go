@@ -14,6 +14,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/redis/go-redis/v9"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -56,10 +57,24 @@ type Agent struct {
 	// whatever its clock says.
 	bootID string
 	seq    atomic.Uint64
+	// rounds numbers probe rounds (the keyspace check's values carry it).
+	rounds atomic.Uint64
+
+	// dials bounds concurrent connection attempts over all members.
+	dials *dialBudget
+	// overloadLogged is when the last "not measured" warning was logged
+	// (Unix nanoseconds), to log it at most once per overloadLogEvery.
+	overloadLogged atomic.Int64
+	// trimLogged is the same for the "report trimmed" warning.
+	trimLogged atomic.Int64
 
 	running atomic.Bool
 	// wg tracks member probes, which may outlive their round by a little.
 	wg sync.WaitGroup
+	// roundsWG tracks round goroutines started by Run.
+	roundsWG sync.WaitGroup
+	// pubMu serialises publishing (seq order) with changes of the senders.
+	pubMu sync.Mutex
 
 	mu      sync.Mutex
 	pending *agentState   // set by Reconfigure, taken by Run
@@ -74,7 +89,9 @@ type agentState struct {
 	hash    string
 	checks  []check
 	targets []*target // every member of every database, in config order
-	dbOf    map[*target]string
+	// endpoints are the targets' endpoints, each once.
+	endpoints endpoints
+	dbOf      map[*target]string
 	// dbRegions: database name -> regions of its members, sorted.
 	dbRegions map[string][]string
 	dial      dialSettings
@@ -92,6 +109,7 @@ func NewAgent(cfg *config.Config, agentID string, logger hclog.Logger, opts ...A
 		id:     agentID,
 		logger: logger.Named("probe").With("agent", agentID),
 		reconf: make(chan struct{}, 1),
+		dials:  newDialBudget(dialBudgetSize, dialBudgetPerHost),
 	}
 	for _, o := range opts {
 		o(&a.opts)
@@ -181,21 +199,27 @@ func (a *Agent) newState(cfg *config.Config, prev *agentState) (*agentState, err
 		st.checks = append(st.checks, c)
 	}
 	old := map[string]*target{}
+	eps := endpoints{}
 	if prev != nil {
 		for _, t := range prev.targets {
 			old[t.member.Name] = t
 		}
+		for k, e := range prev.endpoints {
+			eps[k] = e // new members naming an existing endpoint share it
+		}
 	}
+	used := map[*endpoint]bool{}
 	for _, db := range cfg.Databases {
 		var regions []string
 		for _, m := range db.Members {
 			t := old[m.Name]
-			if t == nil || !reflect.DeepEqual(t.member, m) || t.opts.ReadTimeout != p.Timeout || t.local != (m.Region == ag.Region) {
+			if t == nil || !reflect.DeepEqual(t.member, m) || t.timeout != p.Timeout || t.local != (m.Region == ag.Region) {
 				var err error
-				if t, err = newTarget(m, p, a.id, ag.Region); err != nil {
+				if t, err = newSharedTarget(m, p, a.id, ag.Region, eps, a.dials); err != nil {
 					return nil, fmt.Errorf("probes: %w", err)
 				}
 			}
+			used[t.ep] = true
 			st.targets = append(st.targets, t)
 			st.dbOf[t] = db.Name
 			if !slices.Contains(regions, m.Region) {
@@ -204,6 +228,10 @@ func (a *Agent) newState(cfg *config.Config, prev *agentState) (*agentState, err
 		}
 		slices.Sort(regions)
 		st.dbRegions[db.Name] = regions
+	}
+	st.endpoints = endpoints{}
+	for e := range used {
+		st.endpoints[e.key] = e
 	}
 	d, err := newDialSettings(cfg.Security, a.id)
 	if err != nil {
@@ -242,12 +270,20 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	senders := map[string]*sender{}
 	defer func() {
+		a.roundsWG.Wait()
+		a.pubMu.Lock()
 		for _, s := range senders {
 			s.stop()
 		}
+		a.pubMu.Unlock()
 		a.wg.Wait()
+		for _, e := range st.endpoints {
+			e.close()
+		}
 		for _, t := range st.targets {
-			t.close()
+			if t.http != nil {
+				t.http.CloseIdleConnections()
+			}
 		}
 		// Leave the last config for a later Run or ProbeOnce.
 		a.mu.Lock()
@@ -257,18 +293,32 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.current = nil
 		a.mu.Unlock()
 	}()
+	a.pubMu.Lock()
 	a.syncSenders(ctx, senders, nil, st)
+	a.pubMu.Unlock()
 	hbCtx, stopHeartbeats := context.WithCancel(ctx)
 	hbDone := make(chan struct{})
 	go func() { defer close(hbDone); a.heartbeatLoop(hbCtx) }()
 	defer func() { stopHeartbeats(); <-hbDone }()
 
+	a.warmUp(ctx, st)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	<-timer.C
 	for {
 		started := time.Now()
-		a.publish(senders, a.round(ctx, st))
+		// Rounds run in the background: a round lasts its spread window
+		// plus the timeout, which may exceed the interval, and the next
+		// round must still start on time (its members' probes are an
+		// interval after their previous ones).
+		a.roundsWG.Add(1)
+		go func(st *agentState) {
+			defer a.roundsWG.Done()
+			rep := a.round(ctx, st)
+			a.pubMu.Lock()
+			defer a.pubMu.Unlock()
+			a.publish(senders, rep)
+		}(st)
 		timer.Reset(nextRoundIn(st.cfg.Probes.Interval, time.Since(started)))
 		select {
 		case <-ctx.Done():
@@ -279,13 +329,16 @@ func (a *Agent) Run(ctx context.Context) error {
 			if next == nil {
 				continue
 			}
-			a.wg.Wait() // no probe of an old target still running
-			for _, t := range st.targets {
-				if !slices.Contains(next.targets, t) {
-					t.close()
+			a.roundsWG.Wait() // no round of the old state still running
+			a.wg.Wait()       // no probe of an old target still running
+			for k, e := range st.endpoints {
+				if next.endpoints[k] != e {
+					e.close()
 				}
 			}
+			a.pubMu.Lock()
 			a.syncSenders(ctx, senders, st, next)
+			a.pubMu.Unlock()
 			a.logger.Info("probe agent reconfigured", "region", next.region, "members", len(next.targets),
 				"nodes", len(next.cfg.Nodes), "config_hash", next.hash)
 			st = next
@@ -293,6 +346,58 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// warmUp opens a connection to every endpoint (PING), dialBudgetSize at a
+// time, for at most warmUpFor(interval), before the first round. A cold
+// start with thousands of members would otherwise spend its first rounds
+// waiting for the dial budget, reporting most members as not measured; an
+// agent that has not reported yet is simply not a vantage yet. A failed
+// PING is ignored here: the rounds probe that member and report why.
+func (a *Agent) warmUp(ctx context.Context, st *agentState) {
+	if len(st.endpoints) <= dialBudgetSize {
+		return // the first round's dials fit the budget
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, warmUpFor(st.cfg.Probes.Interval))
+	defer cancel()
+	work := make(chan *endpoint)
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for range dialBudgetSize {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for e := range work {
+				c := e.current()
+				pctx, pcancel := context.WithTimeout(ctx, st.cfg.Probes.Timeout)
+				if c.Ping(pctx).Err() != nil {
+					failed.Add(1)
+					e.reset(c)
+				}
+				pcancel()
+			}
+		}()
+	}
+	sent := 0
+feed:
+	for _, e := range st.endpoints {
+		select {
+		case work <- e:
+			sent++
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(work)
+	wg.Wait()
+	a.logger.Info("connections opened", "endpoints", len(st.endpoints), "tried", sent,
+		"failed", failed.Load(), "took", time.Since(start).Round(time.Millisecond))
+}
+
+// warmUpFor bounds warmUp: two intervals, at least five seconds (on the
+// 2-core bench machine, three agents open about 2,000 connections a second
+// each).
+func warmUpFor(interval time.Duration) time.Duration { return max(2*interval, 5*time.Second) }
 
 // nextRoundIn is the wait before the next round, given how long the last
 // one took: rounds start every interval, but never less than half an
@@ -353,8 +458,13 @@ func (a *Agent) heartbeatLoop(ctx context.Context) {
 	}
 }
 
-// writeHeartbeat SETs the heartbeat on every local member, each bounded by
-// the heartbeat interval (or the probe timeout, if shorter).
+// heartbeatWorkers is how many heartbeat writes run at once.
+const heartbeatWorkers = 16
+
+// writeHeartbeat SETs the heartbeat on every local endpoint (members that
+// share an endpoint share its keyspace, so one write serves them all),
+// each bounded by the heartbeat interval (or the probe timeout, if
+// shorter), heartbeatWorkers at a time.
 func (a *Agent) writeHeartbeat(ctx context.Context, st *agentState, seq uint64) {
 	p := st.cfg.Probes
 	limit := p.HeartbeatInterval
@@ -362,18 +472,36 @@ func (a *Agent) writeHeartbeat(ctx context.Context, st *agentState, seq uint64) 
 		limit = p.Timeout
 	}
 	key := heartbeatKey(heartbeatPrefix(p), st.region)
+	seen := map[*endpoint]bool{}
+	work := make(chan *target)
+	var wg sync.WaitGroup
+	for range min(heartbeatWorkers, len(st.targets)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for t := range work {
+				hb := heartbeat{seq: seq, ts: time.Now().UnixNano(), writer: a.id}
+				wctx, cancel := context.WithTimeout(ctx, limit)
+				err := t.do(wctx, t.redis(), "SET", key, hb.String()).Err()
+				cancel()
+				if err != nil && ctx.Err() == nil {
+					a.logger.Debug("heartbeat write failed", "member", t.member.Name, "error", err)
+				}
+			}
+		}()
+	}
 	for _, t := range st.targets {
-		if !t.local {
+		if !t.local || seen[t.ep] {
 			continue
 		}
-		hb := heartbeat{seq: seq, ts: time.Now().UnixNano(), writer: a.id}
-		wctx, cancel := context.WithTimeout(ctx, limit)
-		err := t.do(wctx, "SET", key, hb.String()).Err()
-		cancel()
-		if err != nil && ctx.Err() == nil {
-			a.logger.Debug("heartbeat write failed", "member", t.member.Name, "error", err)
+		seen[t.ep] = true
+		select {
+		case work <- t:
+		case <-ctx.Done():
 		}
 	}
+	close(work)
+	wg.Wait()
 }
 
 func (a *Agent) setCurrent(st *agentState) {
@@ -405,11 +533,13 @@ func (a *Agent) syncSenders(ctx context.Context, senders map[string]*sender, pre
 	}
 }
 
-// publish hands a report to the hook and to every sender's mailbox.
+// publish numbers a report and hands it to the hook and to every sender's
+// mailbox. The caller holds pubMu.
 func (a *Agent) publish(senders map[string]*sender, rep *api.Report) {
 	if rep == nil {
 		return
 	}
+	rep.Seq = a.seq.Add(1)
 	if a.opts.reportHook != nil {
 		a.opts.reportHook(rep)
 	}
@@ -438,7 +568,66 @@ func (a *Agent) ProbeOnce(ctx context.Context) (*api.Report, error) {
 	if rep == nil {
 		return nil, fmt.Errorf("probes: probe round: %w", ctx.Err())
 	}
+	rep.Seq = a.seq.Add(1)
 	return rep, nil
+}
+
+// Limits of the agent's own work, fixed rather than configured: they bound
+// what the agent does to itself and to the servers, not what it measures.
+const (
+	// dialBudgetSize is how many connections the agent opens at once, over
+	// all members. 128 stays below redis-server's default accept backlog
+	// (tcp-backlog 511) even with three agents dialing the same server, and
+	// opens thousands of loopback connections per second (the CPU, not the
+	// budget, is then the limit: about 2,000 a second per agent on the
+	// 2-core bench machine). Across a WAN with TLS (three round trips of
+	// 100 ms) one host's share opens about 100 a second, so 10,000 databases
+	// behind one address take about 100 s to connect after a start; until
+	// then the members still waiting are not measured.
+	dialBudgetSize = 128
+	// dialBudgetPerHost is one host's share of the dial budget (an IP or
+	// name, whatever the port: a Redis Software node serves many databases
+	// on many ports). A hung host's dials each hold a slot for the whole
+	// dial timeout once its accept queue is full; the share leaves the
+	// other 96 slots to the other hosts.
+	dialBudgetPerHost = 32
+	// spreadStep is the spacing between the starts of consecutive member
+	// probes in a round, until the round's spread window reaches its cap
+	// (spreadWindow): 1,000 members are spread over 100 ms, 5,000 and more
+	// over 500 ms (half the interval if that is shorter); a handful start
+	// together as before.
+	spreadStep = 100 * time.Microsecond
+	// maxSpread caps the spread window. The window adds to detection (a
+	// member probed early in a round is reported at the round's end), so it
+	// must fit in the slack of fall × interval + timeout + 1 s.
+	maxSpread = 500 * time.Millisecond
+	// overloadLogEvery rate-limits the warning about probes not measured.
+	overloadLogEvery = 10 * time.Second
+)
+
+// spreadWindow is how long a round takes to start all of its n member
+// probes: n × spreadStep, at most half the interval and at most maxSpread.
+// Spreading keeps the agent's CPU, its dials and the servers' accept queues
+// from one burst of thousands of probes at the start of each round; the cap
+// keeps detection within fall × interval + timeout + 500 ms plus the
+// report's transit.
+func spreadWindow(interval time.Duration, n int) time.Duration {
+	return min(time.Duration(n)*spreadStep, interval/2, maxSpread)
+}
+
+// startLimit is how late (after its slot in the spread) a member's probe
+// may start and still be run: half an interval. A late start does not spoil
+// the measurement (the member still gets its whole timeout from the
+// moment its probe starts), it only delays the report; a probe starting
+// later than this would run into the member's next slot, and is reported
+// as not measured: the agent, not the member, was too slow.
+func startLimit(interval time.Duration) time.Duration { return interval / 2 }
+
+// lateLimit is the overrun past a probe's deadline beyond which a timeout
+// is the agent's (a stalled process: the reply may have come in time), not
+// the member's.
+func lateLimit(timeout time.Duration) time.Duration {
+	return max(timeout/2, 50*time.Millisecond)
 }
 
 // memberResult is one member's outcome of a round.
@@ -447,46 +636,79 @@ type memberResult struct {
 	heartbeats map[string]heartbeat
 }
 
-// round probes every member concurrently, each bounded by the probe
-// timeout, and builds the report. A member that has not finished by timeout
-// plus a small slack is reported as timed out; its probe goroutine ends on
-// its own when its context expires.
+// round probes every member once, each bounded by the probe timeout from
+// the moment its probe starts, and builds the report (without a sequence
+// number: the caller numbers it when it publishes it). The probes' starts
+// are spread evenly over the spread window. A member whose probe the agent
+// could not start in time, or whose probe has not returned by the round's
+// end (it overran its own deadline: the agent is starved), is reported as
+// not measured: that says nothing about the member.
 func (a *Agent) round(ctx context.Context, st *agentState) *api.Report {
 	if ctx.Err() != nil {
 		return nil
 	}
-	seq := a.seq.Add(1)
-	timeout := st.cfg.Probes.Timeout
-	mctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
+	roundNo := a.rounds.Add(1)
+	p := st.cfg.Probes
+	timeout, late := p.Timeout, startLimit(p.Interval)
+	n := len(st.targets)
+	window := spreadWindow(p.Interval, n)
+	start := time.Now()
+	for _, e := range st.endpoints {
+		// A retired client is unused once every probe that could hold it
+		// has passed its deadline.
+		e.closeRetired(start.Add(-(timeout + late + roundSlack)))
+	}
 
 	type done struct {
 		i int
 		r memberResult
 	}
-	n := len(st.targets)
 	results := make([]memberResult, n)
 	have := make([]bool, n)
 	ch := make(chan done, n) // buffered: a late probe never blocks
 	waiting := 0
+	var sleep *time.Timer
 	for i, t := range st.targets {
+		at := start
+		if n > 1 {
+			at = start.Add(window * time.Duration(i) / time.Duration(n))
+		}
+		if d := time.Until(at); d > time.Millisecond {
+			if sleep == nil {
+				sleep = time.NewTimer(d)
+				defer sleep.Stop()
+			} else {
+				sleep.Reset(d)
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-sleep.C:
+			}
+		}
 		if !t.busy.CompareAndSwap(false, true) {
-			results[i], have[i] = a.unfinished(st, t, "the previous probe of the member is still running"), true
+			results[i], have[i] = a.notMeasured(st, t, "the member's previous probe overran its deadline (agent overloaded)"), true
 			continue
 		}
-		p := &probe{
-			t: t, agentID: a.id, region: st.region, seq: seq,
-			settings: st.cfg.Probes, hbRegions: st.dbRegions[st.dbOf[t]],
+		pr := &probe{
+			t: t, agentID: a.id, region: st.region, seq: roundNo,
+			settings: p, hbRegions: st.dbRegions[st.dbOf[t]],
 		}
 		waiting++
 		a.wg.Add(1)
 		go func() {
 			defer a.wg.Done()
 			defer t.busy.Store(false)
-			ch <- done{i, a.probeMember(mctx, st, p)}
+			if lag := time.Since(at); lag > late {
+				ch <- done{i, a.notMeasured(st, t, fmt.Sprintf("the probe started %s late (agent overloaded)", lag.Round(time.Millisecond)))}
+				return
+			}
+			ch <- done{i, a.probeMember(ctx, st, pr)}
 		}()
 	}
-	timer := time.NewTimer(timeout + roundSlack)
+	// Every probe started by start+window+late has its deadline by then
+	// plus the timeout.
+	timer := time.NewTimer(time.Until(start.Add(window + late + timeout + roundSlack)))
 	defer timer.Stop()
 collect:
 	for waiting > 0 {
@@ -501,17 +723,48 @@ collect:
 	if ctx.Err() != nil {
 		return nil // shutting down: the results say "canceled", not the members' health
 	}
+	measured := 0
+	var why string
 	for i, t := range st.targets {
 		if !have[i] {
-			results[i] = a.unfinished(st, t, fmt.Sprintf("no result within %s", timeout+roundSlack))
+			results[i] = a.notMeasured(st, t, fmt.Sprintf("no result %s after the round started (agent overloaded)", time.Since(start).Round(time.Millisecond)))
+		}
+		for _, r := range results[i].results {
+			if r.outcome == OutcomeNotMeasured {
+				measured++
+				if why == "" {
+					why = t.member.Name + ": " + r.err
+				}
+				break
+			}
 		}
 	}
-	return a.report(st, seq, results)
+	if measured > 0 {
+		a.logOverload(measured, n, why)
+	}
+	return a.report(st, results)
+}
+
+// logOverload warns, at most once per overloadLogEvery, that members were
+// not measured in a round.
+func (a *Agent) logOverload(count, of int, example string) {
+	now := time.Now().UnixNano()
+	last := a.overloadLogged.Load()
+	if now-last < int64(overloadLogEvery) || !a.overloadLogged.CompareAndSwap(last, now) {
+		return
+	}
+	a.logger.Warn("members not measured this round: the agent could not probe them in time (reported as not_measured, which is no evidence)",
+		"not_measured", count, "members", of, "example", example)
 }
 
 // probeMember runs every applicable check of one member, one after
-// another, all within ctx's deadline.
-func (a *Agent) probeMember(ctx context.Context, st *agentState, p *probe) memberResult {
+// another, all within one deadline: the timeout from now.
+func (a *Agent) probeMember(parent context.Context, st *agentState, p *probe) memberResult {
+	timeout := st.cfg.Probes.Timeout
+	ctx, cancel := context.WithTimeout(parent, timeout)
+	defer cancel()
+	p.c = p.t.redis()
+	started := time.Now()
 	var mr memberResult
 	reset := false
 	for _, c := range st.checks {
@@ -522,37 +775,57 @@ func (a *Agent) probeMember(ctx context.Context, st *agentState, p *probe) membe
 		r := c.run(ctx, p)
 		r.duration = time.Since(start)
 		r.check = c.name()
+		if r.outcome == OutcomeTimeout {
+			// The deadline fires at the timeout; returning much later
+			// means this process was not running (stopped, starved), so
+			// the member may have answered in time: not measured.
+			if over := time.Since(started) - timeout; over > lateLimit(timeout) {
+				r.outcome = OutcomeNotMeasured
+				r.err = fmt.Sprintf("%s (returned %s past the deadline: the agent was stalled)", r.err, over.Round(time.Millisecond))
+			}
+		}
 		if !r.ok() {
 			a.logger.Debug("check failed", "member", p.t.member.Name, "check", r.check,
 				"outcome", r.outcome, "error", r.err, "duration", r.duration)
 		}
-		if r.outcome == OutcomeTimeout || r.outcome == OutcomeUnreachable {
+		if r.redial {
 			reset = true
 		}
 		mr.results = append(mr.results, r)
 	}
 	mr.heartbeats = p.heartbeats
+	var connFailed Outcome
+	var connText string
+	for _, r := range mr.results {
+		if r.outcome == OutcomeTimeout || r.outcome == OutcomeUnreachable {
+			connFailed, connText = r.outcome, r.err
+			break
+		}
+	}
+	if connFailed != "" || !reset {
+		p.t.ep.probed(connFailed, connText)
+	}
 	if reset {
-		p.t.reset()
+		p.t.reset(p.c)
 	}
 	return mr
 }
 
-// unfinished is the result of a member whose probe did not finish in time:
-// every applicable check timed out.
-func (a *Agent) unfinished(st *agentState, t *target, why string) memberResult {
+// notMeasured is the result of a member the agent could not probe in time:
+// every applicable check not measured.
+func (a *Agent) notMeasured(st *agentState, t *target, why string) memberResult {
 	var mr memberResult
 	p := &probe{t: t, settings: st.cfg.Probes}
 	for _, c := range st.checks {
 		if !c.skip(p) {
-			mr.results = append(mr.results, fail(c.name(), OutcomeTimeout, "%s", why))
+			mr.results = append(mr.results, fail(c.name(), OutcomeNotMeasured, "%s", why))
 		}
 	}
 	return mr
 }
 
 // report assembles the round's report.
-func (a *Agent) report(st *agentState, seq uint64, results []memberResult) *api.Report {
+func (a *Agent) report(st *agentState, results []memberResult) *api.Report {
 	in := make([]lagInput, len(st.targets))
 	for i, t := range st.targets {
 		in[i] = lagInput{member: t.member.Name, database: st.dbOf[t], region: t.member.Region, heartbeats: results[i].heartbeats}
@@ -561,7 +834,6 @@ func (a *Agent) report(st *agentState, seq uint64, results []memberResult) *api.
 	rep := &api.Report{
 		AgentId:    a.id,
 		Region:     st.region,
-		Seq:        seq,
 		BootId:     a.bootID,
 		Sent:       timestamppb.Now(),
 		ConfigHash: st.hash,
@@ -593,5 +865,53 @@ func (a *Agent) report(st *agentState, seq uint64, results []memberResult) *api.
 		}
 		rep.Members = append(rep.Members, mr)
 	}
+	a.fitReport(rep)
 	return rep
+}
+
+// reportBudget is the size a report is trimmed to: under the 1 MiB
+// message limit of the report stream, with room for the envelope. A
+// healthy report costs about 45 bytes per member (10,000 members: 450
+// KB); failure texts can quadruple that.
+const reportBudget = 900 << 10
+
+// keepFullErrors is how many failing members keep their whole error text
+// when a report is trimmed.
+const keepFullErrors = 20
+
+// fitReport shortens error texts when the report would exceed
+// reportBudget, keeping the first keepFullErrors whole: a report too large
+// to send would tell the nodes nothing at all. The outcome of each check
+// is kept, so a trimmed entry still says why (timeout, not_measured, ...).
+func (a *Agent) fitReport(rep *api.Report) {
+	size := proto.Size(rep)
+	if size <= reportBudget {
+		return
+	}
+	before := size
+	for _, limit := range []int{64, 24, 0} {
+		kept := 0
+		for _, m := range rep.Members {
+			for _, c := range m.Checks {
+				if c.Error == "" {
+					continue
+				}
+				if kept < keepFullErrors {
+					kept++
+					continue
+				}
+				if len(c.Error) > limit {
+					c.Error = c.Error[:limit]
+				}
+			}
+		}
+		if size = proto.Size(rep); size <= reportBudget {
+			break
+		}
+	}
+	now := time.Now().UnixNano()
+	if last := a.trimLogged.Load(); now-last >= int64(overloadLogEvery) && a.trimLogged.CompareAndSwap(last, now) {
+		a.logger.Warn("report too large for the report stream: error texts shortened", "members", len(rep.Members),
+			"bytes_before", before, "bytes_after", size, "limit", reportBudget)
+	}
 }

@@ -21,11 +21,12 @@ import (
 )
 
 // probeKeyPrefix prefixes the keyspace check's keys:
-// aagtm:probe:{<slot tag>}:<agent id>. The hash tag comes first so that an
-// agent id containing braces cannot move the key to another slot, and the
-// agent id keeps agents from overwriting each other's keys (under
+// aagtm:probe:{<slot tag>}:<agent id>:<member>. The hash tag comes first so
+// that an agent id containing braces cannot move the key to another slot,
+// and the agent id keeps agents from overwriting each other's keys (under
 // Active-Active replication a concurrent SET from another region could
-// otherwise win and fail our GET).
+// otherwise win and fail our GET); the member name does the same for
+// members that name one endpoint, whose probes may overlap.
 const probeKeyPrefix = "aagtm:probe:"
 
 // defaultKeyTTL is used when Probes.KeyTTL is not set.
@@ -39,7 +40,11 @@ const defaultRESTLagTolerance = 100 * time.Millisecond
 // the round's identity and the settings, plus what checks leave for the
 // agent (heartbeat values read by the lag check).
 type probe struct {
-	t        *target
+	t *target
+	// c is the member's client for this probe, taken once at its start,
+	// so that a reset by another member sharing the endpoint does not
+	// switch clients under a running check.
+	c        *redis.Client
 	agentID  string
 	region   string
 	seq      uint64
@@ -115,7 +120,7 @@ type pingCheck struct{}
 func (pingCheck) name() config.Check { return config.CheckPing }
 func (pingCheck) skip(*probe) bool   { return false }
 func (pingCheck) run(ctx context.Context, p *probe) result {
-	got, err := p.t.redis().Ping(ctx).Result()
+	got, err := p.c.Ping(ctx).Result()
 	if err != nil {
 		return failErr(config.CheckPing, "PING", err)
 	}
@@ -136,7 +141,7 @@ func (echoCheck) name() config.Check { return config.CheckEcho }
 func (echoCheck) skip(*probe) bool   { return false }
 func (echoCheck) run(ctx context.Context, p *probe) result {
 	token := randomToken()
-	pipe := p.t.redis().Pipeline()
+	pipe := p.c.Pipeline()
 	echo := pipe.Echo(ctx, token)
 	size := pipe.DBSize(ctx)
 	execPipe(ctx, pipe)
@@ -189,7 +194,7 @@ func (keyspaceCheck) run(ctx context.Context, p *probe) result {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = setGet(ctx, p.t, sk, value, ttl)
+			errs[i] = setGet(ctx, p, sk, value, ttl)
 		}()
 	}
 	wg.Wait()
@@ -206,9 +211,9 @@ func (keyspaceCheck) run(ctx context.Context, p *probe) result {
 // reason other than "not a cluster".
 func keyspacePlan(ctx context.Context, p *probe) ([]shardKeys, result) {
 	key := func(slot int) string {
-		return probeKeyPrefix + "{" + slotTag(slot) + "}:" + p.agentID
+		return probeKeyPrefix + "{" + slotTag(slot) + "}:" + p.agentID + ":" + p.t.member.Name
 	}
-	ranges, err := p.t.redis().ClusterSlots(ctx).Result()
+	ranges, err := p.c.ClusterSlots(ctx).Result()
 	if err != nil && classify(err) != OutcomeError {
 		// Timeout, unreachable, auth, loading: the member is failing;
 		// "ERR ... cluster support disabled" is an OutcomeError and means
@@ -242,11 +247,11 @@ func keyspacePlan(ctx context.Context, p *probe) ([]shardKeys, result) {
 
 // setGet writes every key of sk with value and reads each back, in one
 // pipeline.
-func setGet(ctx context.Context, t *target, sk shardKeys, value string, ttl time.Duration) result {
-	c := t.redis()
+func setGet(ctx context.Context, p *probe, sk shardKeys, value string, ttl time.Duration) result {
+	c := p.c
 	where := "endpoint"
 	if sk.addr != "" {
-		c = t.node(sk.addr)
+		c = p.t.ep.node(sk.addr)
 		where = "shard " + sk.addr + " (slots " + sk.slots + ")"
 	}
 	pipe := c.Pipeline()
@@ -284,7 +289,7 @@ func (lagCheck) name() config.Check { return config.CheckLag }
 func (lagCheck) skip(*probe) bool   { return false }
 func (lagCheck) run(ctx context.Context, p *probe) result {
 	prefix := heartbeatPrefix(p.settings)
-	pipe := p.t.redis().Pipeline()
+	pipe := p.c.Pipeline()
 	cmds := make([]*redis.StringCmd, len(p.hbRegions))
 	for i, r := range p.hbRegions {
 		cmds[i] = pipe.Get(ctx, heartbeatKey(prefix, r))
@@ -295,7 +300,7 @@ func (lagCheck) run(ctx context.Context, p *probe) result {
 		key := heartbeatKey(prefix, r)
 		s, err := cmds[i].Result()
 		if _, _, moved := redirect(err); moved {
-			s, err = p.t.do(ctx, "GET", key).Text()
+			s, err = p.t.do(ctx, p.c, "GET", key).Text()
 		}
 		switch {
 		case errors.Is(err, redis.Nil):
@@ -353,6 +358,9 @@ func (restCheck) run(ctx context.Context, p *probe) result {
 		pw, _ := user.Password()
 		req.SetBasicAuth(user.Username(), pw)
 	}
+	if p.t.http == nil {
+		return fail(config.CheckREST, OutcomeError, "no REST client")
+	}
 	resp, err := p.t.http.Do(req)
 	if err != nil {
 		return failErr(config.CheckREST, "GET availability", err)
@@ -398,7 +406,7 @@ func (commandCheck) run(ctx context.Context, p *probe) result {
 	for i, a := range cc.Args {
 		args[i] = a
 	}
-	v, err := p.t.redis().Do(ctx, args...).Result()
+	v, err := p.c.Do(ctx, args...).Result()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return failErr(config.CheckCommand, cc.Args[0], err)
 	}

@@ -49,7 +49,7 @@ func runCheck(t *testing.T, c config.Check, url string, p config.Probes) result 
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), p.Timeout)
 	defer cancel()
-	pr := &probe{t: tg, agentID: agentU, region: use, seq: 1, settings: p, hbRegions: []string{euw, use}}
+	pr := &probe{t: tg, c: tg.redis(), agentID: agentU, region: use, seq: 1, settings: p, hbRegions: []string{euw, use}}
 	start := time.Now()
 	r := ck.run(ctx, pr)
 	r.duration = time.Since(start)
@@ -274,7 +274,7 @@ func TestKeyspaceSkippedInReadOnlyMode(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tg.close()
-	if r := (lagCheck{}).run(context.Background(), &probe{t: tg, agentID: agentU, region: use, settings: p, hbRegions: []string{use}}); !r.ok() {
+	if r := (lagCheck{}).run(context.Background(), &probe{t: tg, c: tg.redis(), agentID: agentU, region: use, settings: p, hbRegions: []string{use}}); !r.ok() {
 		t.Fatal(r.err)
 	}
 	if n := srv.MustDo("DBSIZE").(int64); n != 0 {

@@ -2,6 +2,7 @@ package probes
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -60,6 +61,12 @@ type result struct {
 	outcome  Outcome
 	err      string
 	duration time.Duration
+	// redial is set when the failure came from opening a connection (a
+	// failed or refused dial, no dial slot) or a broken one: the member's
+	// client is then replaced, since go-redis stops dialing after a few
+	// failed dials. A reply timeout on an open connection needs no new
+	// client (go-redis drops that connection itself).
+	redial bool
 }
 
 func (r result) ok() bool { return r.outcome == OutcomePass }
@@ -74,7 +81,11 @@ func fail(c config.Check, o Outcome, format string, args ...any) result {
 // failErr classifies err and builds a failed result whose text names the
 // operation.
 func failErr(c config.Check, op string, err error) result {
-	return result{check: c, outcome: classify(err), err: op + ": " + err.Error()}
+	o := classify(err)
+	var oe *net.OpError
+	redial := o == OutcomeUnreachable || errors.Is(err, errDialBudget) || errors.Is(err, errNoDialSlot) ||
+		(errors.As(err, &oe) && oe.Op == "dial")
+	return result{check: c, outcome: o, err: op + ": " + err.Error(), redial: redial}
 }
 
 // classify maps a go-redis (or network) error to an outcome. A LOADING reply
@@ -85,6 +96,8 @@ func classify(err error) Outcome {
 	switch {
 	case err == nil:
 		return OutcomePass
+	case errors.Is(err, errDialBudget):
+		return OutcomeNotMeasured
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded),
 		errors.Is(err, redis.ErrPoolTimeout):
 		return OutcomeTimeout
@@ -109,35 +122,335 @@ func classify(err error) Outcome {
 // honestly, so no retries and one dial attempt per probe.
 const (
 	// poolSize is small: checks of one member run one after another; the
-	// extra connections absorb a check still finishing after a timeout.
+	// extra connections absorb a check still finishing after a timeout,
+	// and members sharing an endpoint whose probes overlap in time.
 	poolSize = 3
-	// roundSlack is how long past the timeout a round waits for a member
-	// before reporting it as timed out anyway.
+	// roundSlack is how long past the last probe's deadline a round waits
+	// before reporting what is still unfinished.
 	roundSlack = 50 * time.Millisecond
+	// Per-connection buffers. go-redis defaults to 32 KiB each way, and a
+	// pipeline (echo, keyspace, lag) gets a connection of a separate pool
+	// with 128 KiB each way: 64 to 320 KiB per member, most of the 300+ MB
+	// that 3,000 members cost. Probe commands and replies are a few dozen
+	// bytes; a longer reply (CLUSTER SLOTS) just takes more reads. With
+	// these, a member with its own endpoint costs about 10 KiB of heap.
+	readBufferSize  = 1 << 10
+	writeBufferSize = 512
 )
 
-// target is one member as the agent probes it: its config and its clients.
-type target struct {
-	member config.Member
-	// local is true when the member is in the agent's region: the agent
-	// writes its heartbeat there.
-	local bool
-	opts  *redis.Options
-	http  *http.Client
+// errDialBudget is the dial error when the agent's dial budget had no slot
+// free in time: the agent's own limit, not the member's doing. Checks
+// report it as OutcomeNotMeasured.
+// errNoDialSlot marks the errors of dials that found no slot of their
+// host's share and failed like the host's or the member's last failure.
+var errNoDialSlot = errors.New("no dial slot")
 
-	// busy is set while a probe of the member runs; a round finding it set
-	// (the previous probe is still stuck) reports a timeout at once instead
-	// of piling up goroutines.
-	busy atomic.Bool
+var errDialBudget = errors.New("no dial slot in time (agent dial budget): not measured")
+
+// dialBudget bounds how many connections the agent opens at once (TCP and
+// TLS handshakes): in all, and per host. Without it, a start with thousands
+// of members opens thousands of connections in the same millisecond: the
+// servers' accept backlogs overflow, the agent's CPU goes to handshakes,
+// and every member times out at once. The per-host share keeps one hung
+// host, whose dials each hold a slot for the whole dial timeout, from
+// taking the budget of every other host.
+type dialBudget struct {
+	slots   chan struct{}
+	perHost int
+
+	mu    sync.Mutex
+	hosts map[string]*hostDials
+}
+
+// hostDials is one host's share of the budget and how its last dial ended.
+type hostDials struct {
+	slots chan struct{}
+	mu    sync.Mutex
+	last  error // nil when the last completed dial succeeded
+}
+
+func newDialBudget(n, perHost int) *dialBudget {
+	return &dialBudget{slots: make(chan struct{}, n), perHost: perHost, hosts: map[string]*hostDials{}}
+}
+
+func (b *dialBudget) host(addr string) *hostDials {
+	h, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		h = addr
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	hd := b.hosts[h]
+	if hd == nil {
+		hd = &hostDials{slots: make(chan struct{}, b.perHost)}
+		b.hosts[h] = hd
+	}
+	return hd
+}
+
+// busy is the error of a dial of e that found no slot of its host's share
+// in time. When the host's last dial failed, the host is not completing
+// connections (hung, black-holed, refusing): the dial fails like that one.
+// When e's own last probe failed at the connection level (the connection
+// it now replaces timed out or broke), the member has not answered since:
+// the dial fails like that probe. Either is the member's doing. Otherwise
+// the host is merely busy with our other dials: not measured.
+func (e *endpoint) busy(hd *hostDials, host string) error {
+	hd.mu.Lock()
+	last := hd.last
+	hd.mu.Unlock()
+	if last != nil {
+		return fmt.Errorf("dial: %w for %s (all taken by pending dials) and its last dial failed: %w", errNoDialSlot, host, last)
+	}
+	e.mu.Lock()
+	o, text := e.failed, e.failedText
+	e.mu.Unlock()
+	switch o {
+	case OutcomeTimeout:
+		return fmt.Errorf("dial: %w for %s (all taken by pending dials), and the last probe timed out (%s): %w", errNoDialSlot, host, text, os.ErrDeadlineExceeded)
+	case OutcomeUnreachable:
+		return fmt.Errorf("dial: %w for %s (all taken by pending dials), and the last probe found it unreachable (%s)", errNoDialSlot, host, text)
+	}
+	return errDialBudget
+}
+
+func (hd *hostDials) done(err error) {
+	hd.mu.Lock()
+	hd.last = err
+	hd.mu.Unlock()
+}
+
+// dialer returns a go-redis Dialer that takes a slot of the host's share
+// and one of the whole budget (b may be nil: no budget) for the TCP connect
+// and the TLS handshake. It waits for the slots at most half the dial
+// timeout, so that the probe waiting for the connection learns why before
+// its own deadline, and a slot taken late still leaves half the timeout for
+// the member to answer.
+func (b *dialBudget) dialer(ep *endpoint) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	timeout, tlsConf := ep.opts.DialTimeout, ep.opts.TLSConfig
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var hd *hostDials
+		if b != nil {
+			hd = b.host(addr)
+			w := time.NewTimer(timeout / 2)
+			defer w.Stop()
+			select {
+			case hd.slots <- struct{}{}:
+			case <-w.C:
+				return nil, ep.busy(hd, addr)
+			case <-ctx.Done():
+				return nil, ep.busy(hd, addr)
+			}
+			defer func() { <-hd.slots }()
+			select {
+			case b.slots <- struct{}{}:
+			case <-w.C:
+				return nil, errDialBudget
+			case <-ctx.Done():
+				return nil, errDialBudget
+			}
+			defer func() { <-b.slots }()
+		}
+		nd := &net.Dialer{Timeout: timeout, KeepAlive: 5 * time.Minute}
+		var c net.Conn
+		var err error
+		if tlsConf == nil {
+			c, err = nd.DialContext(ctx, network, addr)
+		} else {
+			c, err = (&tls.Dialer{NetDialer: nd, Config: tlsConf}).DialContext(ctx, network, addr)
+		}
+		if hd != nil {
+			hd.done(err)
+		}
+		return c, err
+	}
+}
+
+// endpoint is one Redis endpoint as the agent connects to it. Members that
+// name the same endpoint (address, user, password, database number,
+// protocol and TLS settings: the same key) share one endpoint and so one
+// small connection pool.
+type endpoint struct {
+	key  string
+	opts *redis.Options
 
 	mu     sync.Mutex
 	client *redis.Client
 	nodes  map[string]*redis.Client // OSS Cluster nodes by host:port
+	// retired clients were replaced by reset while probes of other
+	// members sharing the endpoint may still be using them; they are
+	// closed once those probes' deadlines have passed (closeRetired).
+	retired []retiredClient
+	// failed is the outcome of the last probe through the endpoint when
+	// it failed at the connection level (timeout, unreachable), else "";
+	// failedText is its error text.
+	failed     Outcome
+	failedText string
+}
+
+type retiredClient struct {
+	c  *redis.Client
+	at time.Time
+}
+
+// endpointKey identifies the connection a member's options describe (and
+// the timeout its clients were built with).
+func endpointKey(o *redis.Options) string {
+	sum := sha256.Sum256([]byte(o.Password))
+	k := fmt.Sprintf("%s|%s|%s|%x|%d|%d|%s", o.Network, o.Addr, o.Username, sum[:8], o.DB, o.Protocol, o.DialTimeout)
+	if o.TLSConfig != nil {
+		k += fmt.Sprintf("|tls:%s:%v", o.TLSConfig.ServerName, o.TLSConfig.InsecureSkipVerify)
+	}
+	return k
+}
+
+// endpoints is the agent's set of endpoints by key.
+type endpoints map[string]*endpoint
+
+// get returns the endpoint for opts, adding it when new.
+func (es endpoints) get(opts *redis.Options) *endpoint {
+	k := endpointKey(opts)
+	if e, ok := es[k]; ok {
+		return e
+	}
+	e := &endpoint{key: k, opts: opts}
+	if es != nil {
+		es[k] = e
+	}
+	return e
+}
+
+// current returns the endpoint's client, creating it when needed.
+func (e *endpoint) current() *redis.Client {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.client == nil {
+		e.client = redis.NewClient(e.opts)
+	}
+	return e.client
+}
+
+// node returns a client for one OSS Cluster node of the endpoint, with its
+// credentials and TLS settings. An empty host means the endpoint's own
+// host (CLUSTER SLOTS may announce "" or "?").
+func (e *endpoint) node(addr string) *redis.Client {
+	host, port, err := net.SplitHostPort(addr)
+	if err == nil && (host == "" || host == "?") {
+		mh, _, _ := net.SplitHostPort(e.opts.Addr)
+		addr = net.JoinHostPort(mh, port)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if addr == e.opts.Addr {
+		if e.client == nil {
+			e.client = redis.NewClient(e.opts)
+		}
+		return e.client
+	}
+	if c, ok := e.nodes[addr]; ok {
+		return c
+	}
+	o := *e.opts
+	o.Addr = addr
+	if o.TLSConfig != nil {
+		o.TLSConfig = o.TLSConfig.Clone() // keeps ServerName: the member's name
+	}
+	c := redis.NewClient(&o)
+	if e.nodes == nil {
+		e.nodes = map[string]*redis.Client{}
+	}
+	e.nodes[addr] = c
+	return c
+}
+
+// reset replaces the endpoint's clients, if c is still the current one, so
+// the next probe dials afresh: go-redis otherwise stops dialing a host after
+// PoolSize failed dials and retries only once a second, which would delay
+// noticing the member's recovery. The old clients are retired, not closed:
+// other members sharing the endpoint may be using them right now.
+func (e *endpoint) reset(c *redis.Client) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.client != c || c == nil {
+		return // already replaced by another member's probe
+	}
+	now := time.Now()
+	e.retired = append(e.retired, retiredClient{e.client, now})
+	e.client = nil
+	for addr, n := range e.nodes {
+		e.retired = append(e.retired, retiredClient{n, now})
+		delete(e.nodes, addr)
+	}
+}
+
+// probed records the connection-level outcome of a probe through e: o is
+// OutcomeTimeout or OutcomeUnreachable with its text, or "" when the
+// member answered.
+func (e *endpoint) probed(o Outcome, text string) {
+	e.mu.Lock()
+	e.failed, e.failedText = o, text
+	e.mu.Unlock()
+}
+
+// closeRetired closes the clients retired before cutoff.
+func (e *endpoint) closeRetired(cutoff time.Time) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	keep := e.retired[:0]
+	for _, r := range e.retired {
+		if r.at.Before(cutoff) {
+			_ = r.c.Close()
+		} else {
+			keep = append(keep, r)
+		}
+	}
+	clear(e.retired[len(keep):])
+	e.retired = keep
+}
+
+// close closes every client of the endpoint.
+func (e *endpoint) close() {
+	e.mu.Lock()
+	c, nodes := e.client, e.nodes
+	e.client, e.nodes = nil, nil
+	e.mu.Unlock()
+	if c != nil {
+		_ = c.Close()
+	}
+	for _, n := range nodes {
+		_ = n.Close()
+	}
+	e.closeRetired(time.Now().Add(time.Hour))
+}
+
+// target is one member as the agent probes it: its config and its
+// endpoint, which it may share with other members.
+type target struct {
+	member config.Member
+	// local is true when the member is in the agent's region: the agent
+	// writes its heartbeat there.
+	local   bool
+	timeout time.Duration
+	ep      *endpoint
+	// http is nil for members without rest.url.
+	http *http.Client
+
+	// busy is set while a probe of the member runs; a round finding it set
+	// (the previous probe overran its deadline: the agent is starved)
+	// reports the member as not measured instead of piling up goroutines.
+	busy atomic.Bool
 }
 
 // newTarget parses the member's URL and prepares (but does not dial) its
-// client. Timeouts come from p.Timeout whatever the URL says.
+// client, on an endpoint of its own. Timeouts come from p.Timeout whatever
+// the URL says.
 func newTarget(m config.Member, p config.Probes, agentID, region string) (*target, error) {
+	return newSharedTarget(m, p, agentID, region, nil, nil)
+}
+
+// newSharedTarget is newTarget with the endpoint taken from (or added to)
+// eps, and dials bounded by budget (nil: unbounded).
+func newSharedTarget(m config.Member, p config.Probes, agentID, region string, eps endpoints, budget *dialBudget) (*target, error) {
 	opts, err := redis.ParseURL(m.Redis)
 	if err != nil {
 		return nil, fmt.Errorf("member %s: parse redis URL: %w", m.Name, err)
@@ -147,13 +460,16 @@ func newTarget(m config.Member, p config.Probes, agentID, region string) (*targe
 	opts.ReadTimeout = timeout
 	opts.WriteTimeout = timeout
 	opts.PoolTimeout = timeout
-	// Context deadlines bound every call, so a member's round ends at its
+	// Context deadlines bound every call, so a member's probe ends at its
 	// deadline whatever the socket does.
 	opts.ContextTimeoutEnabled = true
 	opts.MaxRetries = -1   // -1 disables retries (0 means the default 3)
 	opts.DialerRetries = 1 // one dial per attempt (default 5, 100ms apart)
 	opts.PoolSize = poolSize
 	opts.MinIdleConns = 0
+	opts.PipelinePoolSize = -1 // pipelines share the small pool: no 128 KiB-buffer pool per member
+	opts.ReadBufferSize = readBufferSize
+	opts.WriteBufferSize = writeBufferSize
 	opts.DisableIdentity = true // no CLIENT SETINFO round trips on connect
 	opts.ClientName = "aagtm-probe-" + agentID
 	if opts.Protocol == 0 {
@@ -161,75 +477,43 @@ func newTarget(m config.Member, p config.Probes, agentID, region string) (*targe
 	}
 	opts.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	if m.REST.InsecureSkipVerify {
-		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // operator's explicit choice
+	t := &target{
+		member:  m,
+		local:   m.Region == region,
+		timeout: timeout,
+		ep:      eps.get(opts),
 	}
-	return &target{
-		member: m,
-		local:  m.Region == region,
-		opts:   opts,
-		http:   &http.Client{Transport: tr, Timeout: timeout},
-	}, nil
-}
-
-// redis returns the member's client, creating it when needed.
-func (t *target) redis() *redis.Client {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.client == nil {
-		t.client = redis.NewClient(t.opts)
+	if t.ep.opts == opts { // a new endpoint
+		opts.Dialer = budget.dialer(t.ep)
 	}
-	return t.client
-}
-
-// node returns a client for one OSS Cluster node of the member, with the
-// member's credentials and TLS settings. An empty host means the member's
-// own host (CLUSTER SLOTS may announce "" or "?").
-func (t *target) node(addr string) *redis.Client {
-	host, port, err := net.SplitHostPort(addr)
-	if err == nil && (host == "" || host == "?") {
-		mh, _, _ := net.SplitHostPort(t.opts.Addr)
-		addr = net.JoinHostPort(mh, port)
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if addr == t.opts.Addr {
-		if t.client == nil {
-			t.client = redis.NewClient(t.opts)
+	if m.REST.URL != "" {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		if m.REST.InsecureSkipVerify {
+			tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // operator's explicit choice
 		}
-		return t.client
+		t.http = &http.Client{Transport: tr, Timeout: timeout}
 	}
-	if c, ok := t.nodes[addr]; ok {
-		return c
-	}
-	o := *t.opts
-	o.Addr = addr
-	if o.TLSConfig != nil {
-		o.TLSConfig = o.TLSConfig.Clone() // keeps ServerName: the member's name
-	}
-	c := redis.NewClient(&o)
-	if t.nodes == nil {
-		t.nodes = map[string]*redis.Client{}
-	}
-	t.nodes[addr] = c
-	return c
+	return t, nil
 }
 
-// do runs one single-key command, following one MOVED or ASK redirect (an
-// OSS Cluster member answers MOVED for keys of other shards).
-func (t *target) do(ctx context.Context, args ...any) *redis.Cmd {
-	cmd := t.redis().Do(ctx, args...)
+// redis returns the member's current client.
+func (t *target) redis() *redis.Client { return t.ep.current() }
+
+// do runs one single-key command on c (one of t's clients), following one
+// MOVED or ASK redirect (an OSS Cluster member answers MOVED for keys of
+// other shards).
+func (t *target) do(ctx context.Context, c *redis.Client, args ...any) *redis.Cmd {
+	cmd := c.Do(ctx, args...)
 	if addr, ask, ok := redirect(cmd.Err()); ok {
-		c := t.node(addr)
+		n := t.ep.node(addr)
 		if ask {
-			pipe := c.Pipeline()
+			pipe := n.Pipeline()
 			pipe.Do(ctx, "ASKING")
 			cmd = pipe.Do(ctx, args...)
 			_, _ = pipe.Exec(ctx)
 			return cmd
 		}
-		cmd = c.Do(ctx, args...)
+		cmd = n.Do(ctx, args...)
 	}
 	return cmd
 }
@@ -247,25 +531,16 @@ func redirect(err error) (addr string, ask, ok bool) {
 	return f[2], f[0] == "ASK", true
 }
 
-// reset closes every client, so the next probe dials afresh. The agent
-// calls it after a connection-level failure: go-redis otherwise stops
-// dialing a host after PoolSize failed dials and retries only once a
-// second, which would delay noticing the member's recovery.
-func (t *target) reset() {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.client != nil {
-		_ = t.client.Close()
-		t.client = nil
-	}
-	for addr, c := range t.nodes {
-		_ = c.Close()
-		delete(t.nodes, addr)
-	}
-}
+// reset makes the member's endpoint dial afresh (see endpoint.reset) if c
+// is still its client.
+func (t *target) reset(c *redis.Client) { t.ep.reset(c) }
 
-// close releases the target's clients and idle HTTP connections.
+// close releases the target's endpoint clients and idle HTTP connections.
+// Only for a target whose endpoint is its own (tests, aagtm check); the
+// agent closes shared endpoints itself.
 func (t *target) close() {
-	t.reset()
-	t.http.CloseIdleConnections()
+	t.ep.close()
+	if t.http != nil {
+		t.http.CloseIdleConnections()
+	}
 }
