@@ -31,11 +31,11 @@ func TestAgentTokenFiles(t *testing.T) {
 			t.Fatal(err)
 		}
 		a, _ := cfg.Agent("a-use")
-		if want := filepath.Join(dir, "use.token"); a.TokenFile != want || cfg.Security.AgentTokenFiles["a-use"] != want {
-			t.Errorf("a-use token file %q (security map %v), want %q", a.TokenFile, cfg.Security.AgentTokenFiles, want)
+		if want := filepath.Join(dir, "use.token"); a.TokenFile != want {
+			t.Errorf("a-use token file %q, want %q", a.TokenFile, want)
 		}
-		if got := cfg.Security.AgentTokenFiles["a-euw"]; got != filepath.Join(dir, "euw.token") {
-			t.Errorf("a-euw token file %q", got)
+		if b, _ := cfg.Agent("a-euw"); b.TokenFile != filepath.Join(dir, "euw.token") {
+			t.Errorf("a-euw token file %q", b.TokenFile)
 		}
 	})
 	t.Run("one token file for two agents is refused", func(t *testing.T) {

@@ -574,7 +574,6 @@ func buildSecurity(p *problems, raw *rawConfig, cfg *Config, baseDir string) {
 	}
 	s.TLS = TLS{Cert: rel(r.TLS.Cert), Key: rel(r.TLS.Key), CA: rel(r.TLS.CA), ServerName: r.TLS.ServerName}
 	s.Insecure, s.AdminTokenFile = r.Insecure, rel(r.AdminTokenFile)
-	cfg.BindAgentTokens()
 	if r.TokenFile != "" {
 		p.add("security.token_file", "removed: a shared token let any holder report as every agent; "+
 			"give each agent its own token with agents[].token_file (see docs/config.md)")

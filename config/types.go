@@ -281,11 +281,6 @@ type Node struct {
 type Security struct {
 	// TLS holds certificate paths for mTLS between agents and nodes.
 	TLS TLS
-	// AgentTokenFiles maps agent ids to their agents[].token_file. It is
-	// derived from Config.Agents (the loader fills it; configs built in
-	// code call Config.BindAgentTokens) so that the agent's transport,
-	// which sees only the security section, finds its own token.
-	AgentTokenFiles map[string]string
 	// Insecure allows plaintext, unauthenticated reports (tests, demo).
 	Insecure bool
 	// AdminTokenFile holds the token that mutating admin calls need.
@@ -431,22 +426,6 @@ func (c *Config) Preference(from string) []string {
 		}
 	}
 	return out
-}
-
-// BindAgentTokens sets Security.AgentTokenFiles from the agents' token
-// files (nil when no agent has one). The loader calls it; configs built in
-// code call it after setting Agents.
-func (c *Config) BindAgentTokens() {
-	c.Security.AgentTokenFiles = nil
-	for _, a := range c.Agents {
-		if a.TokenFile == "" {
-			continue
-		}
-		if c.Security.AgentTokenFiles == nil {
-			c.Security.AgentTokenFiles = map[string]string{}
-		}
-		c.Security.AgentTokenFiles[a.ID] = a.TokenFile
-	}
 }
 
 // HasAgentTokens reports whether any agent has a token file.

@@ -70,7 +70,6 @@ func withTokens(t *testing.T, cfg *config.Config, dir string) map[string]string 
 		}
 		cfg.Agents[i].TokenFile = f
 	}
-	cfg.BindAgentTokens()
 	return toks
 }
 

@@ -130,7 +130,6 @@ func TestIngestTokensWithCertificates(t *testing.T) {
 	cfg := testConfig(member("cache-use", use, "redis://127.0.0.1:1"))
 	toks := withTokens(t, cfg, t.TempDir())
 	cfg.Agents[1].TokenFile = "" // agent-use uses its certificate
-	cfg.BindAgentTokens()
 	cfg.Security = p.nodeSecurity()
 	_, rec, addr := startIngest(t, cfg)
 	cert := clientTLSCreds(t, p.ca.Path, p.agentCert, p.agentKey)
@@ -196,7 +195,6 @@ func TestIngestReconfigureRevokesCredentials(t *testing.T) {
 	// Remove agent-euw from the config.
 	smaller := testConfig(member("cache-use", use, "redis://127.0.0.1:1"))
 	smaller.Agents = []config.Agent{cfg.Agents[1]}
-	smaller.BindAgentTokens()
 	if err := in.Reconfigure(smaller); err != nil {
 		t.Fatal(err)
 	}

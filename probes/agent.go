@@ -233,7 +233,7 @@ func (a *Agent) newState(cfg *config.Config, prev *agentState) (*agentState, err
 	for e := range used {
 		st.endpoints[e.key] = e
 	}
-	d, err := newDialSettings(cfg.Security, a.id)
+	d, err := newDialSettings(cfg, a.id)
 	if err != nil {
 		return nil, fmt.Errorf("probes: %w", err)
 	}

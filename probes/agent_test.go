@@ -390,7 +390,7 @@ func TestNewAgentErrors(t *testing.T) {
 		{"unknown check", func(c *config.Config) { c.Probes.Checks = []config.Check{"telepathy"} }, agentU, "unknown check"},
 		{"bad URL", func(c *config.Config) { c.Databases[0].Members[0].Redis = "http://x" }, agentU, "member m1"},
 		{"no protection", func(c *config.Config) { c.Security.Insecure = false }, agentU, "security.insecure: true"},
-		{"missing token file", func(c *config.Config) { c.Agents[1].TokenFile = "/nonexistent/token"; c.BindAgentTokens() }, agentU, "agents[id=agent-use].token_file"},
+		{"missing token file", func(c *config.Config) { c.Agents[1].TokenFile = "/nonexistent/token" }, agentU, "agents[id=agent-use].token_file"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -203,7 +203,6 @@ func TestAgentSendsItsOwnToken(t *testing.T) {
 		}
 		cfg.Agents[i].TokenFile = f
 	}
-	cfg.BindAgentTokens()
 	// Token auth over server-only TLS: the node has a certificate, agents
 	// verify it against the CA and present their own token.
 	nodeCfg := *cfg
@@ -211,7 +210,7 @@ func TestAgentSendsItsOwnToken(t *testing.T) {
 	in, rec, addr, _ := startIngest(t, &nodeCfg, "127.0.0.1:0")
 
 	agentCfg := withNode(cfg, addr)
-	agentCfg.Security = config.Security{TLS: config.TLS{CA: p.ca.path}, AgentTokenFiles: cfg.Security.AgentTokenFiles}
+	agentCfg.Security = config.Security{TLS: config.TLS{CA: p.ca.path}}
 	a, err := NewAgent(agentCfg, agentU, testLogger(t))
 	if err != nil {
 		t.Fatal(err)

@@ -43,13 +43,16 @@ type dialSettings struct {
 	opts []grpc.DialOption
 }
 
-// newDialSettings builds the agent's credentials: TLS (mTLS when a client
-// certificate is configured), the agent's own bearer token
-// (agents[].token_file, found in sec.AgentTokenFiles), or plaintext when
-// security.insecure allows it.
-func newDialSettings(sec config.Security, agentID string) (dialSettings, error) {
-	var token string
-	field, file := "agents[id="+agentID+"].token_file", sec.AgentTokenFiles[agentID]
+// newDialSettings builds agent agentID's credentials: TLS (mTLS when a
+// client certificate is configured), its own bearer token
+// (agents[].token_file), or plaintext when security.insecure allows it.
+func newDialSettings(cfg *config.Config, agentID string) (dialSettings, error) {
+	sec := cfg.Security
+	var token, file string
+	if a, ok := cfg.Agent(agentID); ok {
+		file = a.TokenFile
+	}
+	field := "agents[id=" + agentID + "].token_file"
 	if file != "" {
 		var err error
 		if token, err = reportwire.ReadToken(field, file); err != nil {

@@ -101,7 +101,7 @@ func main() {
 	flag.DurationVar(&b.timeout, "timeout", 500*time.Millisecond, "probes.timeout")
 	flag.IntVar(&b.fall, "fall", 2, "probes.fall (and rise)")
 	flag.StringVar(&b.checks, "checks", "ping", "probes.checks, comma-separated")
-	flag.StringVar(&b.agentGOGC, "agent-gogc", "", "GOGC for the agent processes only (empty: inherited)")
+	flag.StringVar(&b.agentGOGC, "agent-gogc", "", "GOGC for the agent processes only (empty: aagtm probe's own default, 50)")
 	duration := flag.Duration("duration", 60*time.Second, "observation from the agents' start")
 	qpsFor := flag.Duration("qps-duration", 10*time.Second, "DNS load duration")
 	keep := flag.Bool("keep", false, "keep the work folder (config, logs)")

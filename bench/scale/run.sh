@@ -21,7 +21,7 @@
 #
 # Settings (environment): N="334 1000 3334" (one run per value)
 #   DURATION=60s QPS_DURATION=10s INTERVAL=1s TIMEOUT=500ms FALL=2
-#   CHECKS=ping ENDPOINTS=db (or shared) AGENT_GOGC= (GOGC of the agents only)
+#   CHECKS=ping ENDPOINTS=db (or shared) AGENT_GOGC= (GOGC of the agents only; default: aagtm probe's own, 50)
 #   KEEP=0 (1: keep config and logs)
 set -euo pipefail
 
