@@ -6,11 +6,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -19,7 +17,6 @@ import (
 	"github.com/aagtm/aagtm/config"
 	"github.com/aagtm/aagtm/internal/reportwire"
 	"github.com/aagtm/aagtm/internal/testenv"
-	"github.com/aagtm/aagtm/policy"
 )
 
 // Region and agent names used throughout the tests.
@@ -73,69 +70,12 @@ func withTokens(t *testing.T, cfg *config.Config, dir string) map[string]string 
 	return toks
 }
 
-// testLogger logs to t until the test ends (late goroutine logs are
-// dropped instead of panicking).
-func testLogger(t testing.TB) hclog.Logger {
-	w := &tWriter{t: t}
-	t.Cleanup(func() {
-		w.mu.Lock()
-		w.done = true
-		w.mu.Unlock()
-	})
-	return hclog.New(&hclog.LoggerOptions{Name: t.Name(), Output: w, Level: hclog.Debug})
-}
-
-type tWriter struct {
-	t    testing.TB
-	mu   sync.Mutex
-	done bool
-}
-
-func (w *tWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(string(p[:len(p)-1]))
-	}
-	return len(p), nil
-}
-
-// recorder is a sink that keeps every observation.
-type recorder struct {
-	mu  sync.Mutex
-	obs []policy.Observation
-}
-
-func (r *recorder) sink(obs []policy.Observation) {
-	r.mu.Lock()
-	r.obs = append(r.obs, obs...)
-	r.mu.Unlock()
-}
-
-func (r *recorder) all() []policy.Observation {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]policy.Observation(nil), r.obs...)
-}
-
-// waitFor polls cond every 10ms until it holds or d passes.
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // startIngest serves an ingest for cfg on 127.0.0.1 (any port) until the
 // test ends, with a recorder as its sink.
-func startIngest(t testing.TB, cfg *config.Config, opts ...Option) (*Ingest, *recorder, string) {
+func startIngest(t testing.TB, cfg *config.Config, opts ...Option) (*Ingest, *testenv.Recorder, string) {
 	t.Helper()
-	rec := &recorder{}
-	in := New(cfg, testLogger(t), rec.sink, opts...)
+	rec := &testenv.Recorder{}
+	in := New(cfg, testenv.Logger(t), rec.Sink, opts...)
 	return in, rec, serve(t, in)
 }
 

@@ -28,11 +28,11 @@ type identityCase struct {
 	errHas   string     // in the status or the ack error
 }
 
-func runIdentityCases(t *testing.T, addr string, rec *recorder, cases []identityCase) {
+func runIdentityCases(t *testing.T, addr string, rec *testenv.Recorder, cases []identityCase) {
 	t.Helper()
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			before := len(rec.all())
+			before := len(rec.All())
 			ack, err := dialRaw(t, addr, tc.creds, tc.token, tc.rep)
 			if got := status.Code(err); got != tc.wantCode {
 				t.Fatalf("status %v (%v), want %v", got, err, tc.wantCode)
@@ -47,7 +47,7 @@ func runIdentityCases(t *testing.T, addr string, rec *recorder, cases []identity
 			if err == nil && ack.GetAccepted() != accepted {
 				t.Errorf("ack accepted = %v, want %v", ack.GetAccepted(), accepted)
 			}
-			if got := len(rec.all()) - before; (got > 0) != accepted {
+			if got := len(rec.All()) - before; (got > 0) != accepted {
 				t.Errorf("%d observations reached the sink; accepted = %v", got, accepted)
 			}
 		})

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/aagtm/aagtm/config"
+	"github.com/aagtm/aagtm/internal/testenv"
 )
 
 func TestIngestDropsUnknownMembers(t *testing.T) {
@@ -25,7 +26,7 @@ func TestIngestDropsUnknownMembers(t *testing.T) {
 	if ack.GetSeq() != 9 || !ack.GetAccepted() {
 		t.Errorf("ack seq %d accepted %v, want 9 and accepted", ack.GetSeq(), ack.GetAccepted())
 	}
-	obs := rec.all()
+	obs := rec.All()
 	if len(obs) != 1 || obs[0].Member != "cache-use" || obs[0].Seq != 1 {
 		t.Errorf("observations %+v, want only cache-use with node seq 1", obs)
 	}
@@ -53,8 +54,8 @@ func TestIngestAckForManyUnknownMembersIsSmall(t *testing.T) {
 	if size := len(ack.String()); size > 2048 {
 		t.Errorf("ack is %d bytes of text, want a small one", size)
 	}
-	if !ack.GetAccepted() || len(rec.all()) != 1 {
-		t.Errorf("accepted %v with %d observations; want the known member kept", ack.GetAccepted(), len(rec.all()))
+	if !ack.GetAccepted() || len(rec.All()) != 1 {
+		t.Errorf("accepted %v with %d observations; want the known member kept", ack.GetAccepted(), len(rec.All()))
 	}
 	if !strings.Contains(ack.GetError(), "and 9995 more") {
 		t.Errorf("ack error %q, want the count of names left out", ack.GetError())
@@ -82,7 +83,7 @@ func TestIngestRateLimit(t *testing.T) {
 		}
 	}
 	elapsed := time.Since(start).Seconds()
-	accepted := len(rec.all())
+	accepted := len(rec.All())
 	if max := 20 + int(20*elapsed) + 1; accepted > max {
 		t.Errorf("%d of %d reports accepted in %.2fs; the limit allows at most %d", accepted, sent, elapsed, max)
 	}
@@ -114,7 +115,7 @@ func TestIngestSecurityErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := testConfig()
 			tc.mutate(cfg)
-			in := New(cfg, testLogger(t), nil)
+			in := New(cfg, testenv.Logger(t), nil)
 			if _, err := in.ServerOptions(); err == nil || !strings.Contains(err.Error(), tc.errHas) {
 				t.Fatalf("ServerOptions error %v, want %q", err, tc.errHas)
 			}
@@ -124,7 +125,7 @@ func TestIngestSecurityErrors(t *testing.T) {
 		cfg := testConfig()
 		withTokens(t, cfg, t.TempDir())
 		cfg.Agents[1].TokenFile = cfg.Agents[0].TokenFile
-		in := New(cfg, testLogger(t), nil)
+		in := New(cfg, testenv.Logger(t), nil)
 		if _, err := in.ServerOptions(); err == nil || !strings.Contains(err.Error(), "each agent needs its own") {
 			t.Fatalf("ServerOptions error %v", err)
 		}
@@ -133,7 +134,7 @@ func TestIngestSecurityErrors(t *testing.T) {
 		p := newPKI(t)
 		cfg := testConfig()
 		cfg.Security = p.nodeSecurity()
-		in := New(cfg, testLogger(t), nil)
+		in := New(cfg, testenv.Logger(t), nil)
 		if _, err := in.ServerOptions(); err != nil {
 			t.Fatal(err)
 		}

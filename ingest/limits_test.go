@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"google.golang.org/grpc/connectivity"
 	"io"
 	"net"
 	"runtime"
@@ -14,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/connectivity"
+
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
@@ -22,6 +23,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/aagtm/aagtm/api"
+	"github.com/aagtm/aagtm/internal/testenv"
 )
 
 // handlers counts the goroutines running the ingest's stream handler.
@@ -75,12 +77,12 @@ func TestIngestThousandIdleStreams(t *testing.T) {
 			}()
 		}
 	}
-	waitFor(t, 20*time.Second, "every stream past the cap refused", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "every stream past the cap refused", func() bool {
 		return counter(t, reg, "aagtm_ingest_refused_streams_total", "code", "ResourceExhausted") >= streams-capTotal
 	})
 	// Refused handlers may still be logging their refusal for a moment
 	// (the counter goes first); what stays is at most the cap.
-	waitFor(t, 5*time.Second, fmt.Sprintf("at most %d stream handlers running", capTotal), func() bool { return handlers() <= capTotal })
+	testenv.WaitFor(t, 5*time.Second, fmt.Sprintf("at most %d stream handlers running", capTotal), func() bool { return handlers() <= capTotal })
 	if open := counter(t, reg, "aagtm_ingest_streams", "", ""); open > capTotal {
 		t.Errorf("aagtm_ingest_streams = %v, want at most %d", open, capTotal)
 	}
@@ -203,6 +205,6 @@ func TestIngestConnectionTimeouts(t *testing.T) {
 	}
 	defer conn.Close()
 	conn.Connect()
-	waitFor(t, 2*time.Second, "the idle connection to be ready", func() bool { return conn.GetState() == connectivity.Ready })
-	waitFor(t, 3*time.Second, "the idle connection to be closed by the node", func() bool { return conn.GetState() != connectivity.Ready })
+	testenv.WaitFor(t, 2*time.Second, "the idle connection to be ready", func() bool { return conn.GetState() == connectivity.Ready })
+	testenv.WaitFor(t, 3*time.Second, "the idle connection to be closed by the node", func() bool { return conn.GetState() != connectivity.Ready })
 }

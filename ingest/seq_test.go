@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/aagtm/aagtm/api"
+	"github.com/aagtm/aagtm/internal/testenv"
 	"github.com/aagtm/aagtm/policy"
 )
 
@@ -51,7 +52,7 @@ func TestIngestSequence(t *testing.T) {
 	}
 	var lastObs uint64
 	for _, s := range steps {
-		before := len(rec.all())
+		before := len(rec.All())
 		ack, err := c.send(s.rep)
 		if err != nil {
 			t.Fatalf("%s: %v", s.name, err)
@@ -59,7 +60,7 @@ func TestIngestSequence(t *testing.T) {
 		if ack.GetAccepted() != s.accept || ack.GetSeq() != s.ackSeq || !strings.Contains(ack.GetError(), s.errHas) || (s.errHas == "") != (ack.GetError() == "") {
 			t.Errorf("%s: ack accepted %v seq %d error %q; want %v, %d, %q", s.name, ack.GetAccepted(), ack.GetSeq(), ack.GetError(), s.accept, s.ackSeq, s.errHas)
 		}
-		obs := rec.all()[before:]
+		obs := rec.All()[before:]
 		if (len(obs) > 0) != s.accept {
 			t.Errorf("%s: %d observations reached the sink, accepted %v", s.name, len(obs), s.accept)
 		}
@@ -103,7 +104,7 @@ func TestIngestClockSteppedRestart(t *testing.T) {
 	start := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	began := time.Now()
 	clock := func() time.Time { return start.Add(time.Since(began)) }
-	in := New(cfg, testLogger(t), func(obs []policy.Observation) {
+	in := New(cfg, testenv.Logger(t), func(obs []policy.Observation) {
 		mu.Lock()
 		defer mu.Unlock()
 		for _, o := range obs {
@@ -169,7 +170,7 @@ func TestIngestConcurrentStreamsKeepOrder(t *testing.T) {
 	cfg := testConfig(member("cache-use", use, "redis://127.0.0.1:1"))
 	var mu sync.Mutex
 	var seqs []uint64
-	in := New(cfg, testLogger(t), func(obs []policy.Observation) {
+	in := New(cfg, testenv.Logger(t), func(obs []policy.Observation) {
 		mu.Lock()
 		defer mu.Unlock()
 		for _, o := range obs {
@@ -217,7 +218,7 @@ func TestIngestSequenceSurvivesAgentRemoval(t *testing.T) {
 			t.Fatalf("seq %d: ack %v, error %v", seq, ack, err)
 		}
 	}
-	last := rec.all()[2].Seq
+	last := rec.All()[2].Seq
 	without := testConfig(member("cache-use", use, "redis://127.0.0.1:1"))
 	without.Agents = without.Agents[:1] // agent-euw only
 	if err := in.Reconfigure(without); err != nil {
@@ -229,7 +230,7 @@ func TestIngestSequenceSurvivesAgentRemoval(t *testing.T) {
 	if ack, err := c.send(booted("boot-a", 1, true)); err != nil || !ack.GetAccepted() {
 		t.Fatalf("after re-adding the agent: ack %v, error %v; want a fresh baseline", ack, err)
 	}
-	if got := rec.all()[3].Seq; got <= last {
+	if got := rec.All()[3].Seq; got <= last {
 		t.Errorf("observation seq %d after re-adding the agent, want above %d", got, last)
 	}
 }

@@ -3,7 +3,6 @@ package probes
 import (
 	"context"
 	"fmt"
-	"google.golang.org/grpc"
 	"net"
 	"slices"
 	"strings"
@@ -11,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
 
 	"github.com/redis/go-redis/v9"
 
@@ -32,7 +33,7 @@ func TestStoppedMemberDoesNotDelayOthers(t *testing.T) {
 	cfg.Probes.Interval = time.Second
 	cfg.Probes.Timeout = timeout
 	cfg.Probes.Checks = []config.Check{config.CheckPing, config.CheckEcho, config.CheckKeyspace, config.CheckLag}
-	a, err := NewAgent(cfg, agentU, testLogger(t))
+	a, err := NewAgent(cfg, agentU, testenv.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +143,7 @@ func TestHeartbeatWrittenEveryHeartbeatInterval(t *testing.T) {
 	cfg.Probes.Timeout = time.Second
 	cfg.Probes.HeartbeatInterval = 20 * time.Millisecond
 	cfg.Probes.Checks = []config.Check{config.CheckPing, config.CheckLag}
-	a, err := NewAgent(cfg, agentU, testLogger(t))
+	a, err := NewAgent(cfg, agentU, testenv.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +156,7 @@ func TestHeartbeatWrittenEveryHeartbeatInterval(t *testing.T) {
 		hb, _ := parseHeartbeat(fmt.Sprint(v))
 		return hb
 	}
-	waitFor(t, 2*time.Second, "a first heartbeat", func() bool { return read().writer == agentU })
+	testenv.WaitFor(t, 2*time.Second, "a first heartbeat", func() bool { return read().writer == agentU })
 	first := read()
 	time.Sleep(300 * time.Millisecond)
 	second := read()
@@ -190,7 +191,7 @@ func TestLagFromReplicatedHeartbeats(t *testing.T) {
 	go func() { defer wg.Done(); repl.run(ctx) }()
 
 	var reps reports
-	a, err := NewAgent(cfg, agentU, testLogger(t), WithReportHook(reps.hook))
+	a, err := NewAgent(cfg, agentU, testenv.Logger(t), WithReportHook(reps.hook))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +208,7 @@ func TestLagFromReplicatedHeartbeats(t *testing.T) {
 		}
 		return out
 	}
-	waitFor(t, 3*time.Second, "8 lag samples", func() bool { return len(lags(0)) >= 8 })
+	testenv.WaitFor(t, 3*time.Second, "8 lag samples", func() bool { return len(lags(0)) >= 8 })
 	// A heartbeat is written every heartbeat interval (20ms), so the
 	// measured lag is the true one rounded to that interval, not to the
 	// probe interval: within [delay-hb, delay], plus scheduling slack.
@@ -250,7 +251,7 @@ func TestLagFromReplicatedHeartbeats(t *testing.T) {
 	// Resume: it falls back to the replication delay.
 	repl.paused.Store(false)
 	mark = len(reps.all())
-	waitFor(t, 3*time.Second, "lag back to normal", func() bool {
+	testenv.WaitFor(t, 3*time.Second, "lag back to normal", func() bool {
 		l := lags(mark)
 		return len(l) > 0 && l[len(l)-1] <= delay+slack
 	})
@@ -396,27 +397,27 @@ func TestNewAgentErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := testConfig(member("m1", use, "redis://127.0.0.1:1"))
 			tc.mutate(cfg)
-			_, err := NewAgent(cfg, tc.id, testLogger(t))
+			_, err := NewAgent(cfg, tc.id, testenv.Logger(t))
 			if err == nil || !strings.Contains(err.Error(), tc.errHas) {
 				t.Fatalf("err = %v, want one containing %q", err, tc.errHas)
 			}
 		})
 	}
 	t.Run("TLS without client certificate or token", func(t *testing.T) {
-		ca := newTestCA(t, "ca")
+		ca := testenv.NewCA(t, "ca")
 		cfg := testConfig(member("m1", use, "redis://127.0.0.1:1"))
-		cfg.Security = config.Security{TLS: config.TLS{CA: ca.path}}
-		_, err := NewAgent(cfg, agentU, testLogger(t))
+		cfg.Security = config.Security{TLS: config.TLS{CA: ca.Path}}
+		_, err := NewAgent(cfg, agentU, testenv.Logger(t))
 		if err == nil || !strings.Contains(err.Error(), "needs cert and key (mTLS) or its own agents[].token_file") {
 			t.Fatalf("err = %v", err)
 		}
 	})
 	t.Run("certificate CN is not the agent id", func(t *testing.T) {
-		ca := newTestCA(t, "ca")
-		cert, key := ca.issue(t, "someone-else", false)
+		ca := testenv.NewCA(t, "ca")
+		cert, key := ca.Client(t, "someone-else")
 		cfg := testConfig(member("m1", use, "redis://127.0.0.1:1"))
-		cfg.Security = config.Security{TLS: config.TLS{Cert: cert, Key: key, CA: ca.path}}
-		_, err := NewAgent(cfg, agentU, testLogger(t))
+		cfg.Security = config.Security{TLS: config.TLS{Cert: cert, Key: key, CA: ca.Path}}
+		_, err := NewAgent(cfg, agentU, testenv.Logger(t))
 		if err == nil || !strings.Contains(err.Error(), "CN=agent-use") {
 			t.Fatalf("err = %v, want a CN mismatch naming the fix", err)
 		}
@@ -427,12 +428,12 @@ func TestAgentReconfigure(t *testing.T) {
 	s1, s2 := testenv.StartRedis(t), testenv.StartRedis(t)
 	cfg := testConfig(member("m1", use, s1.URL()))
 	var reps reports
-	a, err := NewAgent(cfg, agentU, testLogger(t), WithReportHook(reps.hook))
+	a, err := NewAgent(cfg, agentU, testenv.Logger(t), WithReportHook(reps.hook))
 	if err != nil {
 		t.Fatal(err)
 	}
 	runAgent(t, a)
-	waitFor(t, 2*time.Second, "a report", func() bool { return len(reps.all()) > 0 })
+	testenv.WaitFor(t, 2*time.Second, "a report", func() bool { return len(reps.all()) > 0 })
 
 	bad := testConfig(member("m1", use, s1.URL()))
 	bad.Probes.Checks = []config.Check{"nope"}
@@ -442,7 +443,7 @@ func TestAgentReconfigure(t *testing.T) {
 	if err := a.Reconfigure(testConfig(member("m1", use, s1.URL()), member("m2", euw, s2.URL()))); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 2*time.Second, "a report with m2", func() bool {
+	testenv.WaitFor(t, 2*time.Second, "a report with m2", func() bool {
 		r := reps.all()
 		m := memberOf(r[len(r)-1], "m2")
 		return m != nil && len(m.GetChecks()) == 1 && m.GetChecks()[0].GetOk()
@@ -513,11 +514,11 @@ func TestSenderDropsStreamWithoutAcks(t *testing.T) {
 
 	cfg := testConfig(member("cache-use", use, srv.URL()))
 	cfg.Nodes = []config.Node{{Name: "silent", Report: lis.Addr().String()}}
-	a, err := NewAgent(cfg, agentU, testLogger(t))
+	a, err := NewAgent(cfg, agentU, testenv.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	runAgent(t, a)
-	waitFor(t, 2*time.Second, "a first stream", func() bool { return node.streams.Load() >= 1 })
-	waitFor(t, 6*time.Second, "the stream to be reopened after 3s without acks", func() bool { return node.streams.Load() >= 2 })
+	testenv.WaitFor(t, 2*time.Second, "a first stream", func() bool { return node.streams.Load() >= 1 })
+	testenv.WaitFor(t, 6*time.Second, "the stream to be reopened after 3s without acks", func() bool { return node.streams.Load() >= 2 })
 }

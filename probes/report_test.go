@@ -15,24 +15,24 @@ import (
 
 // pki is a CA with a node certificate and agent certificates, on disk.
 type pki struct {
-	ca                  *testCA
+	ca                  *testenv.CA
 	nodeCert, nodeKey   string
 	agentCert, agentKey string // CN agent-use
 }
 
 func newPKI(t *testing.T) *pki {
-	p := &pki{ca: newTestCA(t, "aagtm test CA")}
-	p.nodeCert, p.nodeKey = p.ca.issue(t, "ns1", true)
-	p.agentCert, p.agentKey = p.ca.issue(t, agentU, false)
+	p := &pki{ca: testenv.NewCA(t, "aagtm test CA")}
+	p.nodeCert, p.nodeKey = p.ca.Server(t, "ns1")
+	p.agentCert, p.agentKey = p.ca.Client(t, agentU)
 	return p
 }
 
 func (p *pki) nodeSecurity() config.Security {
-	return config.Security{TLS: config.TLS{Cert: p.nodeCert, Key: p.nodeKey, CA: p.ca.path}}
+	return config.Security{TLS: config.TLS{Cert: p.nodeCert, Key: p.nodeKey, CA: p.ca.Path}}
 }
 
 func (p *pki) agentSecurity() config.Security {
-	return config.Security{TLS: config.TLS{Cert: p.agentCert, Key: p.agentKey, CA: p.ca.path}}
+	return config.Security{TLS: config.TLS{Cert: p.agentCert, Key: p.agentKey, CA: p.ca.Path}}
 }
 
 // withNode returns a copy of cfg whose agents report to addr.
@@ -56,7 +56,7 @@ func TestAgentReportsToIngestOverMTLS(t *testing.T) {
 	agentCfg.Security = p.agentSecurity()
 	var mu sync.Mutex
 	var acks []*api.Ack
-	a, err := NewAgent(agentCfg, agentU, testLogger(t), WithAckHook(func(node string, ack *api.Ack) {
+	a, err := NewAgent(agentCfg, agentU, testenv.Logger(t), WithAckHook(func(node string, ack *api.Ack) {
 		mu.Lock()
 		acks = append(acks, ack)
 		mu.Unlock()
@@ -66,9 +66,9 @@ func TestAgentReportsToIngestOverMTLS(t *testing.T) {
 	}
 	start := time.Now()
 	runAgent(t, a)
-	waitFor(t, 3*time.Second, "3 observations", func() bool { return len(rec.all()) >= 3 })
+	testenv.WaitFor(t, 3*time.Second, "3 observations", func() bool { return len(rec.All()) >= 3 })
 
-	obs := rec.all()
+	obs := rec.All()
 	for i, o := range obs {
 		if o.Agent != agentU || o.Region != use || o.Member != "cache-use" {
 			t.Errorf("observation %d: agent %s region %s member %s", i, o.Agent, o.Region, o.Member)
@@ -116,7 +116,7 @@ func TestAgentReportingForAnotherRegionIsRejected(t *testing.T) {
 	agentCfg.Agents = []config.Agent{{ID: agentU, Region: euw}}
 	agentCfg.Security = p.agentSecurity()
 	acks := make(chan *api.Ack, 100)
-	a, err := NewAgent(agentCfg, agentU, testLogger(t), WithAckHook(func(_ string, ack *api.Ack) {
+	a, err := NewAgent(agentCfg, agentU, testenv.Logger(t), WithAckHook(func(_ string, ack *api.Ack) {
 		select {
 		case acks <- ack:
 		default:
@@ -137,7 +137,7 @@ func TestAgentReportingForAnotherRegionIsRejected(t *testing.T) {
 	case <-time.After(3 * time.Second):
 		t.Fatal("no ack")
 	}
-	if n := len(rec.all()); n != 0 {
+	if n := len(rec.All()); n != 0 {
 		t.Fatalf("%d observations of a rejected agent reached the sink", n)
 	}
 }
@@ -150,7 +150,7 @@ func TestAgentReconnectsAfterNodeRestart(t *testing.T) {
 	// acks records the report seq of every accepted report, in order.
 	var mu sync.Mutex
 	var acked []uint64
-	a, err := NewAgent(withNode(cfg, addr), agentU, testLogger(t), WithAckHook(func(_ string, ack *api.Ack) {
+	a, err := NewAgent(withNode(cfg, addr), agentU, testenv.Logger(t), WithAckHook(func(_ string, ack *api.Ack) {
 		if ack.GetAccepted() {
 			mu.Lock()
 			acked = append(acked, ack.GetSeq())
@@ -166,19 +166,19 @@ func TestAgentReconnectsAfterNodeRestart(t *testing.T) {
 		return append([]uint64(nil), acked...)
 	}
 	runAgent(t, a)
-	waitFor(t, 3*time.Second, "observations before the restart", func() bool { return len(rec1.all()) >= 2 })
+	testenv.WaitFor(t, 3*time.Second, "observations before the restart", func() bool { return len(rec1.All()) >= 2 })
 
 	stop1() // node goes down; the agent keeps probing
-	down := len(rec1.all())
+	down := len(rec1.All())
 	before := ackedSeqs()
 	time.Sleep(500 * time.Millisecond)
-	if n := len(rec1.all()); n != down {
+	if n := len(rec1.All()); n != down {
 		t.Fatalf("stopped node still received %d observations", n-down)
 	}
 
 	_, rec2, _, _ := startIngest(t, cfg, addr) // same address
 	restarted := time.Now()
-	waitFor(t, 5*time.Second, "observations after the restart", func() bool { return len(rec2.all()) >= 2 })
+	testenv.WaitFor(t, 5*time.Second, "observations after the restart", func() bool { return len(rec2.All()) >= 2 })
 	t.Logf("reports resumed %s after the node came back", time.Since(restarted).Round(time.Millisecond))
 	// Only the latest report was kept while the node was away: the first
 	// one after reconnecting is recent, not a backlog.
@@ -210,13 +210,13 @@ func TestAgentSendsItsOwnToken(t *testing.T) {
 	in, rec, addr, _ := startIngest(t, &nodeCfg, "127.0.0.1:0")
 
 	agentCfg := withNode(cfg, addr)
-	agentCfg.Security = config.Security{TLS: config.TLS{CA: p.ca.path}}
-	a, err := NewAgent(agentCfg, agentU, testLogger(t))
+	agentCfg.Security = config.Security{TLS: config.TLS{CA: p.ca.Path}}
+	a, err := NewAgent(agentCfg, agentU, testenv.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	runAgent(t, a)
-	waitFor(t, 3*time.Second, "observations from a token agent", func() bool { return len(rec.all()) > 0 })
+	testenv.WaitFor(t, 3*time.Second, "observations from a token agent", func() bool { return len(rec.All()) > 0 })
 	st := in.Agents()
 	if len(st) != 1 || st[0].ID != agentU || !st[0].Connected {
 		t.Fatalf("status %+v, want agent-use connected", st)
@@ -231,7 +231,7 @@ func TestAgentSendsItsOwnToken(t *testing.T) {
 	if err := in.Reconfigure(&nodeCfg); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "agent-use back on a new stream with the rotated token", func() bool {
+	testenv.WaitFor(t, 5*time.Second, "agent-use back on a new stream with the rotated token", func() bool {
 		st := in.Agents()
 		return len(st) == 1 && st[0].Connected && st[0].StreamSince.After(reloaded) && st[0].LastSeen.After(st[0].StreamSince)
 	})

@@ -57,7 +57,7 @@ func TestMembersOfOneEndpointShareAPool(t *testing.T) {
 	cfg.Probes.Interval = time.Second
 	cfg.Probes.Timeout = 500 * time.Millisecond
 	cfg.Probes.Checks = []config.Check{config.CheckPing, config.CheckEcho, config.CheckKeyspace, config.CheckLag}
-	a, err := NewAgent(cfg, agentU, testLogger(t))
+	a, err := NewAgent(cfg, agentU, testenv.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +136,7 @@ func TestHungSharedEndpointTimesOut(t *testing.T) {
 	cfg := testConfig(members...)
 	cfg.Probes.Interval = time.Second
 	cfg.Probes.Timeout = timeout
-	a, err := NewAgent(cfg, agentU, testLogger(t))
+	a, err := NewAgent(cfg, agentU, testenv.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +198,7 @@ func TestThousandMembersFromCold(t *testing.T) {
 	runtime.GC()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	a, err := NewAgent(cfg, agentU, testLogger(t))
+	a, err := NewAgent(cfg, agentU, testenv.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,7 +295,7 @@ func TestLargeReportFitsTheStream(t *testing.T) {
 			Checks: []*api.CheckResult{{Name: "ping", Error: long, Outcome: string(OutcomeTimeout), Duration: durationpb.New(time.Second)}},
 		})
 	}
-	a := &Agent{logger: testLogger(t)}
+	a := &Agent{logger: testenv.Logger(t)}
 	a.fitReport(rep)
 	if size := proto.Size(rep); size > reportBudget {
 		t.Fatalf("report is %d bytes after trimming, want ≤ %d", size, reportBudget)
