@@ -22,7 +22,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"flag"
 	"fmt"
@@ -40,6 +39,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/aagtm/aagtm/bench/internal/benchenv"
 	"github.com/miekg/dns"
 )
 
@@ -466,7 +466,7 @@ func (r *redisProc) start() error {
 	go func(cmd *exec.Cmd, done chan struct{}) { _ = cmd.Wait(); close(done) }(r.cmd, r.done)
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		if ping(r.addr) {
+		if benchenv.Ping(r.addr) {
 			return nil
 		}
 		select {
@@ -489,38 +489,11 @@ func (r *redisProc) kill() {
 	r.cmd = nil
 }
 
-func ping(addr string) bool {
-	c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
-	if err != nil {
-		return false
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(200 * time.Millisecond))
-	if _, err := c.Write([]byte("PING\r\n")); err != nil {
-		return false
-	}
-	line, err := bufio.NewReader(c).ReadString('\n')
-	return err == nil && line == "+PONG\r\n"
-}
-
-// usedPorts are the ports freePort handed out: the kernel may offer a
-// just-released port again, and two listeners of the deployment must not
-// get the same one.
-var usedPorts = map[int]bool{}
-
-// freePort returns a TCP port that was free on host a moment ago and that
-// it has not returned before.
+// freePort returns a port benchenv.FreePort has not handed out before.
 func freePort(host string) int {
-	for {
-		l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-		if err != nil {
-			fatal(fmt.Errorf("find a free port on %s: %w", host, err))
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		if !usedPorts[port] {
-			usedPorts[port] = true
-			return port
-		}
+	port, err := benchenv.FreePort(host)
+	if err != nil {
+		fatal(err)
 	}
+	return port
 }

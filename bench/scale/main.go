@@ -57,6 +57,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/aagtm/aagtm/bench/internal/benchenv"
 	"github.com/miekg/dns"
 )
 
@@ -623,7 +624,7 @@ func startRedis(bind, dir string, n int) (string, *exec.Cmd, error) {
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		if ping(addr) {
+		if benchenv.Ping(addr) {
 			return addr, cmd, nil
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -633,37 +634,13 @@ func startRedis(bind, dir string, n int) (string, *exec.Cmd, error) {
 	return "", nil, fmt.Errorf("redis-server on %s does not answer PING (see %s/redis.log)", addr, dir)
 }
 
-func ping(addr string) bool {
-	c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
-	if err != nil {
-		return false
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(200 * time.Millisecond))
-	if _, err := c.Write([]byte("PING\r\n")); err != nil {
-		return false
-	}
-	line, err := bufio.NewReader(c).ReadString('\n')
-	return err == nil && line == "+PONG\r\n"
-}
-
-// usedPorts are the ports freePort handed out, so two listeners never get
-// the same one.
-var usedPorts = map[int]bool{}
-
+// freePort returns a port benchenv.FreePort has not handed out before.
 func freePort(host string) int {
-	for {
-		l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-		if err != nil {
-			fatal(fmt.Errorf("find a free port on %s: %w", host, err))
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		if !usedPorts[port] {
-			usedPorts[port] = true
-			return port
-		}
+	port, err := benchenv.FreePort(host)
+	if err != nil {
+		fatal(err)
 	}
+	return port
 }
 
 // pct is the nearest-rank percentile of sorted ds.
