@@ -1,7 +1,7 @@
 # make test   — install test tools when missing, go vet, go test -race ./...
 # make build  — build bin/aagtm
 # make demo   — run the one-command local demo
-.PHONY: test build demo bench-dns bench-failover generate
+.PHONY: test build demo bench-dns bench-failover bench-scale generate
 
 test:
 	./scripts/test.sh
@@ -17,6 +17,9 @@ bench-dns:
 
 bench-failover:
 	./bench/failover/run.sh
+
+bench-scale:
+	./bench/scale/run.sh
 
 generate:
 	go generate ./api/...

@@ -42,17 +42,11 @@ var healthyAnswers = map[string]string{"us-east": addrUse, "eu-west": addrEuw, "
 const slack = time.Second
 
 // faultParams are the settings of these tests: the default short ones,
-// with fall 3. On a loaded machine an agent that is starved of CPU for a
-// moment fails a round (its checks miss their deadline) and, as its ticker
-// fires at once to catch up, the next one too (its probes are still
-// running): two failures in a few milliseconds. Two agents on this one
-// machine can be starved together, which with fall 2 makes a healthy
-// member down by quorum; a third consecutive failure, an interval later,
-// needs the starvation to last.
+// fall 2 included. An agent starved of CPU on this loaded 2-core machine
+// reports the probes it could not run in time as not_measured, which is no
+// evidence, so starvation alone cannot make a healthy member down.
 func faultParams() deployParams {
-	p := defaultParams()
-	p.fall = 3
-	return p
+	return defaultParams()
 }
 
 // watchStalls measures how late the test process's own timers fire, and
