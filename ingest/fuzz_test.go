@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/aagtm/aagtm/api"
+	"github.com/aagtm/aagtm/internal/testenv"
 	"github.com/aagtm/aagtm/policy"
 )
 
@@ -41,7 +42,7 @@ import (
 //
 //	go test -run '^$' -fuzz FuzzReport -fuzztime 60s ./ingest/
 func FuzzReport(f *testing.F) {
-	cfg := testConfig(member("cache-use", use, "redis://127.0.0.1:1"), member("cache-euw", euw, "redis://127.0.0.1:2"))
+	cfg := testenv.ReportConfig(testenv.Member("cache-use", use, "redis://127.0.0.1:1"), testenv.Member("cache-euw", euw, "redis://127.0.0.1:2"))
 	cfg.Zone.Name = "gtm.example.com."
 	known := map[string]bool{"cache-use": true, "cache-euw": true}
 	regionOf := map[string]string{agentU: use, agentE: euw}

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
@@ -21,38 +20,11 @@ import (
 
 // Region and agent names used throughout the tests.
 const (
-	use    = "us-east"
-	euw    = "eu-west"
-	agentU = "agent-use"
-	agentE = "agent-euw"
+	use    = testenv.RegionUse
+	euw    = testenv.RegionEuw
+	agentU = testenv.AgentUse
+	agentE = testenv.AgentEuw
 )
-
-// testConfig returns a config with two regions, one agent per region, one
-// database "cache" with the given members, a 100ms probe interval and
-// insecure reports.
-func testConfig(members ...config.Member) *config.Config {
-	for i := range members {
-		members[i].Database = "cache"
-	}
-	return &config.Config{
-		Regions:       []config.Region{{Name: euw}, {Name: use}},
-		DefaultRegion: use,
-		Databases: []config.Database{{
-			Name: "cache", Host: "cache.gtm.example.com.", Mode: config.ModeNearest, Members: members,
-		}},
-		Probes: config.Probes{
-			Interval: 100 * time.Millisecond, Timeout: 80 * time.Millisecond, Rise: 2, Fall: 2,
-			Quorum: config.Quorum{Kind: "majority"}, StaleAfter: time.Second, Checks: []config.Check{config.CheckPing},
-			KeyspaceKeys: 4, KeyTTL: 10 * time.Second, HeartbeatPrefix: "aagtm:hb:", HeartbeatInterval: 20 * time.Millisecond,
-		},
-		Agents:   []config.Agent{{ID: agentE, Region: euw}, {ID: agentU, Region: use}},
-		Security: config.Security{Insecure: true},
-	}
-}
-
-func member(name, region, url string) config.Member {
-	return config.Member{Name: name, Region: region, Redis: url}
-}
 
 // withTokens gives every agent of cfg a token file in dir holding
 // "token-of-<id>" and returns the tokens by agent id.
@@ -97,25 +69,6 @@ func serve(t testing.TB, in *Ingest) string {
 		}
 	})
 	return lis.Addr().String()
-}
-
-// pki is a CA with a node certificate and an agent-use certificate, on
-// disk.
-type pki struct {
-	ca                  *testenv.CA
-	nodeCert, nodeKey   string
-	agentCert, agentKey string // CN agent-use
-}
-
-func newPKI(t *testing.T) *pki {
-	p := &pki{ca: testenv.NewCA(t, "aagtm test CA")}
-	p.nodeCert, p.nodeKey = p.ca.Server(t, "ns1")
-	p.agentCert, p.agentKey = p.ca.Client(t, agentU)
-	return p
-}
-
-func (p *pki) nodeSecurity() config.Security {
-	return config.Security{TLS: config.TLS{Cert: p.nodeCert, Key: p.nodeKey, CA: p.ca.Path}}
 }
 
 func clientTLSCreds(t *testing.T, caPath, cert, key string) credentials.TransportCredentials {

@@ -55,31 +55,31 @@ func runIdentityCases(t *testing.T, addr string, rec *testenv.Recorder, cases []
 }
 
 func TestIngestMTLSIdentity(t *testing.T) {
-	p := newPKI(t)
+	p := testenv.NewPKI(t, agentU)
 	other := testenv.NewCA(t, "another CA")
 	otherCert, otherKey := other.Client(t, agentU)
-	strangerCert, strangerKey := p.ca.Client(t, "stranger")
+	strangerCert, strangerKey := p.CA.Client(t, "stranger")
 	// The URI SAN names the agent, whatever the CN says.
-	uriCert, uriKey := p.ca.Client(t, "host-17.example.net", "aagtm-agent://agent-euw")
+	uriCert, uriKey := p.CA.Client(t, "host-17.example.net", "aagtm-agent://agent-euw")
 	// A URI SAN for a stranger wins over a CN naming a real agent.
-	trickCert, trickKey := p.ca.Client(t, agentU, "aagtm-agent://stranger")
+	trickCert, trickKey := p.CA.Client(t, agentU, "aagtm-agent://stranger")
 
-	cfg := testConfig(member("cache-use", use, "redis://127.0.0.1:1"))
-	cfg.Security = p.nodeSecurity()
+	cfg := testenv.ReportConfig(testenv.Member("cache-use", use, "redis://127.0.0.1:1"))
+	cfg.Security = p.NodeSecurity()
 	reg := prometheus.NewRegistry()
 	_, rec, addr := startIngest(t, cfg, WithRegisterer(reg))
-	agent := clientTLSCreds(t, p.ca.Path, p.agentCert, p.agentKey)
+	agent := clientTLSCreds(t, p.CA.Path, p.AgentCert, p.AgentKey)
 
 	runIdentityCases(t, addr, rec, []identityCase{
 		{"valid certificate", agent, "", report(agentU, use, 1, "cache-use"), codes.OK, ""},
 		{"report without agent id takes the certificate's", agent, "", report("", use, 2, "cache-use"), codes.OK, ""},
-		{"no client certificate", clientTLSCreds(t, p.ca.Path, "", ""), "", report(agentU, use, 3, "cache-use"), codes.Unavailable, ""},
-		{"certificate from another CA", clientTLSCreds(t, p.ca.Path, otherCert, otherKey), "", report(agentU, use, 4, "cache-use"), codes.Unavailable, ""},
+		{"no client certificate", clientTLSCreds(t, p.CA.Path, "", ""), "", report(agentU, use, 3, "cache-use"), codes.Unavailable, ""},
+		{"certificate from another CA", clientTLSCreds(t, p.CA.Path, otherCert, otherKey), "", report(agentU, use, 4, "cache-use"), codes.Unavailable, ""},
 		{"plaintext", insecure.NewCredentials(), "", report(agentU, use, 5, "cache-use"), codes.Unavailable, ""},
-		{"certificate for an unknown agent", clientTLSCreds(t, p.ca.Path, strangerCert, strangerKey), "", report("stranger", use, 6, "cache-use"),
+		{"certificate for an unknown agent", clientTLSCreds(t, p.CA.Path, strangerCert, strangerKey), "", report("stranger", use, 6, "cache-use"),
 			codes.PermissionDenied, `client certificate names "stranger"`},
-		{"URI SAN names the agent", clientTLSCreds(t, p.ca.Path, uriCert, uriKey), "", report(agentE, euw, 7, "cache-use"), codes.OK, ""},
-		{"URI SAN wins over the CN", clientTLSCreds(t, p.ca.Path, trickCert, trickKey), "", report(agentU, use, 8, "cache-use"),
+		{"URI SAN names the agent", clientTLSCreds(t, p.CA.Path, uriCert, uriKey), "", report(agentE, euw, 7, "cache-use"), codes.OK, ""},
+		{"URI SAN wins over the CN", clientTLSCreds(t, p.CA.Path, trickCert, trickKey), "", report(agentU, use, 8, "cache-use"),
 			codes.PermissionDenied, `client certificate names "stranger"`},
 		{"impersonation: report for another agent than the certificate", agent, "", report(agentE, euw, 9, "cache-use"),
 			codes.PermissionDenied, `report names agent "agent-euw" but this stream is authenticated as "agent-use"`},
@@ -95,14 +95,14 @@ func TestIngestMTLSIdentity(t *testing.T) {
 }
 
 func TestIngestTokenIdentity(t *testing.T) {
-	p := newPKI(t)
-	cfg := testConfig(member("cache-use", use, "redis://127.0.0.1:1"))
+	p := testenv.NewPKI(t, agentU)
+	cfg := testenv.ReportConfig(testenv.Member("cache-use", use, "redis://127.0.0.1:1"))
 	toks := withTokens(t, cfg, t.TempDir())
 	// Token auth over server-only TLS: the node has a certificate, agents
 	// verify it against the CA and present their own token.
-	cfg.Security = config.Security{TLS: config.TLS{Cert: p.nodeCert, Key: p.nodeKey}}
+	cfg.Security = config.Security{TLS: config.TLS{Cert: p.NodeCert, Key: p.NodeKey}}
 	in, rec, addr := startIngest(t, cfg)
-	creds := clientTLSCreds(t, p.ca.Path, "", "")
+	creds := clientTLSCreds(t, p.CA.Path, "", "")
 
 	runIdentityCases(t, addr, rec, []identityCase{
 		{"own token", creds, toks[agentU], report(agentU, use, 1, "cache-use"), codes.OK, ""},
@@ -126,19 +126,19 @@ func TestIngestTokenIdentity(t *testing.T) {
 // certificate; a token and a certificate naming different agents are
 // refused.
 func TestIngestTokensWithCertificates(t *testing.T) {
-	p := newPKI(t)
-	cfg := testConfig(member("cache-use", use, "redis://127.0.0.1:1"))
+	p := testenv.NewPKI(t, agentU)
+	cfg := testenv.ReportConfig(testenv.Member("cache-use", use, "redis://127.0.0.1:1"))
 	toks := withTokens(t, cfg, t.TempDir())
 	cfg.Agents[1].TokenFile = "" // agent-use uses its certificate
-	cfg.Security = p.nodeSecurity()
+	cfg.Security = p.NodeSecurity()
 	_, rec, addr := startIngest(t, cfg)
-	cert := clientTLSCreds(t, p.ca.Path, p.agentCert, p.agentKey)
+	cert := clientTLSCreds(t, p.CA.Path, p.AgentCert, p.AgentKey)
 	runIdentityCases(t, addr, rec, []identityCase{
 		{"certificate, no token", cert, "", report(agentU, use, 1, "cache-use"), codes.OK, ""},
-		{"token, no certificate", clientTLSCreds(t, p.ca.Path, "", ""), toks[agentE], report(agentE, euw, 1, "cache-use"), codes.OK, ""},
+		{"token, no certificate", clientTLSCreds(t, p.CA.Path, "", ""), toks[agentE], report(agentE, euw, 1, "cache-use"), codes.OK, ""},
 		{"agent-euw's token with agent-use's certificate", cert, toks[agentE], report(agentE, euw, 2, "cache-use"),
 			codes.PermissionDenied, `the bearer token is agent "agent-euw"'s but the client certificate names "agent-use"`},
-		{"no token, no certificate", clientTLSCreds(t, p.ca.Path, "", ""), "", report(agentU, use, 2, "cache-use"),
+		{"no token, no certificate", clientTLSCreds(t, p.CA.Path, "", ""), "", report(agentU, use, 2, "cache-use"),
 			codes.Unauthenticated, "missing bearer token"},
 	})
 }
@@ -147,7 +147,7 @@ func TestIngestTokensWithCertificates(t *testing.T) {
 // old token; removing an agent ends its stream; the new token works.
 func TestIngestReconfigureRevokesCredentials(t *testing.T) {
 	dir := t.TempDir()
-	cfg := testConfig(member("cache-use", use, "redis://127.0.0.1:1"))
+	cfg := testenv.ReportConfig(testenv.Member("cache-use", use, "redis://127.0.0.1:1"))
 	// A production-like interval: the bound below is one interval, and
 	// a loaded test machine may take a few 100ms to schedule the client.
 	cfg.Probes.Interval = time.Second
@@ -193,7 +193,7 @@ func TestIngestReconfigureRevokesCredentials(t *testing.T) {
 	}
 
 	// Remove agent-euw from the config.
-	smaller := testConfig(member("cache-use", use, "redis://127.0.0.1:1"))
+	smaller := testenv.ReportConfig(testenv.Member("cache-use", use, "redis://127.0.0.1:1"))
 	smaller.Agents = []config.Agent{cfg.Agents[1]}
 	if err := in.Reconfigure(smaller); err != nil {
 		t.Fatal(err)
@@ -209,11 +209,11 @@ func TestIngestReconfigureRevokesCredentials(t *testing.T) {
 // A certificate that no longer verifies against the reloaded CA ends its
 // stream.
 func TestIngestReconfigureRevokesCertificates(t *testing.T) {
-	p := newPKI(t)
-	cfg := testConfig(member("cache-use", use, "redis://127.0.0.1:1"))
-	cfg.Security = p.nodeSecurity()
+	p := testenv.NewPKI(t, agentU)
+	cfg := testenv.ReportConfig(testenv.Member("cache-use", use, "redis://127.0.0.1:1"))
+	cfg.Security = p.NodeSecurity()
 	in, _, addr := startIngest(t, cfg)
-	c := dialStream(t, addr, clientTLSCreds(t, p.ca.Path, p.agentCert, p.agentKey), "")
+	c := dialStream(t, addr, clientTLSCreds(t, p.CA.Path, p.AgentCert, p.AgentKey), "")
 	if ack, err := c.send(report(agentU, use, 1, "cache-use")); err != nil || !ack.GetAccepted() {
 		t.Fatalf("ack %v, error %v", ack, err)
 	}
@@ -221,7 +221,7 @@ func TestIngestReconfigureRevokesCertificates(t *testing.T) {
 	// longer verifies.
 	next := testenv.NewCA(t, "next CA")
 	cert, key := next.Server(t, "ns1")
-	cfg2 := testConfig(member("cache-use", use, "redis://127.0.0.1:1"))
+	cfg2 := testenv.ReportConfig(testenv.Member("cache-use", use, "redis://127.0.0.1:1"))
 	cfg2.Security = config.Security{TLS: config.TLS{Cert: cert, Key: key, CA: next.Path}}
 	if err := in.Reconfigure(cfg2); err != nil {
 		t.Fatal(err)

@@ -13,7 +13,7 @@ import (
 )
 
 func TestIngestDropsUnknownMembers(t *testing.T) {
-	cfg := testConfig(member("cache-use", use, "redis://127.0.0.1:1"))
+	cfg := testenv.ReportConfig(testenv.Member("cache-use", use, "redis://127.0.0.1:1"))
 	_, rec, addr := startIngest(t, cfg)
 	ack, err := dialRaw(t, addr, insecure.NewCredentials(), "", report(agentU, use, 9, "cache-use", "cache-new"))
 	if err != nil {
@@ -38,7 +38,7 @@ func TestIngestDropsUnknownMembers(t *testing.T) {
 // A report naming 10,000 unknown members gets an ack of a few names and a
 // count, not an echo of the report.
 func TestIngestAckForManyUnknownMembersIsSmall(t *testing.T) {
-	cfg := testConfig(member("cache-use", use, "redis://127.0.0.1:1"))
+	cfg := testenv.ReportConfig(testenv.Member("cache-use", use, "redis://127.0.0.1:1"))
 	_, rec, addr := startIngest(t, cfg)
 	names := []string{"cache-use"}
 	for i := range 10_000 {
@@ -63,7 +63,7 @@ func TestIngestAckForManyUnknownMembersIsSmall(t *testing.T) {
 }
 
 func TestIngestRateLimit(t *testing.T) {
-	cfg := testConfig(member("cache-use", use, "redis://127.0.0.1:1"))
+	cfg := testenv.ReportConfig(testenv.Member("cache-use", use, "redis://127.0.0.1:1"))
 	reg := prometheus.NewRegistry()
 	in, rec, addr := startIngest(t, cfg, WithRateLimit(20), WithRegisterer(reg))
 	c := dialStream(t, addr, insecure.NewCredentials(), "")
@@ -113,7 +113,7 @@ func TestIngestSecurityErrors(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := testConfig()
+			cfg := testenv.ReportConfig()
 			tc.mutate(cfg)
 			in := New(cfg, testenv.Logger(t), nil)
 			if _, err := in.ServerOptions(); err == nil || !strings.Contains(err.Error(), tc.errHas) {
@@ -122,7 +122,7 @@ func TestIngestSecurityErrors(t *testing.T) {
 		})
 	}
 	t.Run("two agents with one token", func(t *testing.T) {
-		cfg := testConfig()
+		cfg := testenv.ReportConfig()
 		withTokens(t, cfg, t.TempDir())
 		cfg.Agents[1].TokenFile = cfg.Agents[0].TokenFile
 		in := New(cfg, testenv.Logger(t), nil)
@@ -131,19 +131,19 @@ func TestIngestSecurityErrors(t *testing.T) {
 		}
 	})
 	t.Run("reconfigure keeps the transport", func(t *testing.T) {
-		p := newPKI(t)
-		cfg := testConfig()
-		cfg.Security = p.nodeSecurity()
+		p := testenv.NewPKI(t, agentU)
+		cfg := testenv.ReportConfig()
+		cfg.Security = p.NodeSecurity()
 		in := New(cfg, testenv.Logger(t), nil)
 		if _, err := in.ServerOptions(); err != nil {
 			t.Fatal(err)
 		}
-		plain := testConfig()
+		plain := testenv.ReportConfig()
 		if err := in.Reconfigure(plain); err == nil || !strings.Contains(err.Error(), "restart the node") {
 			t.Fatalf("Reconfigure from TLS to plaintext: %v", err)
 		}
-		again := testConfig()
-		again.Security = p.nodeSecurity()
+		again := testenv.ReportConfig()
+		again.Security = p.NodeSecurity()
 		again.Agents = again.Agents[:1]
 		if err := in.Reconfigure(again); err != nil {
 			t.Fatal(err)

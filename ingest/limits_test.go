@@ -37,7 +37,7 @@ func handlers() int {
 // agents: past the cap of 2 × 2 + 16 = 20 open streams they are refused
 // with ResourceExhausted, and the node holds no more than 20 handlers.
 func TestIngestThousandIdleStreams(t *testing.T) {
-	cfg := testConfig(member("cache-use", use, "redis://127.0.0.1:1"))
+	cfg := testenv.ReportConfig(testenv.Member("cache-use", use, "redis://127.0.0.1:1"))
 	reg := prometheus.NewRegistry()
 	_, _, addr := startIngest(t, cfg, WithRegisterer(reg))
 	const (
@@ -112,7 +112,7 @@ func TestIngestThousandIdleStreams(t *testing.T) {
 // One agent may hold DefaultAgentStreams streams; the next is refused,
 // and a refused flood from one source is one WARN line.
 func TestIngestPerAgentStreamCap(t *testing.T) {
-	cfg := testConfig(member("cache-use", use, "redis://127.0.0.1:1"))
+	cfg := testenv.ReportConfig(testenv.Member("cache-use", use, "redis://127.0.0.1:1"))
 	toks := withTokens(t, cfg, t.TempDir())
 	var logs bytes.Buffer
 	var mu sync.Mutex
@@ -184,7 +184,7 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 // handshake timeout (gRPC's own default is 120 s); one that completes it
 // but opens no stream is closed after the idle timeout.
 func TestIngestConnectionTimeouts(t *testing.T) {
-	cfg := testConfig(member("cache-use", use, "redis://127.0.0.1:1"))
+	cfg := testenv.ReportConfig(testenv.Member("cache-use", use, "redis://127.0.0.1:1"))
 	_, _, addr := startIngest(t, cfg, WithConnectionTimeouts(200*time.Millisecond, 300*time.Millisecond))
 
 	silent, err := net.Dial("tcp", addr)

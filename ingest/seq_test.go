@@ -27,7 +27,7 @@ func booted(boot string, seq uint64, ok bool) *api.Report {
 }
 
 func TestIngestSequence(t *testing.T) {
-	cfg := testConfig(member("cache-use", use, "redis://127.0.0.1:1"))
+	cfg := testenv.ReportConfig(testenv.Member("cache-use", use, "redis://127.0.0.1:1"))
 	reg := prometheus.NewRegistry()
 	in, rec, addr := startIngest(t, cfg, WithRegisterer(reg))
 	c := dialStream(t, addr, insecure.NewCredentials(), "")
@@ -88,7 +88,7 @@ func TestIngestSequence(t *testing.T) {
 // from 1, reports stamped an hour in the past) counts again at once: the
 // engine takes its observations, which reach the sink within two intervals.
 func TestIngestClockSteppedRestart(t *testing.T) {
-	cfg := testConfig(member("cache-use", use, "redis://127.0.0.1:1"))
+	cfg := testenv.ReportConfig(testenv.Member("cache-use", use, "redis://127.0.0.1:1"))
 	// Long enough that a loaded test machine's RPC latency does not eat
 	// the two-interval bound.
 	cfg.Probes.Interval, cfg.Probes.Timeout = 500*time.Millisecond, 400*time.Millisecond
@@ -167,7 +167,7 @@ func TestIngestClockSteppedRestart(t *testing.T) {
 // Two streams of one agent delivering at once cannot hand the sink its
 // observations out of order.
 func TestIngestConcurrentStreamsKeepOrder(t *testing.T) {
-	cfg := testConfig(member("cache-use", use, "redis://127.0.0.1:1"))
+	cfg := testenv.ReportConfig(testenv.Member("cache-use", use, "redis://127.0.0.1:1"))
 	var mu sync.Mutex
 	var seqs []uint64
 	in := New(cfg, testenv.Logger(t), func(obs []policy.Observation) {
@@ -210,7 +210,7 @@ func TestIngestConcurrentStreamsKeepOrder(t *testing.T) {
 // An agent removed from the config and added again reports with numbers
 // above those it had: the engine does not ignore it.
 func TestIngestSequenceSurvivesAgentRemoval(t *testing.T) {
-	cfg := testConfig(member("cache-use", use, "redis://127.0.0.1:1"))
+	cfg := testenv.ReportConfig(testenv.Member("cache-use", use, "redis://127.0.0.1:1"))
 	in, rec, addr := startIngest(t, cfg)
 	c := dialStream(t, addr, insecure.NewCredentials(), "")
 	for seq := uint64(1); seq <= 3; seq++ {
@@ -219,7 +219,7 @@ func TestIngestSequenceSurvivesAgentRemoval(t *testing.T) {
 		}
 	}
 	last := rec.All()[2].Seq
-	without := testConfig(member("cache-use", use, "redis://127.0.0.1:1"))
+	without := testenv.ReportConfig(testenv.Member("cache-use", use, "redis://127.0.0.1:1"))
 	without.Agents = without.Agents[:1] // agent-euw only
 	if err := in.Reconfigure(without); err != nil {
 		t.Fatal(err)

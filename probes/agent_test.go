@@ -25,10 +25,10 @@ func TestStoppedMemberDoesNotDelayOthers(t *testing.T) {
 	healthy1 := testenv.StartRedis(t)
 	stopped := testenv.StartRedis(t)
 	healthy2 := testenv.StartRedis(t)
-	cfg := testConfig(
-		member("h1", use, healthy1.URL()),
-		member("stopped", use, stopped.URL()),
-		member("h2", euw, healthy2.URL()),
+	cfg := testenv.ReportConfig(
+		testenv.Member("h1", use, healthy1.URL()),
+		testenv.Member("stopped", use, stopped.URL()),
+		testenv.Member("h2", euw, healthy2.URL()),
 	)
 	cfg.Probes.Interval = time.Second
 	cfg.Probes.Timeout = timeout
@@ -138,7 +138,7 @@ func (r *replicator) run(ctx context.Context) {
 // advances every heartbeat interval.
 func TestHeartbeatWrittenEveryHeartbeatInterval(t *testing.T) {
 	srv := testenv.StartRedis(t)
-	cfg := testConfig(member("cache-use", use, srv.URL()))
+	cfg := testenv.ReportConfig(testenv.Member("cache-use", use, srv.URL()))
 	cfg.Probes.Interval = 2 * time.Second
 	cfg.Probes.Timeout = time.Second
 	cfg.Probes.HeartbeatInterval = 20 * time.Millisecond
@@ -175,7 +175,7 @@ func TestLagFromReplicatedHeartbeats(t *testing.T) {
 		slack    = 60 * time.Millisecond
 	)
 	a1, b1 := testenv.StartRedis(t), testenv.StartRedis(t)
-	cfg := testConfig(member("cache-use", use, a1.URL()), member("cache-euw", euw, b1.URL()))
+	cfg := testenv.ReportConfig(testenv.Member("cache-use", use, a1.URL()), testenv.Member("cache-euw", euw, b1.URL()))
 	cfg.Probes.Interval = interval
 	cfg.Probes.Timeout = 80 * time.Millisecond
 	cfg.Probes.Checks = []config.Check{config.CheckPing, config.CheckLag}
@@ -358,7 +358,7 @@ func TestMailboxKeepsOnlyLatest(t *testing.T) {
 
 func TestConfigHash(t *testing.T) {
 	base := func() *config.Config {
-		return testConfig(member("a", use, "redis://:secret@10.0.0.1:6379"), member("b", euw, "redis://10.0.0.2:6379"))
+		return testenv.ReportConfig(testenv.Member("a", use, "redis://:secret@10.0.0.1:6379"), testenv.Member("b", euw, "redis://10.0.0.2:6379"))
 	}
 	h := ConfigHash(base())
 	same := base()
@@ -395,7 +395,7 @@ func TestNewAgentErrors(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := testConfig(member("m1", use, "redis://127.0.0.1:1"))
+			cfg := testenv.ReportConfig(testenv.Member("m1", use, "redis://127.0.0.1:1"))
 			tc.mutate(cfg)
 			_, err := NewAgent(cfg, tc.id, testenv.Logger(t))
 			if err == nil || !strings.Contains(err.Error(), tc.errHas) {
@@ -405,7 +405,7 @@ func TestNewAgentErrors(t *testing.T) {
 	}
 	t.Run("TLS without client certificate or token", func(t *testing.T) {
 		ca := testenv.NewCA(t, "ca")
-		cfg := testConfig(member("m1", use, "redis://127.0.0.1:1"))
+		cfg := testenv.ReportConfig(testenv.Member("m1", use, "redis://127.0.0.1:1"))
 		cfg.Security = config.Security{TLS: config.TLS{CA: ca.Path}}
 		_, err := NewAgent(cfg, agentU, testenv.Logger(t))
 		if err == nil || !strings.Contains(err.Error(), "needs cert and key (mTLS) or its own agents[].token_file") {
@@ -415,7 +415,7 @@ func TestNewAgentErrors(t *testing.T) {
 	t.Run("certificate CN is not the agent id", func(t *testing.T) {
 		ca := testenv.NewCA(t, "ca")
 		cert, key := ca.Client(t, "someone-else")
-		cfg := testConfig(member("m1", use, "redis://127.0.0.1:1"))
+		cfg := testenv.ReportConfig(testenv.Member("m1", use, "redis://127.0.0.1:1"))
 		cfg.Security = config.Security{TLS: config.TLS{Cert: cert, Key: key, CA: ca.Path}}
 		_, err := NewAgent(cfg, agentU, testenv.Logger(t))
 		if err == nil || !strings.Contains(err.Error(), "CN=agent-use") {
@@ -426,7 +426,7 @@ func TestNewAgentErrors(t *testing.T) {
 
 func TestAgentReconfigure(t *testing.T) {
 	s1, s2 := testenv.StartRedis(t), testenv.StartRedis(t)
-	cfg := testConfig(member("m1", use, s1.URL()))
+	cfg := testenv.ReportConfig(testenv.Member("m1", use, s1.URL()))
 	var reps reports
 	a, err := NewAgent(cfg, agentU, testenv.Logger(t), WithReportHook(reps.hook))
 	if err != nil {
@@ -435,12 +435,12 @@ func TestAgentReconfigure(t *testing.T) {
 	runAgent(t, a)
 	testenv.WaitFor(t, 2*time.Second, "a report", func() bool { return len(reps.all()) > 0 })
 
-	bad := testConfig(member("m1", use, s1.URL()))
+	bad := testenv.ReportConfig(testenv.Member("m1", use, s1.URL()))
 	bad.Probes.Checks = []config.Check{"nope"}
 	if err := a.Reconfigure(bad); err == nil {
 		t.Fatal("Reconfigure accepted an unknown check")
 	}
-	if err := a.Reconfigure(testConfig(member("m1", use, s1.URL()), member("m2", euw, s2.URL()))); err != nil {
+	if err := a.Reconfigure(testenv.ReportConfig(testenv.Member("m1", use, s1.URL()), testenv.Member("m2", euw, s2.URL()))); err != nil {
 		t.Fatal(err)
 	}
 	testenv.WaitFor(t, 2*time.Second, "a report with m2", func() bool {
@@ -512,7 +512,7 @@ func TestSenderDropsStreamWithoutAcks(t *testing.T) {
 	go func() { _ = gs.Serve(lis) }()
 	t.Cleanup(gs.Stop)
 
-	cfg := testConfig(member("cache-use", use, srv.URL()))
+	cfg := testenv.ReportConfig(testenv.Member("cache-use", use, srv.URL()))
 	cfg.Nodes = []config.Node{{Name: "silent", Report: lis.Addr().String()}}
 	a, err := NewAgent(cfg, agentU, testenv.Logger(t))
 	if err != nil {

@@ -27,7 +27,7 @@ var redisChecks = []config.Check{
 
 // checkSettings returns probe settings for running single checks.
 func checkSettings(timeout time.Duration) config.Probes {
-	p := testConfig().Probes
+	p := testenv.ReportConfig().Probes
 	p.Timeout = timeout
 	p.Command = config.CommandCheck{Args: []string{"ECHO", "hello"}, Expect: "hello"}
 	return p
@@ -38,7 +38,7 @@ func checkSettings(timeout time.Duration) config.Probes {
 // with its duration.
 func runCheck(t *testing.T, c config.Check, url string, p config.Probes) result {
 	t.Helper()
-	tg, err := newTarget(member("m1", use, url), p, agentU, use)
+	tg, err := newTarget(testenv.Member("m1", use, url), p, agentU, use)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,7 +269,7 @@ func TestKeyspaceSkippedInReadOnlyMode(t *testing.T) {
 		t.Fatal("keyspace not skipped in read-only mode")
 	}
 	srv := testenv.StartRedis(t)
-	tg, err := newTarget(member("m1", use, srv.URL()), p, agentU, use)
+	tg, err := newTarget(testenv.Member("m1", use, srv.URL()), p, agentU, use)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -316,7 +316,7 @@ func TestRESTCheck(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			status, body = tc.status, tc.body
-			m := member("m1", use, "redis://127.0.0.1:1")
+			m := testenv.Member("m1", use, "redis://127.0.0.1:1")
 			m.REST = config.REST{URL: strings.Replace(srv.URL, "http://", "http://admin:pw@", 1), BDB: 7, LagTolerance: tc.tol}
 			tg, err := newTarget(m, checkSettings(time.Second), agentU, use)
 			if err != nil {
@@ -338,7 +338,7 @@ func TestRESTCheck(t *testing.T) {
 		})
 	}
 	t.Run("unreachable", func(t *testing.T) {
-		m := member("m1", use, "redis://127.0.0.1:1")
+		m := testenv.Member("m1", use, "redis://127.0.0.1:1")
 		m.REST = config.REST{URL: "http://" + deadAddr(t), BDB: 1}
 		tg, _ := newTarget(m, checkSettings(time.Second), agentU, use)
 		r := (restCheck{}).run(context.Background(), &probe{t: tg, settings: checkSettings(time.Second)})

@@ -9,58 +9,24 @@ import (
 
 	"github.com/aagtm/aagtm/api"
 	"github.com/aagtm/aagtm/config"
+	"github.com/aagtm/aagtm/ingest"
 	"github.com/aagtm/aagtm/internal/testenv"
 )
 
 // Region and agent names used throughout the tests.
 const (
-	use    = "us-east"
-	euw    = "eu-west"
-	agentU = "agent-use"
-	agentE = "agent-euw"
+	use    = testenv.RegionUse
+	euw    = testenv.RegionEuw
+	agentU = testenv.AgentUse
+	agentE = testenv.AgentEuw
 )
-
-// testConfig returns a config with two regions, one agent per region, one
-// database "cache" with the given members, fast probe settings and
-// insecure reports.
-func testConfig(members ...config.Member) *config.Config {
-	for i := range members {
-		members[i].Database = "cache"
-	}
-	return &config.Config{
-		Regions:       []config.Region{{Name: euw}, {Name: use}},
-		DefaultRegion: use,
-		Databases: []config.Database{{
-			Name: "cache", Host: "cache.gtm.example.com.", Mode: config.ModeNearest, Members: members,
-		}},
-		Probes: config.Probes{
-			Interval:          100 * time.Millisecond,
-			Timeout:           80 * time.Millisecond,
-			Rise:              2,
-			Fall:              2,
-			Quorum:            config.Quorum{Kind: "majority"},
-			StaleAfter:        time.Second,
-			Checks:            []config.Check{config.CheckPing},
-			KeyspaceKeys:      4,
-			KeyTTL:            10 * time.Second,
-			HeartbeatPrefix:   "aagtm:hb:",
-			HeartbeatInterval: 20 * time.Millisecond,
-		},
-		Agents:   []config.Agent{{ID: agentE, Region: euw}, {ID: agentU, Region: use}},
-		Security: config.Security{Insecure: true},
-	}
-}
-
-func member(name, region, url string) config.Member {
-	return config.Member{Name: name, Region: region, Redis: url}
-}
 
 // startIngest serves an ingest for cfg on addr ("127.0.0.1:0" for any
 // port) until the returned stop is called (or the test ends).
-func startIngest(t testing.TB, cfg *config.Config, addr string, opts ...IngestOption) (*Ingest, *testenv.Recorder, string, func()) {
+func startIngest(t testing.TB, cfg *config.Config, addr string, opts ...ingest.Option) (*ingest.Ingest, *testenv.Recorder, string, func()) {
 	t.Helper()
 	rec := &testenv.Recorder{}
-	in := NewIngest(cfg, testenv.Logger(t), rec.Sink, opts...)
+	in := ingest.New(cfg, testenv.Logger(t), rec.Sink, opts...)
 	var lis net.Listener
 	var err error
 	// A restarted node rebinds its port; retry briefly if the kernel has

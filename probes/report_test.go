@@ -10,30 +10,9 @@ import (
 
 	"github.com/aagtm/aagtm/api"
 	"github.com/aagtm/aagtm/config"
+	"github.com/aagtm/aagtm/ingest"
 	"github.com/aagtm/aagtm/internal/testenv"
 )
-
-// pki is a CA with a node certificate and agent certificates, on disk.
-type pki struct {
-	ca                  *testenv.CA
-	nodeCert, nodeKey   string
-	agentCert, agentKey string // CN agent-use
-}
-
-func newPKI(t *testing.T) *pki {
-	p := &pki{ca: testenv.NewCA(t, "aagtm test CA")}
-	p.nodeCert, p.nodeKey = p.ca.Server(t, "ns1")
-	p.agentCert, p.agentKey = p.ca.Client(t, agentU)
-	return p
-}
-
-func (p *pki) nodeSecurity() config.Security {
-	return config.Security{TLS: config.TLS{Cert: p.nodeCert, Key: p.nodeKey, CA: p.ca.Path}}
-}
-
-func (p *pki) agentSecurity() config.Security {
-	return config.Security{TLS: config.TLS{Cert: p.agentCert, Key: p.agentKey, CA: p.ca.Path}}
-}
 
 // withNode returns a copy of cfg whose agents report to addr.
 func withNode(cfg *config.Config, addr string) *config.Config {
@@ -44,16 +23,16 @@ func withNode(cfg *config.Config, addr string) *config.Config {
 
 func TestAgentReportsToIngestOverMTLS(t *testing.T) {
 	srv := testenv.StartRedis(t)
-	p := newPKI(t)
-	base := testConfig(member("cache-use", use, srv.URL()))
+	p := testenv.NewPKI(t, agentU)
+	base := testenv.ReportConfig(testenv.Member("cache-use", use, srv.URL()))
 	base.Probes.Checks = []config.Check{config.CheckPing, config.CheckEcho}
 
 	nodeCfg := *base
-	nodeCfg.Security = p.nodeSecurity()
-	in, rec, addr, _ := startIngest(t, &nodeCfg, "127.0.0.1:0", WithNodeName("ns1"))
+	nodeCfg.Security = p.NodeSecurity()
+	in, rec, addr, _ := startIngest(t, &nodeCfg, "127.0.0.1:0", ingest.WithNodeName("ns1"))
 
 	agentCfg := withNode(base, addr)
-	agentCfg.Security = p.agentSecurity()
+	agentCfg.Security = p.AgentSecurity()
 	var mu sync.Mutex
 	var acks []*api.Ack
 	a, err := NewAgent(agentCfg, agentU, testenv.Logger(t), WithAckHook(func(node string, ack *api.Ack) {
@@ -106,15 +85,15 @@ func TestAgentReportsToIngestOverMTLS(t *testing.T) {
 
 func TestAgentReportingForAnotherRegionIsRejected(t *testing.T) {
 	srv := testenv.StartRedis(t)
-	p := newPKI(t)
-	nodeCfg := testConfig(member("cache-use", use, srv.URL()))
-	nodeCfg.Security = p.nodeSecurity()
+	p := testenv.NewPKI(t, agentU)
+	nodeCfg := testenv.ReportConfig(testenv.Member("cache-use", use, srv.URL()))
+	nodeCfg.Security = p.NodeSecurity()
 	_, rec, addr, _ := startIngest(t, nodeCfg, "127.0.0.1:0")
 
 	// The agent's (stale) config puts it in eu-west; the node's in us-east.
-	agentCfg := withNode(testConfig(member("cache-use", use, srv.URL())), addr)
+	agentCfg := withNode(testenv.ReportConfig(testenv.Member("cache-use", use, srv.URL())), addr)
 	agentCfg.Agents = []config.Agent{{ID: agentU, Region: euw}}
-	agentCfg.Security = p.agentSecurity()
+	agentCfg.Security = p.AgentSecurity()
 	acks := make(chan *api.Ack, 100)
 	a, err := NewAgent(agentCfg, agentU, testenv.Logger(t), WithAckHook(func(_ string, ack *api.Ack) {
 		select {
@@ -144,7 +123,7 @@ func TestAgentReportingForAnotherRegionIsRejected(t *testing.T) {
 
 func TestAgentReconnectsAfterNodeRestart(t *testing.T) {
 	srv := testenv.StartRedis(t)
-	cfg := testConfig(member("cache-use", use, srv.URL()))
+	cfg := testenv.ReportConfig(testenv.Member("cache-use", use, srv.URL()))
 	_, rec1, addr, stop1 := startIngest(t, cfg, "127.0.0.1:0")
 
 	// acks records the report seq of every accepted report, in order.
@@ -193,9 +172,9 @@ func TestAgentReconnectsAfterNodeRestart(t *testing.T) {
 
 func TestAgentSendsItsOwnToken(t *testing.T) {
 	srv := testenv.StartRedis(t)
-	p := newPKI(t)
+	p := testenv.NewPKI(t, agentU)
 	dir := t.TempDir()
-	cfg := testConfig(member("cache-use", use, srv.URL()))
+	cfg := testenv.ReportConfig(testenv.Member("cache-use", use, srv.URL()))
 	for i, a := range cfg.Agents {
 		f := filepath.Join(dir, a.ID+".token")
 		if err := os.WriteFile(f, []byte("token-of-"+a.ID+"\n"), 0o600); err != nil {
@@ -206,11 +185,11 @@ func TestAgentSendsItsOwnToken(t *testing.T) {
 	// Token auth over server-only TLS: the node has a certificate, agents
 	// verify it against the CA and present their own token.
 	nodeCfg := *cfg
-	nodeCfg.Security = config.Security{TLS: config.TLS{Cert: p.nodeCert, Key: p.nodeKey}}
+	nodeCfg.Security = config.Security{TLS: config.TLS{Cert: p.NodeCert, Key: p.NodeKey}}
 	in, rec, addr, _ := startIngest(t, &nodeCfg, "127.0.0.1:0")
 
 	agentCfg := withNode(cfg, addr)
-	agentCfg.Security = config.Security{TLS: config.TLS{CA: p.ca.Path}}
+	agentCfg.Security = config.Security{TLS: config.TLS{CA: p.CA.Path}}
 	a, err := NewAgent(agentCfg, agentU, testenv.Logger(t))
 	if err != nil {
 		t.Fatal(err)

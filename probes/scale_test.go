@@ -50,10 +50,10 @@ func TestMembersOfOneEndpointShareAPool(t *testing.T) {
 	other := testenv.StartRedis(t)
 	var members []config.Member
 	for i := range 6 {
-		members = append(members, member(fmt.Sprintf("s%d", i), use, shared.URL()))
+		members = append(members, testenv.Member(fmt.Sprintf("s%d", i), use, shared.URL()))
 	}
-	members = append(members, member("o", euw, other.URL()))
-	cfg := testConfig(members...)
+	members = append(members, testenv.Member("o", euw, other.URL()))
+	cfg := testenv.ReportConfig(members...)
 	cfg.Probes.Interval = time.Second
 	cfg.Probes.Timeout = 500 * time.Millisecond
 	cfg.Probes.Checks = []config.Check{config.CheckPing, config.CheckEcho, config.CheckKeyspace, config.CheckLag}
@@ -103,7 +103,7 @@ func TestDialBudgetExhaustedIsNotMeasured(t *testing.T) {
 		{"a slot", 1, OutcomePass},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			tg, err := newSharedTarget(member("m1", use, srv.URL()), p, agentU, use, endpoints{}, newDialBudget(tc.slots, 1))
+			tg, err := newSharedTarget(testenv.Member("m1", use, srv.URL()), p, agentU, use, endpoints{}, newDialBudget(tc.slots, 1))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -131,9 +131,9 @@ func TestHungSharedEndpointTimesOut(t *testing.T) {
 	srv := testenv.StartRedis(t)
 	var members []config.Member
 	for i := range 20 {
-		members = append(members, member(fmt.Sprintf("m%d", i), use, srv.URL()))
+		members = append(members, testenv.Member(fmt.Sprintf("m%d", i), use, srv.URL()))
 	}
-	cfg := testConfig(members...)
+	cfg := testenv.ReportConfig(members...)
 	cfg.Probes.Interval = time.Second
 	cfg.Probes.Timeout = timeout
 	a, err := NewAgent(cfg, agentU, testenv.Logger(t))
@@ -189,9 +189,9 @@ func TestThousandMembersFromCold(t *testing.T) {
 	srv := testenv.StartRedis(t, testenv.WithArgs("--databases", fmt.Sprint(n), "--maxclients", "4000"))
 	var members []config.Member
 	for i := range n {
-		members = append(members, member(fmt.Sprintf("m%d", i), use, fmt.Sprintf("%s/%d", srv.URL(), i)))
+		members = append(members, testenv.Member(fmt.Sprintf("m%d", i), use, fmt.Sprintf("%s/%d", srv.URL(), i)))
 	}
-	cfg := testConfig(members...)
+	cfg := testenv.ReportConfig(members...)
 	cfg.Probes.Interval = time.Second
 	cfg.Probes.Timeout = 500 * time.Millisecond
 	cfg.Probes.Checks = []config.Check{config.CheckPing, config.CheckLag}
