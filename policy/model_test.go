@@ -28,19 +28,7 @@ import (
 //	go test ./policy -run TestModel -rapid.checks=20000
 func TestModel(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
-		cfg := testConfig(func(d *config.Database) {
-			d.Mode = rapid.SampledFrom([]config.Mode{config.ModeNearest, config.ModeFailover, config.ModeAll}).Draw(t, "mode")
-			d.WhenAllDown = rapid.SampledFrom([]config.AllDown{config.AllDownAll, config.AllDownLast, config.AllDownServfail}).Draw(t, "when_all_down")
-			d.FailbackHold = time.Duration(rapid.IntRange(0, 6).Draw(t, "hold")) * time.Second
-			if rapid.Bool().Draw(t, "order") {
-				d.Order = []string{aps, use}
-			}
-		})
-		cfg.Probes.Rise = rapid.IntRange(1, 3).Draw(t, "rise")
-		cfg.Probes.Fall = rapid.IntRange(1, 3).Draw(t, "fall")
-		cfg.Probes.Quorum = rapid.SampledFrom([]config.Quorum{
-			{Kind: "majority"}, {Kind: "any"}, {Kind: "all"}, {Kind: "count", Count: 2},
-		}).Draw(t, "quorum")
+		cfg := drawConfig(t, 6*time.Second)
 		extra := config.Agent{ID: "us-east-2", Region: "us-east"}
 
 		e := New(cfg)

@@ -31,19 +31,7 @@ type genRound struct {
 // random pass/fail, lag, repeated and reordered sequence numbers, drains and,
 // when withForce, forced members.
 func genScenario(t *rapid.T, withForce bool) scenario {
-	cfg := testConfig(func(d *config.Database) {
-		d.Mode = rapid.SampledFrom([]config.Mode{config.ModeNearest, config.ModeFailover, config.ModeAll}).Draw(t, "mode")
-		d.WhenAllDown = rapid.SampledFrom([]config.AllDown{config.AllDownAll, config.AllDownLast, config.AllDownServfail}).Draw(t, "when_all_down")
-		d.FailbackHold = time.Duration(rapid.IntRange(0, 5).Draw(t, "hold")) * time.Second
-		if rapid.Bool().Draw(t, "order") {
-			d.Order = []string{aps, use}
-		}
-	})
-	cfg.Probes.Rise = rapid.IntRange(1, 3).Draw(t, "rise")
-	cfg.Probes.Fall = rapid.IntRange(1, 3).Draw(t, "fall")
-	cfg.Probes.Quorum = rapid.SampledFrom([]config.Quorum{
-		{Kind: "majority"}, {Kind: "any"}, {Kind: "all"}, {Kind: "count", Count: 2},
-	}).Draw(t, "quorum")
+	cfg := drawConfig(t, 5*time.Second)
 	cfg.Databases = append(cfg.Databases, config.Database{
 		Name: "store", Host: "store.gtm.example.com.", Mode: config.ModeFailover, TTL: time.Second,
 		LagTolerance: time.Second, WhenAllDown: config.AllDownLast,
@@ -201,4 +189,24 @@ func TestPropertyArrivalOrder(t *testing.T) {
 			}
 		}
 	})
+}
+
+// drawConfig draws testConfig's database mode, when_all_down, failback
+// hold (up to maxHold, in whole seconds) and failover order, and the
+// probes' rise, fall and quorum.
+func drawConfig(t *rapid.T, maxHold time.Duration) *config.Config {
+	cfg := testConfig(func(d *config.Database) {
+		d.Mode = rapid.SampledFrom([]config.Mode{config.ModeNearest, config.ModeFailover, config.ModeAll}).Draw(t, "mode")
+		d.WhenAllDown = rapid.SampledFrom([]config.AllDown{config.AllDownAll, config.AllDownLast, config.AllDownServfail}).Draw(t, "when_all_down")
+		d.FailbackHold = time.Duration(rapid.IntRange(0, int(maxHold/time.Second)).Draw(t, "hold")) * time.Second
+		if rapid.Bool().Draw(t, "order") {
+			d.Order = []string{aps, use}
+		}
+	})
+	cfg.Probes.Rise = rapid.IntRange(1, 3).Draw(t, "rise")
+	cfg.Probes.Fall = rapid.IntRange(1, 3).Draw(t, "fall")
+	cfg.Probes.Quorum = rapid.SampledFrom([]config.Quorum{
+		{Kind: "majority"}, {Kind: "any"}, {Kind: "all"}, {Kind: "count", Count: 2},
+	}).Draw(t, "quorum")
+	return cfg
 }

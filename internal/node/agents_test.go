@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/aagtm/aagtm/admin"
+	"github.com/aagtm/aagtm/internal/testenv"
 )
 
 // The agents' report connections reach /v1/status: both fixture agents
@@ -17,7 +18,7 @@ func TestNodeStatusListsAgents(t *testing.T) {
 		t.Fatal(err)
 	}
 	var st *admin.Status
-	waitFor(t, 5*time.Second, "both agents connected in /v1/status", func() bool {
+	testenv.WaitFor(t, 5*time.Second, "both agents connected in /v1/status", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		st, err = c.Status(ctx)

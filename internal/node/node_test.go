@@ -150,27 +150,16 @@ func parseIP(s string) []byte {
 	return a[:]
 }
 
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func TestNodeFailoverDrainForceAndReload(t *testing.T) {
 	f := newFixture(t, filepath.Join(t.TempDir(), "ns1.state"))
 	east := "10.1.0.1"
-	waitFor(t, 5*time.Second, "east answer", func() bool { return f.answer(t, east) == "127.0.0.31" })
+	testenv.WaitFor(t, 5*time.Second, "east answer", func() bool { return f.answer(t, east) == "127.0.0.31" })
 
 	// A failed member is failed over, through probes, ingest and engine.
 	f.members["cache-e"].Kill()
-	waitFor(t, 5*time.Second, "failover to west", func() bool { return f.answer(t, east) == "127.0.0.32" })
+	testenv.WaitFor(t, 5*time.Second, "failover to west", func() bool { return f.answer(t, east) == "127.0.0.32" })
 	f.members["cache-e"].Restart()
-	waitFor(t, 10*time.Second, "failback to east", func() bool { return f.answer(t, east) == "127.0.0.31" })
+	testenv.WaitFor(t, 10*time.Second, "failback to east", func() bool { return f.answer(t, east) == "127.0.0.31" })
 
 	// Drain and force take effect at once and validate their arguments.
 	if err := f.node.Drain("cache-e"); err != nil {
@@ -222,7 +211,7 @@ func TestNodeRestoresStateAndIgnoresCorruptFile(t *testing.T) {
 	state := filepath.Join(t.TempDir(), "ns1.state")
 	f := newFixture(t, state)
 	east := "10.1.0.1"
-	waitFor(t, 5*time.Second, "east answer", func() bool { return f.answer(t, east) == "127.0.0.31" })
+	testenv.WaitFor(t, 5*time.Second, "east answer", func() bool { return f.answer(t, east) == "127.0.0.31" })
 	if err := f.node.Drain("cache-e"); err != nil {
 		t.Fatal(err)
 	}
@@ -246,7 +235,7 @@ func TestNodeRestoresStateAndIgnoresCorruptFile(t *testing.T) {
 	if f.node.Overrides().Drained["cache-e"] {
 		t.Error("corrupt state file was used")
 	}
-	waitFor(t, 5*time.Second, "east answer after a corrupt state", func() bool { return f.answer(t, east) == "127.0.0.31" })
+	testenv.WaitFor(t, 5*time.Second, "east answer after a corrupt state", func() bool { return f.answer(t, east) == "127.0.0.31" })
 }
 
 func TestNewRejectsUnknownNode(t *testing.T) {
