@@ -62,6 +62,10 @@ type evaluation struct {
 	prefs   map[string][]string
 	rtt     map[string]map[string]time.Duration
 	events  []Event
+	// texts memoizes memberText: a member's state does not change during
+	// an evaluation, and every region's reason and the member's status
+	// describe it.
+	texts map[string]string
 }
 
 func (e *Engine) newEvaluation(now time.Time, ov Overrides) *evaluation {
@@ -281,6 +285,19 @@ func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 // "down: timeout (2/3 vantages)", "up, in sync (lag 12ms)" or
 // "up, no fresh vantage since 2026-11-25T19:00:00Z: last verdict kept".
 func (ev *evaluation) memberText(name string) string {
+	if t, ok := ev.texts[name]; ok {
+		return t
+	}
+	t := ev.describe(name)
+	if ev.texts == nil {
+		ev.texts = make(map[string]string, len(ev.e.members))
+	}
+	ev.texts[name] = t
+	return t
+}
+
+// describe builds memberText's description.
+func (ev *evaluation) describe(name string) string {
 	m := ev.e.members[name]
 	if m == nil {
 		return "not configured"
