@@ -91,6 +91,10 @@ type agentState struct {
 	targets []*target // every member of every database, in config order
 	// endpoints are the targets' endpoints, each once.
 	endpoints endpoints
+	// heartbeatTargets are the local targets, one per endpoint: where the
+	// region's heartbeat is written (members that share an endpoint share
+	// its keyspace, so one write serves them all).
+	heartbeatTargets []*target
 	dbOf      map[*target]string
 	// dbRegions: database name -> regions of its members, sorted.
 	dbRegions map[string][]string
@@ -232,6 +236,13 @@ func (a *Agent) newState(cfg *config.Config, prev *agentState) (*agentState, err
 	st.endpoints = endpoints{}
 	for e := range used {
 		st.endpoints[e.key] = e
+	}
+	hbSeen := map[*endpoint]bool{}
+	for _, t := range st.targets {
+		if t.local && !hbSeen[t.ep] {
+			hbSeen[t.ep] = true
+			st.heartbeatTargets = append(st.heartbeatTargets, t)
+		}
 	}
 	d, err := newDialSettings(cfg, a.id)
 	if err != nil {
@@ -461,10 +472,9 @@ func (a *Agent) heartbeatLoop(ctx context.Context) {
 // heartbeatWorkers is how many heartbeat writes run at once.
 const heartbeatWorkers = 16
 
-// writeHeartbeat SETs the heartbeat on every local endpoint (members that
-// share an endpoint share its keyspace, so one write serves them all),
-// each bounded by the heartbeat interval (or the probe timeout, if
-// shorter), heartbeatWorkers at a time.
+// writeHeartbeat SETs the heartbeat on every local endpoint
+// (heartbeatTargets), each bounded by the heartbeat interval (or the probe
+// timeout, if shorter), heartbeatWorkers at a time.
 func (a *Agent) writeHeartbeat(ctx context.Context, st *agentState, seq uint64) {
 	p := st.cfg.Probes
 	limit := p.HeartbeatInterval
@@ -472,10 +482,9 @@ func (a *Agent) writeHeartbeat(ctx context.Context, st *agentState, seq uint64) 
 		limit = p.Timeout
 	}
 	key := heartbeatKey(heartbeatPrefix(p), st.region)
-	seen := map[*endpoint]bool{}
 	work := make(chan *target)
 	var wg sync.WaitGroup
-	for range min(heartbeatWorkers, len(st.targets)) {
+	for range min(heartbeatWorkers, len(st.heartbeatTargets)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -490,11 +499,7 @@ func (a *Agent) writeHeartbeat(ctx context.Context, st *agentState, seq uint64) 
 			}
 		}()
 	}
-	for _, t := range st.targets {
-		if !t.local || seen[t.ep] {
-			continue
-		}
-		seen[t.ep] = true
+	for _, t := range st.heartbeatTargets {
 		select {
 		case work <- t:
 		case <-ctx.Done():
