@@ -14,11 +14,11 @@ func (ev *evaluation) event(db *config.Database, d *decision, prev, cur *answerS
 }
 
 // dropped records, in all mode, a failover for each member that left the
-// record set because it went down while the first member stayed the same
-// (a change of the first member is an event of its own).
+// record set because it went down. commit calls it only when the first
+// member stayed the same (a change of the first member is an event of its
+// own).
 func (ev *evaluation) dropped(db *config.Database, d *decision, prev, cur *answerState, region string) {
-	if db.Mode != config.ModeAll || d.kind != decideNormal || prev.allDown || prev.first != cur.first ||
-		forcedMember(db, ev.e.prevOv) != "" {
+	if db.Mode != config.ModeAll || d.kind != decideNormal || prev.allDown || forcedMember(db, ev.e.prevOv) != "" {
 		return
 	}
 	for _, n := range prev.members {
