@@ -35,4 +35,8 @@ func TestNodeStatusListsAgents(t *testing.T) {
 	if st.Agents[0].ID != "east" || st.Agents[1].ID != "west" || st.Agents[0].Region != "east" {
 		t.Errorf("agents %+v, want east and west", st.Agents)
 	}
+	// The node passes its name to the ingest: every ack carries it.
+	if ack := f.lastAck.Load(); ack == nil || ack.GetNode() != "ns1" || !ack.GetAccepted() {
+		t.Errorf("last ack %v, want an accepted report acknowledged by node ns1", ack)
+	}
 }

@@ -7,12 +7,14 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/miekg/dns"
 
+	"github.com/aagtm/aagtm/api"
 	"github.com/aagtm/aagtm/config"
 	"github.com/aagtm/aagtm/internal/testenv"
 	"github.com/aagtm/aagtm/probes"
@@ -29,6 +31,8 @@ type fixture struct {
 	agents  sync.WaitGroup
 	state   string
 	yaml    string
+	// lastAck is the last ack any agent received from the node.
+	lastAck atomic.Pointer[api.Ack]
 }
 
 const fixtureYAML = `
@@ -94,7 +98,8 @@ func (f *fixture) start(t *testing.T) {
 		t.Fatal("node did not start")
 	}
 	for _, a := range f.cfg.Agents {
-		agent, err := probes.NewAgent(f.cfg, a.ID, logger(t))
+		agent, err := probes.NewAgent(f.cfg, a.ID, logger(t),
+			probes.WithAckHook(func(_ string, ack *api.Ack) { f.lastAck.Store(ack) }))
 		if err != nil {
 			t.Fatal(err)
 		}
