@@ -219,7 +219,7 @@ func (a *Agent) newState(cfg *config.Config, prev *agentState) (*agentState, err
 			t := old[m.Name]
 			if t == nil || !reflect.DeepEqual(t.member, m) || t.timeout != p.Timeout || t.local != (m.Region == ag.Region) {
 				var err error
-				if t, err = newSharedTarget(m, p, a.id, ag.Region, eps, a.dials); err != nil {
+				if t, err = newTarget(m, p, a.id, ag.Region, eps, a.dials); err != nil {
 					return nil, fmt.Errorf("probes: %w", err)
 				}
 			}

@@ -38,11 +38,7 @@ func checkSettings(timeout time.Duration) config.Probes {
 // with its duration.
 func runCheck(t *testing.T, c config.Check, url string, p config.Probes) result {
 	t.Helper()
-	tg, err := newTarget(testenv.Member("m1", use, url), p, agentU, use)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tg.close()
+	tg := soloTarget(t, testenv.Member("m1", use, url), p)
 	ck, err := newCheck(c)
 	if err != nil {
 		t.Fatal(err)
@@ -269,11 +265,7 @@ func TestKeyspaceSkippedInReadOnlyMode(t *testing.T) {
 		t.Fatal("keyspace not skipped in read-only mode")
 	}
 	srv := testenv.StartRedis(t)
-	tg, err := newTarget(testenv.Member("m1", use, srv.URL()), p, agentU, use)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tg.close()
+	tg := soloTarget(t, testenv.Member("m1", use, srv.URL()), p)
 	if r := (lagCheck{}).run(context.Background(), &probe{t: tg, c: tg.redis(), agentID: agentU, region: use, settings: p, hbRegions: []string{use}}); !r.ok() {
 		t.Fatal(r.err)
 	}
@@ -318,10 +310,7 @@ func TestRESTCheck(t *testing.T) {
 			status, body = tc.status, tc.body
 			m := testenv.Member("m1", use, "redis://127.0.0.1:1")
 			m.REST = config.REST{URL: strings.Replace(srv.URL, "http://", "http://admin:pw@", 1), BDB: 7, LagTolerance: tc.tol}
-			tg, err := newTarget(m, checkSettings(time.Second), agentU, use)
-			if err != nil {
-				t.Fatal(err)
-			}
+			tg := soloTarget(t, m, checkSettings(time.Second))
 			r := (restCheck{}).run(context.Background(), &probe{t: tg, settings: checkSettings(time.Second)})
 			if r.outcome != tc.want || !strings.Contains(r.err, tc.errHas) {
 				t.Fatalf("got %s %q, want %s containing %q", r.outcome, r.err, tc.want, tc.errHas)
@@ -340,7 +329,7 @@ func TestRESTCheck(t *testing.T) {
 	t.Run("unreachable", func(t *testing.T) {
 		m := testenv.Member("m1", use, "redis://127.0.0.1:1")
 		m.REST = config.REST{URL: "http://" + deadAddr(t), BDB: 1}
-		tg, _ := newTarget(m, checkSettings(time.Second), agentU, use)
+		tg := soloTarget(t, m, checkSettings(time.Second))
 		r := (restCheck{}).run(context.Background(), &probe{t: tg, settings: checkSettings(time.Second)})
 		if r.outcome != OutcomeUnreachable {
 			t.Fatalf("got %s %q, want unreachable", r.outcome, r.err)

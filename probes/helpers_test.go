@@ -107,3 +107,21 @@ func memberOf(rep *api.Report, name string) *api.MemberReport {
 	}
 	return nil
 }
+
+// soloTarget is a target for m on an endpoint of its own, dials
+// unbounded, probing from agentU in us-east; its clients are closed when
+// the test ends.
+func soloTarget(t testing.TB, m config.Member, p config.Probes) *target {
+	t.Helper()
+	tg, err := newTarget(m, p, agentU, use, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		tg.ep.close()
+		if tg.http != nil {
+			tg.http.CloseIdleConnections()
+		}
+	})
+	return tg
+}

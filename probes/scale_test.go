@@ -103,11 +103,11 @@ func TestDialBudgetExhaustedIsNotMeasured(t *testing.T) {
 		{"a slot", 1, OutcomePass},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			tg, err := newSharedTarget(testenv.Member("m1", use, srv.URL()), p, agentU, use, endpoints{}, newDialBudget(tc.slots, 1))
+			tg, err := newTarget(testenv.Member("m1", use, srv.URL()), p, agentU, use, endpoints{}, newDialBudget(tc.slots, 1))
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer tg.close()
+			defer tg.ep.close()
 			ctx, cancel := context.WithTimeout(context.Background(), p.Timeout)
 			defer cancel()
 			start := time.Now()

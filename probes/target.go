@@ -442,15 +442,10 @@ type target struct {
 }
 
 // newTarget parses the member's URL and prepares (but does not dial) its
-// client, on an endpoint of its own. Timeouts come from p.Timeout whatever
-// the URL says.
-func newTarget(m config.Member, p config.Probes, agentID, region string) (*target, error) {
-	return newSharedTarget(m, p, agentID, region, nil, nil)
-}
-
-// newSharedTarget is newTarget with the endpoint taken from (or added to)
-// eps, and dials bounded by budget (nil: unbounded).
-func newSharedTarget(m config.Member, p config.Probes, agentID, region string, eps endpoints, budget *dialBudget) (*target, error) {
+// client on the endpoint it names, taken from (or added to) eps (nil: an
+// endpoint of its own), with dials bounded by budget (nil: unbounded).
+// Timeouts come from p.Timeout whatever the URL says.
+func newTarget(m config.Member, p config.Probes, agentID, region string, eps endpoints, budget *dialBudget) (*target, error) {
 	opts, err := redis.ParseURL(m.Redis)
 	if err != nil {
 		return nil, fmt.Errorf("member %s: parse redis URL: %w", m.Name, err)
@@ -535,12 +530,3 @@ func redirect(err error) (addr string, ask, ok bool) {
 // is still its client.
 func (t *target) reset(c *redis.Client) { t.ep.reset(c) }
 
-// close releases the target's endpoint clients and idle HTTP connections.
-// Only for a target whose endpoint is its own (tests, aagtm check); the
-// agent closes shared endpoints itself.
-func (t *target) close() {
-	t.ep.close()
-	if t.http != nil {
-		t.http.CloseIdleConnections()
-	}
-}
