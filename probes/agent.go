@@ -95,7 +95,7 @@ type agentState struct {
 	// region's heartbeat is written (members that share an endpoint share
 	// its keyspace, so one write serves them all).
 	heartbeatTargets []*target
-	dbOf      map[*target]string
+	dbOf             map[*target]string
 	// dbRegions: database name -> regions of its members, sorted.
 	dbRegions map[string][]string
 	dial      dialSettings

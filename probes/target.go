@@ -529,4 +529,3 @@ func redirect(err error) (addr string, ask, ok bool) {
 // reset makes the member's endpoint dial afresh (see endpoint.reset) if c
 // is still its client.
 func (t *target) reset(c *redis.Client) { t.ep.reset(c) }
-
