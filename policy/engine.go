@@ -121,12 +121,11 @@ type Engine struct {
 	cfg    *config.Config
 	ranker Ranker
 
-	// Indexes of cfg, rebuilt by Reconfigure.
-	agents map[string]string // agent ID → region
-	// agentIDs are the configured agent IDs, sorted: the order of
-	// MemberStatus.Vantages.
+	// Indexes of cfg, rebuilt by Reconfigure: the configured agent IDs,
+	// sorted (the order of MemberStatus.Vantages), and the declared
+	// region names.
 	agentIDs []string
-	regions  map[string]bool // declared region names
+	regions  map[string]bool
 
 	// members holds every configured member's state, by member name.
 	members map[string]*memberState
@@ -253,10 +252,8 @@ func (e *Engine) Reconfigure(cfg *config.Config) {
 		cfg = &config.Config{}
 	}
 	e.cfg = cfg
-	e.agents = make(map[string]string, len(cfg.Agents))
 	e.agentIDs = make([]string, 0, len(cfg.Agents))
 	for _, a := range cfg.Agents {
-		e.agents[a.ID] = a.Region
 		e.agentIDs = append(e.agentIDs, a.ID)
 	}
 	slices.Sort(e.agentIDs)

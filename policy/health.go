@@ -245,7 +245,7 @@ func (e *Engine) apply(o pendingObs) {
 		}
 		v.lag[src] = lagSample{lag: l, at: o.at}
 	}
-	vt, _ := outcomeVotes[o.outcome]
+	vt := outcomeVotes[o.outcome]
 	if vt == voteNone {
 		return
 	}
