@@ -31,8 +31,8 @@ SIGINT/SIGTERM shut down gracefully.
 
 Memory: unless the environment sets them, serve runs with GOGC=400 (fewer
 collections on the query path) and a soft memory limit GOMEMLIMIT=240MiB
-(collections become more frequent only as the heap nears it, so a node with
-thousands of members stays near 300 MB).`,
+(collections become more frequent only as the heap nears it, instead of
+letting the heap grow to five times the live data of thousands of members).`,
 		Example: `  aagtm serve -c /etc/aagtm/aagtm.yaml --node ns1
   AAGTM_NODE=ns2 aagtm serve --dns 0.0.0.0:53 --dns [::]:53`,
 		Args: cobra.NoArgs,
