@@ -10,6 +10,10 @@ import (
 	"time"
 )
 
+// demoRegions is how many regions the demo runs: us-east, eu-west and
+// ap-south, one member and one agent each.
+const demoRegions = 3
+
 // TestDemo runs `aagtm demo` as the README's quick start does, queries it
 // with dig, and fails a member through the demo's control input. It runs
 // once with redis-server members and once with embedded miniredis, the
@@ -81,8 +85,27 @@ func TestDemo(t *testing.T) {
 				t.Errorf("id.server = %q, want \"ns1\"", got)
 			}
 
-			// Fail the us-east member through the demo's control input.
-			time.Sleep(1500 * time.Millisecond) // let rise complete everywhere
+			// Fail the us-east member through the demo's control input, once
+			// every agent's vantage of every member has completed rise, so
+			// that the quorum decides on probes.
+			adminAddr := fmt.Sprintf("127.0.0.1:%d", adminPort)
+			waitFor(t, 20*time.Second, "every vantage of every member up at the demo's admin API", func() bool {
+				st, err := status(adminAddr)
+				if err != nil || len(st.Members) != demoRegions {
+					return false
+				}
+				for _, m := range st.Members {
+					if m.Verdict != "up" || len(m.Vantages) != demoRegions {
+						return false
+					}
+					for _, v := range m.Vantages {
+						if !v.Fresh || v.Verdict != "up" {
+							return false
+						}
+					}
+				}
+				return true
+			})
 			if _, err := io.WriteString(stdin, "fail cache-use\n"); err != nil {
 				t.Fatal(err)
 			}

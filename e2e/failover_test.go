@@ -95,7 +95,7 @@ func TestCheckCommand(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("check on the example failed (%d):\n%s", code, out)
 	}
-	for _, want := range []string{"is valid", "DETECTION", "RTO BOUND", "2.5s", "7.5s", "cache.gtm.example.com."} {
+	for _, want := range []string{"is valid", "DETECTION", "RTO BOUND", "2.501s", "8.501s", "cache.gtm.example.com."} {
 		if !strings.Contains(out, want) {
 			t.Errorf("check output lacks %q:\n%s", want, out)
 		}

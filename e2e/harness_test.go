@@ -45,21 +45,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// requireTool fails the test in CI and skips it elsewhere when a user-facing
-// tool is missing.
-func requireTool(t *testing.T, name, pkg string) string {
-	t.Helper()
-	path, err := exec.LookPath(name)
-	if err == nil {
-		return path
-	}
-	msg := fmt.Sprintf("%s not found on PATH; install it (apt-get install %s) or run `make test`, which does", name, pkg)
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return ""
-}
+// requireTool is testenv.RequireTool: it fails the test in CI and skips it
+// elsewhere when a user-facing tool is missing.
+var requireTool = testenv.RequireTool
 
 // proc is a process started by a test, stopped with SIGTERM in cleanup.
 type proc struct {

@@ -598,25 +598,26 @@ const (
 	dialBudgetPerHost = 32
 	// spreadStep is the spacing between the starts of consecutive member
 	// probes in a round, until the round's spread window reaches its cap
-	// (spreadWindow): 1,000 members are spread over 100 ms, 5,000 and more
+	// (SpreadWindow): 1,000 members are spread over 100 ms, 5,000 and more
 	// over 500 ms (half the interval if that is shorter); a handful start
 	// together as before.
 	spreadStep = 100 * time.Microsecond
 	// maxSpread caps the spread window. The window adds to detection (a
-	// member probed early in a round is reported at the round's end), so it
-	// must fit in the slack of fall × interval + timeout + 1 s.
+	// member probed early in a round is reported at the round's end; `aagtm
+	// check` counts it in the bound it prints).
 	maxSpread = 500 * time.Millisecond
 	// overloadLogEvery rate-limits the warning about probes not measured.
 	overloadLogEvery = 10 * time.Second
 )
 
-// spreadWindow is how long a round takes to start all of its n member
+// SpreadWindow is how long a round takes to start all of its n member
 // probes: n × spreadStep, at most half the interval and at most maxSpread.
 // Spreading keeps the agent's CPU, its dials and the servers' accept queues
-// from one burst of thousands of probes at the start of each round; the cap
-// keeps detection within fall × interval + timeout + 500 ms plus the
-// report's transit.
-func spreadWindow(interval time.Duration, n int) time.Duration {
+// from one burst of thousands of probes at the start of each round. A
+// round's report leaves when its last probe has returned, so the window adds
+// to detection: a member probed first waits up to the window for the others
+// (the bound `aagtm check` prints includes it).
+func SpreadWindow(interval time.Duration, n int) time.Duration {
 	return min(time.Duration(n)*spreadStep, interval/2, maxSpread)
 }
 
@@ -656,7 +657,7 @@ func (a *Agent) round(ctx context.Context, st *agentState) *api.Report {
 	p := st.cfg.Probes
 	timeout, late := p.Timeout, startLimit(p.Interval)
 	n := len(st.targets)
-	window := spreadWindow(p.Interval, n)
+	window := SpreadWindow(p.Interval, n)
 	start := time.Now()
 	for _, e := range st.endpoints {
 		// A retired client is unused once every probe that could hold it

@@ -35,8 +35,8 @@ func TestSpreadWindow(t *testing.T) {
 		{5 * time.Second, 4000, 400 * time.Millisecond},
 	} {
 		t.Run(fmt.Sprintf("%s/%d", tc.interval, tc.n), func(t *testing.T) {
-			if got := spreadWindow(tc.interval, tc.n); got != tc.want {
-				t.Fatalf("spreadWindow(%s, %d) = %s, want %s", tc.interval, tc.n, got, tc.want)
+			if got := SpreadWindow(tc.interval, tc.n); got != tc.want {
+				t.Fatalf("SpreadWindow(%s, %d) = %s, want %s", tc.interval, tc.n, got, tc.want)
 			}
 		})
 	}
@@ -238,7 +238,7 @@ func TestThousandMembersFromCold(t *testing.T) {
 			t.Errorf("round %d: %d of %d checks not measured after the warm-up and two rounds", round, notMeasured, 2*n)
 		}
 		t.Logf("round %d: %d members in %s (spread window %s), %d checks not measured",
-			round, n, took, spreadWindow(cfg.Probes.Interval, n), notMeasured)
+			round, n, took, SpreadWindow(cfg.Probes.Interval, n), notMeasured)
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&after)

@@ -5,17 +5,29 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/go/bin"
 
+command -v go >/dev/null || { echo "go not found: install Go 1.26 (https://go.dev/dl) into /usr/local/go" >&2; exit 1; }
+
+# Every program the tests run, with the Debian package that provides it.
+tools=(redis-server:redis-server dig:bind9-dnsutils unbound:unbound dnsperf:dnsperf)
 need=()
-command -v redis-server >/dev/null || need+=(redis-server)
-command -v dig >/dev/null || need+=(bind9-dnsutils)
-command -v unbound >/dev/null || need+=(unbound)
-command -v dnsperf >/dev/null || need+=(dnsperf)
+for t in "${tools[@]}"; do
+  command -v "${t%%:*}" >/dev/null || need+=("${t#*:}")
+done
 if [ ${#need[@]} -gt 0 ]; then
   echo "==> installing ${need[*]}"
   sudo_cmd=""
   [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+missing=()
+for t in "${tools[@]}"; do
+  command -v "${t%%:*}" >/dev/null || missing+=("${t%%:*}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  # Without them the tests that need them skip (or fail under CI=true).
+  echo "==> still missing after apt-get: ${missing[*]}" >&2
+  [ "${CI:-}" = true ] && exit 1
 fi
 # The Debian packages start system services we do not use; tests start
 # their own processes on free ports.

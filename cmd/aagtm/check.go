@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/aagtm/aagtm/config"
+	"github.com/aagtm/aagtm/probes"
 )
 
 func newCheckCmd(g *globalFlags) *cobra.Command {
@@ -20,8 +21,13 @@ func newCheckCmd(g *globalFlags) *cobra.Command {
 environment, flags), lists every problem with the field to fix, and on success
 prints the resolved settings with their defaults filled in and, per database:
 
-  detection  worst-case time to declare a member down = fall × interval + timeout
-  RTO bound  detection + answer TTL (clients re-resolve after the TTL)
+  detection  worst-case time from a member killed or hung until the nodes
+             answer the next one = fall × interval + timeout + spread window
+             (members × 100µs, at most interval/2 and 500ms), plus the
+             report's transit from agent to node
+  RTO bound  worst-case time until a client of a recursive resolver gets the
+             next member = detection + ttl + 1s (resolvers count TTLs in
+             whole seconds); the client's own reconnect comes on top
   failback   earliest return of a recovered member = rise × interval + failback_hold
 
 Exit status 0 when valid, 1 when not.`,
@@ -37,9 +43,56 @@ Exit status 0 when valid, 1 when not.`,
 	}
 }
 
-// Detection is the worst-case time for the probes to declare a member down.
-func Detection(p config.Probes) time.Duration {
-	return time.Duration(p.Fall)*p.Interval + p.Timeout
+// resolverTTLSlack is how much longer than its TTL a recursive resolver
+// may serve an answer. Resolvers count TTLs in whole seconds: unbound keeps
+// the expiry as a whole second and answers with TTL 0 until its clock has
+// passed it, so an answer fetched just after a second began is served for up
+// to TTL + 1 s.
+const resolverTTLSlack = time.Second
+
+// timingBounds returns the worst-case detection time and RTO of database d
+// under cfg, for a member that is killed (connections refused) or hung
+// (connections accepted, nothing answered). They are what `aagtm check`
+// prints and what the README and docs/operations.md describe; the e2e test
+// TestBoundsHold measures both fault kinds against them.
+//
+// Detection runs from the fault until the nodes answer the next member:
+//
+//	detection = fall × interval + timeout + spread window
+//
+// In the worst case the fault comes just after the member answered a probe.
+// An agent starts a round every interval whatever the last one did (rounds
+// run in the background, so a round that waited for a timeout delays no
+// other), and the fall-th round after the one answered completes the run of
+// failures. That round's report leaves once its last probe has returned: at
+// most the spread window (probes.SpreadWindow: members × 100 µs, at most
+// interval/2 and 500 ms) plus the timeout after the round began. A killed
+// member fails at once, a hung one at the timeout; both fit. Each agent of
+// a quorum obeys the bound, so the quorum does. Nodes re-evaluate on every
+// report, so only the report's one-way transit from agent to node comes on
+// top (milliseconds within a region, the WAN latency across regions).
+//
+// The RTO runs from the fault until a client of a recursive resolver gets
+// the next member:
+//
+//	RTO = detection + ttl + 1 s
+//
+// The resolver may have fetched the old answer just before the node
+// switched, and serves it for its TTL plus the second its whole-second
+// counting adds (resolverTTLSlack). The client's own reconnect, and
+// resolvers that raise small TTLs to a floor, come on top.
+//
+// Both are rounded up to the millisecond.
+func timingBounds(cfg *config.Config, d config.Database) (detection, rto time.Duration) {
+	members := 0 // every agent probes every member of every database
+	for _, db := range cfg.Databases {
+		members += len(db.Members)
+	}
+	p := cfg.Probes
+	detection = time.Duration(p.Fall)*p.Interval + p.Timeout + probes.SpreadWindow(p.Interval, members)
+	detection = (detection + time.Millisecond - 1).Truncate(time.Millisecond)
+	rto = detection + d.TTL.Truncate(time.Second) + resolverTTLSlack
+	return detection, rto
 }
 
 func printResolved(w io.Writer, cfg *config.Config) {
@@ -94,7 +147,6 @@ func printResolved(w io.Writer, cfg *config.Config) {
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "DATABASE\tHOST\tMODE\tTTL\tLAG TOL\tALL DOWN\tDETECTION\tRTO BOUND\tFAILBACK\tMEMBERS")
-	det := Detection(p)
 	for _, d := range cfg.Databases {
 		var ms []string
 		for _, m := range d.Members {
@@ -105,7 +157,8 @@ func printResolved(w io.Writer, cfg *config.Config) {
 			ms = append(ms, fmt.Sprintf("%s@%s=%s", m.Name, m.Region, target))
 		}
 		failback := time.Duration(p.Rise)*p.Interval + d.FailbackHold
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.Name, d.Host, d.Mode, d.TTL, d.LagTolerance, d.WhenAllDown, det, det+d.TTL, failback, strings.Join(ms, " "))
+		det, rto := timingBounds(cfg, d)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.Name, d.Host, d.Mode, d.TTL, d.LagTolerance, d.WhenAllDown, det, rto, failback, strings.Join(ms, " "))
 	}
 	tw.Flush()
 }

@@ -6,8 +6,9 @@
 //
 // It is for tests only and imports nothing of aagtm. It talks to the servers
 // with a tiny RESP client of its own (Do), so it does not depend on a Redis
-// client library. When redis-server is not on PATH, tests are skipped, or
-// failed when the environment variable CI is "true".
+// client library. When redis-server (or a program a test asks for with
+// RequireTool) is not on PATH, tests are skipped, or failed when the
+// environment variable CI is "true", as .ci/run sets it.
 //
 // Typical use:
 //
@@ -84,21 +85,28 @@ type Redis struct {
 	out  *lockedBuffer
 }
 
-// RequireRedisServer returns the path of redis-server. When it is not on
-// PATH it fails the test if the environment variable CI is "true" and skips
-// it otherwise.
-func RequireRedisServer(t testing.TB) string {
+// RequireTool returns the path of the program name. When it is not on
+// PATH it fails the test if the environment variable CI is "true" (so that
+// CI, which sets it, cannot pass by skipping) and skips the test otherwise;
+// the message names the Debian package debPkg that provides it.
+func RequireTool(t testing.TB, name, debPkg string) string {
 	t.Helper()
-	path, err := exec.LookPath("redis-server")
+	path, err := exec.LookPath(name)
 	if err == nil {
 		return path
 	}
-	msg := "redis-server not found on PATH; install Redis (e.g. apt-get install redis-server) to run this test"
+	msg := fmt.Sprintf("%s not found on PATH; install it (apt-get install %s) or run `make test`, which does", name, debPkg)
 	if os.Getenv("CI") == "true" {
 		t.Fatal(msg)
 	}
 	t.Skip(msg)
 	return ""
+}
+
+// RequireRedisServer returns the path of redis-server, as RequireTool.
+func RequireRedisServer(t testing.TB) string {
+	t.Helper()
+	return RequireTool(t, "redis-server", "redis-server")
 }
 
 // StartRedis starts a redis-server on a free port with --save "" and
