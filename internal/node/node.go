@@ -529,6 +529,9 @@ func needsRestart(old, cur *config.Config, name string) []string {
 		if o.Admin != c.Admin {
 			out = append(out, "nodes[].admin")
 		}
+		if o.AdminTLS != c.AdminTLS {
+			out = append(out, "nodes[].admin_tls")
+		}
 		if o.StateFile != c.StateFile {
 			out = append(out, "nodes[].state_file")
 		}
