@@ -97,10 +97,10 @@ type rawAgent struct {
 }
 
 type rawNode struct {
-	Name      string   `mapstructure:"name"`
-	Report    string   `mapstructure:"report"`
-	Listen    string   `mapstructure:"listen"`
-	DNS       []string `mapstructure:"dns"`
+	Name      string      `mapstructure:"name"`
+	Report    string      `mapstructure:"report"`
+	Listen    string      `mapstructure:"listen"`
+	DNS       []string    `mapstructure:"dns"`
 	Admin     string      `mapstructure:"admin"`
 	AdminTLS  rawAdminTLS `mapstructure:"admin_tls"`
 	StateFile string      `mapstructure:"state_file"`
