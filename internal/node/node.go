@@ -9,10 +9,10 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -28,6 +28,7 @@ import (
 	"github.com/aagtm/aagtm/config"
 	"github.com/aagtm/aagtm/dnsserver"
 	"github.com/aagtm/aagtm/ingest"
+	"github.com/aagtm/aagtm/internal/reportwire"
 	"github.com/aagtm/aagtm/policy"
 )
 
@@ -84,6 +85,7 @@ type Node struct {
 	dns      *dnsserver.Server
 	ingest   *ingest.Ingest
 	admin    *admin.Server
+	adminTLS *tls.Config // nil: the admin API speaks plain HTTP
 
 	savedSerial atomic.Uint64 // snapshot serial in the state file
 
@@ -151,6 +153,13 @@ func New(cfg *config.Config, name string, logger hclog.Logger, opts Options) (*N
 		return nil, err
 	}
 	n.admin = admin.NewServer(n, name, token, cfg.Security.Insecure, opts.Registry, logger)
+	if t := self.AdminTLS; t.Enabled() {
+		cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
+		if err != nil {
+			return nil, fmt.Errorf("nodes[%s].admin_tls: %w", name, err)
+		}
+		n.adminTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
 	n.restore()
 	return n, nil
 }
@@ -210,6 +219,9 @@ func (n *Node) Run(ctx context.Context) error {
 	if err != nil {
 		ingestLis.Close()
 		return fmt.Errorf("listen for admin on %s: %w", n.opts.Admin, err)
+	}
+	if n.adminTLS != nil {
+		adminLis = tls.NewListener(adminLis, n.adminTLS)
 	}
 	n.addrMu.Lock()
 	n.ingestAddr, n.adminAddr = ingestLis.Addr(), adminLis.Addr()
@@ -547,15 +559,7 @@ func readAdminToken(cfg *config.Config) (string, error) {
 	if cfg.Security.AdminTokenFile == "" {
 		return "", nil
 	}
-	b, err := os.ReadFile(cfg.Security.AdminTokenFile)
-	if err != nil {
-		return "", fmt.Errorf("security.admin_token_file: %w", err)
-	}
-	tok := strings.TrimSpace(string(b))
-	if tok == "" {
-		return "", fmt.Errorf("security.admin_token_file %s is empty: put a long random token in it", cfg.Security.AdminTokenFile)
-	}
-	return tok, nil
+	return reportwire.ReadToken("security.admin_token_file", cfg.Security.AdminTokenFile)
 }
 
 // Snapshot returns the current decision.
