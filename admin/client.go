@@ -172,6 +172,13 @@ func (c *Client) Unforce(ctx context.Context, db string) error {
 	return err
 }
 
+// AckCorruptState acknowledges the node's report of a corrupt state file
+// (a no-op on a node that has none).
+func (c *Client) AckCorruptState(ctx context.Context) error {
+	_, err := c.Mutate(ctx, http.MethodPost, "/v1/state/ack-corrupt", nil)
+	return err
+}
+
 // Ready reports whether the node's /readyz answers 200.
 func (c *Client) Ready(ctx context.Context) (bool, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/readyz", nil)

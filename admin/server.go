@@ -145,6 +145,7 @@ func NewServer(b Backend, node string, token string, insecure bool, reg *prometh
 	mux.HandleFunc("DELETE /v1/databases/{db}/force", s.mutating("unforce", func(r *http.Request) error {
 		return s.b.Unforce(r.PathValue("db"))
 	}))
+	mux.HandleFunc("POST /v1/state/ack-corrupt", s.mutating("ack-state", s.ackState))
 	if reg != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 			Registry:          reg,
@@ -220,6 +221,9 @@ func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
 	st.Ready = s.ready()
 	if al, ok := s.b.(AgentLister); ok {
 		st.Agents = append(st.Agents, al.Agents()...)
+	}
+	if sk, ok := s.b.(StateKeeper); ok {
+		st.State = sk.StateStatus()
 	}
 	writeJSON(w, http.StatusOK, st)
 }
