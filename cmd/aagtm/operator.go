@@ -98,7 +98,7 @@ func (o *operatorFlags) token(cfg *config.Config) (string, error) {
 }
 
 func newOperatorCmds(g *globalFlags) []*cobra.Command {
-	return []*cobra.Command{newStatusCmd(g), newDrainCmd(g, true), newDrainCmd(g, false), newForceCmd(g)}
+	return []*cobra.Command{newStatusCmd(g), newDrainCmd(g, true), newDrainCmd(g, false), newForceCmd(g), newAckStateCmd(g)}
 }
 
 func newStatusCmd(g *globalFlags) *cobra.Command {
@@ -239,6 +239,34 @@ persisted; each node's result is printed.`,
 	}
 	o.register(cmd, true)
 	cmd.Flags().BoolVar(&clear, "clear", false, "clear the forced answer")
+	return cmd
+}
+
+func newAckStateCmd(g *globalFlags) *cobra.Command {
+	var o operatorFlags
+	cmd := &cobra.Command{
+		Use:   "ack-state",
+		Short: "Acknowledge a node's report of an unusable state file, once its drains and forces are re-applied",
+		Long: `A node that finds its state file unusable at start (corrupt, truncated, of
+another version, unreadable) moves it aside as <file>.corrupt-<time>, starts
+with no drains or forces, and reports it in 'aagtm status' (with what the file
+held) until an operator acknowledges it. Re-apply the lost drains and forces
+(aagtm drain, aagtm force), then run ack-state. Sent to every node in the config
+(or the --admin addresses); a node with nothing to acknowledge answers ok.
+The moved-aside file is kept: delete it when you no longer need it.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			nodes, token, err := o.targets(g, cmd, true)
+			if err != nil {
+				return err
+			}
+			results := admin.FanOut(cmd.Context(), nodes, token, o.timeout, func(ctx context.Context, _ int, c *admin.Client) error {
+				return c.AckCorruptState(ctx)
+			})
+			return report(cmd.OutOrStdout(), results)
+		},
+	}
+	o.register(cmd, true)
 	return cmd
 }
 
