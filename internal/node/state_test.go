@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/aagtm/aagtm/admin"
+	"github.com/aagtm/aagtm/config"
 	"github.com/aagtm/aagtm/internal/testenv"
 	"github.com/aagtm/aagtm/policy"
 )
@@ -265,4 +267,44 @@ func writeFile(t *testing.T, path string, data []byte) {
 
 func policyOverrides(drained map[string]bool, forced map[string]string) policy.Overrides {
 	return policy.Overrides{Drained: drained, Forced: forced}
+}
+
+// With nodes[].admin_tls the node serves its admin API over HTTPS only,
+// and the CLI's client, verifying with admin_tls.ca, drains through it.
+func TestAdminOverTLS(t *testing.T) {
+	cfg, err := config.Parse([]byte(fmt.Sprintf(fixtureYAML, "redis://127.0.0.1:1", "redis://127.0.0.1:2", testenv.FreePort(t, "127.0.0.1"))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := testenv.NewCA(t, "admin-ca")
+	certFile, keyFile := ca.Server(t, "ns1")
+	cfg.Nodes[0].AdminTLS = config.AdminTLS{Cert: certFile, Key: keyFile, CA: ca.Path}
+	n, err := New(cfg, "ns1", logger(t), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	<-n.Started()
+
+	self := cfg.Nodes[0]
+	self.Admin = n.AdminAddr()
+	res := admin.FanOut(context.Background(), []config.Node{self}, "", 0, func(ctx context.Context, _ int, c *admin.Client) error {
+		if !strings.HasPrefix(c.URL(), "https://") {
+			t.Errorf("client calls %s, want https", c.URL())
+		}
+		return c.Drain(ctx, "cache-e")
+	})
+	if res[0].Err != nil || !n.Overrides().Drained["cache-e"] {
+		t.Fatalf("drain over HTTPS: %v, drained %v", res[0].Err, n.Overrides().Drained)
+	}
+	// Plain HTTP gets no service.
+	if resp, err := http.Get("http://" + n.AdminAddr() + "/v1/status"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			t.Error("the HTTPS admin listener answered plain HTTP")
+		}
+	}
 }
