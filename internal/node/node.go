@@ -193,11 +193,14 @@ func (n *Node) restore() {
 			n.stateBlocked = fmt.Errorf("state file %s is unusable (%v) and could not be moved aside (%v): "+
 				"not overwriting it; move it away and restart the node", path, err, merr)
 			c.Error += "; moving it aside failed: " + merr.Error()
+			n.logger.Error("state file unusable and not movable: the node will not write it; drains and forces fail until it is moved away and the node restarted",
+				"path", path, "error", err, "move_error", merr, "lost", c.Lost)
+		} else {
+			n.logger.Error("state file unusable: kept aside, starting with no drains or forces; re-apply them, then run aagtm ack-state",
+				"path", path, "moved_to", aside, "error", err, "lost", c.Lost)
 		}
 		c.MovedTo = aside
 		n.corrupt = c
-		n.logger.Error("state file unusable: kept aside, starting with no drains or forces; re-apply them, then run aagtm ack-state",
-			"path", path, "moved_to", aside, "error", err, "lost", c.Lost, "move_error", merr)
 		return
 	}
 	if st == nil {
@@ -795,10 +798,11 @@ func (n *Node) StateStatus() *admin.StateStatus {
 }
 
 // AckCorruptState clears the report of an unusable state file
-// (admin.StateKeeper) once the clearance is saved.
+// (admin.StateKeeper) once the clearance is saved; without a state file
+// there is nothing to acknowledge.
 func (n *Node) AckCorruptState() (*admin.CorruptState, error) {
 	if n.opts.StateFile == "" {
-		return nil, fmt.Errorf("%w: this node keeps no state file", admin.ErrNotFound)
+		return nil, nil
 	}
 	n.saveMu.Lock()
 	defer n.saveMu.Unlock()
