@@ -3,6 +3,8 @@ package admin
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +18,7 @@ import (
 	"time"
 
 	"github.com/aagtm/aagtm/config"
+	"github.com/aagtm/aagtm/internal/reportwire"
 )
 
 // DefaultTimeout bounds each node's call in FanOut when no timeout is
@@ -30,25 +33,57 @@ type Client struct {
 	hc    *http.Client
 }
 
+// ClientOption configures a Client.
+type ClientOption func(*Client)
+
+// WithRootCAs verifies the node's HTTPS certificate with pool instead of
+// the system roots.
+func WithRootCAs(pool *x509.CertPool) ClientOption {
+	return func(c *Client) {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		c.hc = &http.Client{Transport: tr}
+	}
+}
+
 // NewClient returns a client of the admin API of node at addr: a base URL
-// (http://10.0.0.5:8053) or host:port, which means http. token is sent as
-// the bearer token with every call; GETs do not need it, mutating calls do.
-// Calls are bounded by their contexts.
-func NewClient(node, addr, token string) (*Client, error) {
+// (http://10.0.0.5:8053, https://ns1.example.net:8053) or host:port, which
+// means http. token is sent as the bearer token with mutating calls only;
+// GETs do not need it. Calls are bounded by their contexts.
+func NewClient(node, addr, token string, opts ...ClientOption) (*Client, error) {
 	base := strings.TrimSpace(addr)
 	if !strings.Contains(base, "://") {
 		base = "http://" + base
 	}
 	u, err := url.Parse(base)
 	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-		return nil, fmt.Errorf("admin address %q of node %s: use host:port or http://host:port", addr, node)
+		return nil, fmt.Errorf("admin address %q of node %s: use host:port, http://host:port or https://host:port", addr, node)
 	}
-	return &Client{node: node, base: strings.TrimRight(u.String(), "/"), token: token, hc: http.DefaultClient}, nil
+	c := &Client{node: node, base: strings.TrimRight(u.String(), "/"), token: token, hc: http.DefaultClient}
+	for _, o := range opts {
+		o(c)
+	}
+	return c, nil
+}
+
+// nodeClient returns a client of node n at AdminURL(n), verifying its
+// certificate with n.AdminTLS.CA when that is set.
+func nodeClient(n config.Node, token string) (*Client, error) {
+	var opts []ClientOption
+	if n.AdminTLS.CA != "" {
+		pool, err := reportwire.LoadCAFile("nodes["+n.Name+"].admin_tls.ca", n.AdminTLS.CA)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, WithRootCAs(pool))
+	}
+	return NewClient(n.Name, AdminURL(n), token, opts...)
 }
 
 // AdminURL returns the URL at which an operator reaches node n's admin API:
 // its admin address, with an unspecified host (":8053", "0.0.0.0:8053")
-// replaced by the host of its report address, which agents reach too.
+// replaced by the host of its report address, which agents reach too;
+// https when the node has admin_tls.
 func AdminURL(n config.Node) string {
 	addr := n.Admin
 	if addr == "" {
@@ -57,9 +92,13 @@ func AdminURL(n config.Node) string {
 	if strings.Contains(addr, "://") {
 		return strings.TrimRight(addr, "/")
 	}
+	scheme := "http://"
+	if n.AdminTLS.Enabled() {
+		scheme = "https://"
+	}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return "http://" + addr
+		return scheme + addr
 	}
 	if unspecified(host) {
 		host = "127.0.0.1"
@@ -67,7 +106,23 @@ func AdminURL(n config.Node) string {
 			host = rh
 		}
 	}
-	return "http://" + net.JoinHostPort(host, port)
+	return scheme + net.JoinHostPort(host, port)
+}
+
+// TokenInClear reports whether a bearer token sent to the admin URL u
+// would cross a network in plain text: http to a host that is not
+// loopback (an address or localhost).
+func TokenInClear(u string) bool {
+	p, err := url.Parse(u)
+	if err != nil || p.Scheme != "http" {
+		return false
+	}
+	host := p.Hostname()
+	if strings.EqualFold(host, "localhost") {
+		return false
+	}
+	ip, err := netip.ParseAddr(host)
+	return err != nil || !ip.IsLoopback()
 }
 
 func unspecified(host string) bool {
@@ -117,6 +172,13 @@ func (c *Client) Unforce(ctx context.Context, db string) error {
 	return err
 }
 
+// AckCorruptState acknowledges the node's report of a corrupt state file
+// (a no-op on a node that has none).
+func (c *Client) AckCorruptState(ctx context.Context) error {
+	_, err := c.Mutate(ctx, http.MethodPost, "/v1/state/ack-corrupt", nil)
+	return err
+}
+
 // Ready reports whether the node's /readyz answers 200.
 func (c *Client) Ready(ctx context.Context) (bool, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/readyz", nil)
@@ -159,11 +221,13 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 		return fmt.Errorf("build request: %w", err)
 	}
 	req.Header.Set("Accept", "application/json")
-	if body != nil {
+	if method != http.MethodGet {
+		// Mutating calls: the server refuses any other Content-Type (CSRF)
+		// and needs the token; GETs never carry it.
 		req.Header.Set("Content-Type", "application/json")
-	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
+		if c.token != "" {
+			req.Header.Set("Authorization", "Bearer "+c.token)
+		}
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
@@ -191,12 +255,13 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 }
 
 // APIError is a non-2xx reply of the admin API. errors.Is matches it
-// against ErrNotFound, ErrBadRequest, ErrUnauthorized and ErrForbidden.
+// against ErrNotFound, ErrBadRequest, ErrUnauthorized, ErrForbidden and
+// ErrUnsupportedMediaType.
 type APIError struct {
 	// StatusCode is the HTTP status.
 	StatusCode int
 	// Code is the machine-readable error code (not_found, bad_request,
-	// unauthorized, forbidden, internal).
+	// unauthorized, forbidden, unsupported_media_type, internal).
 	Code string
 	// Message is the server's explanation.
 	Message string
@@ -222,6 +287,8 @@ func (e *APIError) Unwrap() error {
 		return ErrUnauthorized
 	case http.StatusForbidden:
 		return ErrForbidden
+	case http.StatusUnsupportedMediaType:
+		return ErrUnsupportedMediaType
 	}
 	return nil
 }
@@ -242,7 +309,8 @@ type NodeResult struct {
 // result per node in the order of nodes. i is the node's index in nodes, so
 // fn can store values in a slice of its own without locking. A node that is
 // down, refuses or times out is reported in its result, never fatal to the
-// others. Clients send token with every call.
+// others. Clients send token with mutating calls, over HTTPS to nodes with
+// admin_tls (verified with its ca).
 func FanOut(ctx context.Context, nodes []config.Node, token string, timeout time.Duration, fn func(ctx context.Context, i int, c *Client) error) []NodeResult {
 	if timeout <= 0 {
 		timeout = DefaultTimeout
@@ -251,7 +319,7 @@ func FanOut(ctx context.Context, nodes []config.Node, token string, timeout time
 	var wg sync.WaitGroup
 	for i, n := range nodes {
 		results[i] = NodeResult{Node: n.Name, URL: AdminURL(n)}
-		c, err := NewClient(n.Name, results[i].URL, token)
+		c, err := nodeClient(n, token)
 		if err != nil {
 			results[i].Err = err
 			continue

@@ -3,13 +3,18 @@ package admin_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/aagtm/aagtm/admin"
 	"github.com/aagtm/aagtm/config"
+	"github.com/aagtm/aagtm/internal/testenv"
 )
 
 // refusingAddr returns a loopback address where nothing listens.
@@ -118,6 +123,8 @@ func TestAdminURL(t *testing.T) {
 		{config.Node{Admin: "[::]:8053", Report: "0.0.0.0:7411"}, "http://127.0.0.1:8053"},
 		{config.Node{Admin: "[2001:db8::1]:8053"}, "http://[2001:db8::1]:8053"},
 		{config.Node{Admin: "https://admin.ns1.example.com/"}, "https://admin.ns1.example.com"},
+		{config.Node{Admin: "0.0.0.0:8053", Report: "ns1.internal:7411", AdminTLS: config.AdminTLS{Cert: "c", Key: "k"}}, "https://ns1.internal:8053"},
+		{config.Node{Admin: "10.0.0.5:8053", AdminTLS: config.AdminTLS{CA: "ca.pem"}}, "https://10.0.0.5:8053"},
 		{config.Node{}, "http://127.0.0.1:8053"},
 	}
 	for _, tc := range tests {
@@ -132,5 +139,82 @@ func TestNewClientRejectsBadAddress(t *testing.T) {
 		if _, err := admin.NewClient("ns1", addr, ""); err == nil {
 			t.Errorf("NewClient(%q) accepted", addr)
 		}
+	}
+}
+
+func TestTokenInClear(t *testing.T) {
+	for _, tc := range []struct {
+		url  string
+		want bool
+	}{
+		{"http://127.0.0.1:8053", false},
+		{"http://127.0.0.2:8053", false},
+		{"http://[::1]:8053", false},
+		{"http://localhost:8053", false},
+		{"https://10.0.0.5:8053", false},
+		{"https://ns1.example.net:8053", false},
+		{"http://10.0.0.5:8053", true},
+		{"http://ns1.internal:8053", true},
+		{"http://localhost.evil.example:8053", true},
+	} {
+		if got := admin.TokenInClear(tc.url); got != tc.want {
+			t.Errorf("TokenInClear(%s) = %v, want %v", tc.url, got, tc.want)
+		}
+	}
+}
+
+// TestFanOutOverTLS calls an HTTPS admin API: verified with the node's
+// admin_tls.ca it works, with the system roots or over plain HTTP it does
+// not; the token travels with the drain only, never with the status GET.
+func TestFanOutOverTLS(t *testing.T) {
+	ca := testenv.NewCA(t, "admin-ca")
+	certFile, keyFile := ca.Server(t, "ns1")
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newFakeBackend(t)
+	s := admin.NewServer(b, "ns1", testToken, false, nil, testLogger(t))
+	var mu sync.Mutex
+	authByMethod := map[string]string{}
+	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		authByMethod[r.Method] = r.Header.Get("Authorization")
+		mu.Unlock()
+		s.Handler().ServeHTTP(w, r)
+	}))
+	ts.TLS = &tls.Config{Certificates: []tls.Certificate{pair}}
+	ts.StartTLS()
+	t.Cleanup(ts.Close)
+	addr := strings.TrimPrefix(ts.URL, "https://")
+
+	for _, tc := range []struct {
+		name    string
+		node    config.Node
+		wantErr string
+	}{
+		{"verified with admin_tls.ca", config.Node{Name: "ns1", Admin: addr, AdminTLS: config.AdminTLS{Cert: certFile, Key: keyFile, CA: ca.Path}}, ""},
+		{"system roots do not know the CA", config.Node{Name: "ns1", Admin: addr, AdminTLS: config.AdminTLS{Cert: certFile, Key: keyFile}}, "certificate"},
+		{"plain HTTP to the HTTPS listener", config.Node{Name: "ns1", Admin: addr}, "HTTPS"},
+		{"CA file without PEM", config.Node{Name: "ns1", Admin: addr, AdminTLS: config.AdminTLS{CA: keyFile}}, "nodes[ns1].admin_tls.ca: " + keyFile + " holds no PEM certificate"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res := admin.FanOut(context.Background(), []config.Node{tc.node}, testToken, 0,
+				func(ctx context.Context, _ int, c *admin.Client) error {
+					if _, err := c.Status(ctx); err != nil {
+						return err
+					}
+					return c.Drain(ctx, "cache-use")
+				})
+			err := res[0].Err
+			if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Fatalf("FanOut error = %v, want %q", err, tc.wantErr)
+			}
+		})
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if authByMethod["GET"] != "" || authByMethod["POST"] != "Bearer "+testToken {
+		t.Errorf("Authorization by method = %q: want the token with POST only", authByMethod)
 	}
 }

@@ -28,6 +28,9 @@ func RenderStatus(w io.Writer, st *Status) error {
 	if ov := overridesLine(st.Overrides); ov != "" {
 		p("overrides: %s\n", ov)
 	}
+	for _, l := range stateLines(st.State) {
+		p("%s\n", l)
+	}
 
 	p("\nMEMBER\tDATABASE\tREGION\tVERDICT\tVANTAGES\tLAG\tRTT\tFLAGS\n")
 	for _, m := range st.Members {

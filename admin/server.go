@@ -34,8 +34,12 @@ var (
 	// ErrUnauthorized: a mutating call without the right bearer token (401).
 	ErrUnauthorized = errors.New("unauthorized")
 	// ErrForbidden: mutations are disabled because the node has no admin
-	// token and is not insecure (403).
+	// token and is not insecure, or insecure but the request arrived off
+	// loopback, or the Host header does not name this node (403).
 	ErrForbidden = errors.New("forbidden")
+	// ErrUnsupportedMediaType: a mutating call without Content-Type:
+	// application/json (415).
+	ErrUnsupportedMediaType = errors.New("unsupported media type")
 )
 
 // Backend is what the admin API needs from a node. Methods are called from
@@ -89,6 +93,7 @@ const (
 	codeBadRequest   = "bad_request"
 	codeUnauthorized = "unauthorized"
 	codeForbidden    = "forbidden"
+	codeMediaType    = "unsupported_media_type"
 	codeInternal     = "internal"
 )
 
@@ -110,9 +115,11 @@ type Server struct {
 
 // NewServer returns the admin API of node, served from b.
 //
-// Mutating calls need "Authorization: Bearer <token>". With token "" they
-// are refused (403), unless insecure is true, when they are open to anyone
-// who can reach the listener (tests, labs). GETs are always open.
+// Mutating calls need "Content-Type: application/json", a Host header
+// naming this node (see checkHost) and "Authorization: Bearer <token>".
+// With token "" they are refused (403), unless insecure is true, when they
+// are open to anyone who reaches the listener on a loopback address (tests,
+// labs). GETs are always open.
 // reg is exposed on /metrics; nil serves no /metrics. logger may be nil.
 func NewServer(b Backend, node string, token string, insecure bool, reg *prometheus.Registry, logger hclog.Logger) *Server {
 	if logger == nil {
@@ -138,6 +145,7 @@ func NewServer(b Backend, node string, token string, insecure bool, reg *prometh
 	mux.HandleFunc("DELETE /v1/databases/{db}/force", s.mutating("unforce", func(r *http.Request) error {
 		return s.b.Unforce(r.PathValue("db"))
 	}))
+	mux.HandleFunc("POST /v1/state/ack-corrupt", s.mutating("ack-state", s.ackState))
 	if reg != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 			Registry:          reg,
@@ -214,14 +222,25 @@ func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
 	if al, ok := s.b.(AgentLister); ok {
 		st.Agents = append(st.Agents, al.Agents()...)
 	}
+	if sk, ok := s.b.(StateKeeper); ok {
+		st.State = sk.StateStatus()
+	}
 	writeJSON(w, http.StatusOK, st)
 }
 
-// mutating wraps a state-changing handler: it checks the bearer token, runs
-// apply and answers the resulting overrides or the mapped error.
+// mutating wraps a state-changing handler: it checks the Host header, the
+// Content-Type and the bearer token, runs apply and answers the resulting
+// overrides or the mapped error.
 func (s *Server) mutating(action string, apply func(*http.Request) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if err := s.authorize(r); err != nil {
+		err := checkHost(r, s.b.Config())
+		if err == nil {
+			err = checkContentType(r)
+		}
+		if err == nil {
+			err = s.authorize(r)
+		}
+		if err != nil {
 			s.logger.Warn("admin call refused", "action", action, "remote", r.RemoteAddr, "error", err)
 			s.writeError(w, err)
 			return
@@ -258,10 +277,13 @@ func (s *Server) SetAuth(token string, insecure bool) {
 func (s *Server) authorize(r *http.Request) error {
 	a := s.auth.Load()
 	if !a.hasToken {
-		if a.insecure {
-			return nil
+		if !a.insecure {
+			return fmt.Errorf("%w: this node has no admin token: set security.admin_token_file (or security.insecure: true in a lab, on a loopback admin address)", ErrForbidden)
 		}
-		return fmt.Errorf("%w: this node has no admin token: set security.admin_token_file (or security.insecure: true in a lab)", ErrForbidden)
+		if ip := localIP(r); !ip.IsLoopback() {
+			return fmt.Errorf("%w: security.insecure opens mutations only on loopback and this call arrived on %s: set security.admin_token_file", ErrForbidden, ip)
+		}
+		return nil
 	}
 	const prefix = "Bearer "
 	h := r.Header.Get("Authorization")
@@ -305,6 +327,8 @@ func (s *Server) writeError(w http.ResponseWriter, err error) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="aagtm"`)
 	case errors.Is(err, ErrForbidden):
 		code, status = codeForbidden, http.StatusForbidden
+	case errors.Is(err, ErrUnsupportedMediaType):
+		code, status = codeMediaType, http.StatusUnsupportedMediaType
 	default:
 		s.logger.Error("admin call failed", "error", err)
 	}

@@ -42,7 +42,16 @@ func startServer(t *testing.T, token string, insecure bool) (*fakeBackend, *admi
 	return b, s, ts
 }
 
+// do sends a call as the CLI would: mutating calls (any method but GET)
+// with Content-Type: application/json.
 func do(t *testing.T, method, url, token, body string) (int, string) {
+	t.Helper()
+	return doHeaders(t, method, url, token, body, nil)
+}
+
+// doHeaders is do with headers replaced: "Host" sets the Host header, an
+// empty value removes a header.
+func doHeaders(t *testing.T, method, url, token, body string, hdr map[string]string) (int, string) {
 	t.Helper()
 	var rd io.Reader
 	if body != "" {
@@ -54,6 +63,19 @@ func do(t *testing.T, method, url, token, body string) (int, string) {
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if method != http.MethodGet {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for k, v := range hdr {
+		switch {
+		case k == "Host":
+			req.Host = v
+		case v == "":
+			req.Header.Del(k)
+		default:
+			req.Header.Set(k, v)
+		}
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -176,6 +198,7 @@ func TestMutations(t *testing.T) {
 		path      string
 		token     string
 		body      string
+		header    map[string]string // replaces do's headers (see doHeaders)
 		wantCode  int
 		wantCall  string // the backend call made; "" for none
 		wantInErr string
@@ -199,11 +222,26 @@ func TestMutations(t *testing.T) {
 		{name: "two objects", method: "POST", path: "/v1/databases/cache/force", token: testToken, body: `{"member":"cache-use"}{}`, wantCode: 400},
 		{name: "member of another database", method: "POST", path: "/v1/databases/cache/force", token: testToken, body: `{"member":"sessions-use"}`, wantCode: 400, wantInErr: "not a member"},
 		{name: "GET is not a mutation", method: "GET", path: "/v1/members/cache-euw/drain", token: testToken, wantCode: 405},
+		// CSRF: a cross-site form or fetch sends only "simple" content types
+		// without a preflight.
+		{name: "CSRF text/plain", method: "POST", path: "/v1/members/cache-euw/drain", token: testToken, header: map[string]string{"Content-Type": "text/plain"}, wantCode: 415, wantInErr: "Content-Type: application/json"},
+		{name: "CSRF form", method: "POST", path: "/v1/databases/cache/force", token: testToken, body: "member=cache-use", header: map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, wantCode: 415},
+		{name: "CSRF multipart", method: "POST", path: "/v1/members/cache-euw/undrain", token: testToken, header: map[string]string{"Content-Type": "multipart/form-data; boundary=x"}, wantCode: 415},
+		{name: "no Content-Type", method: "DELETE", path: "/v1/databases/cache/force", token: testToken, header: map[string]string{"Content-Type": ""}, wantCode: 415, wantInErr: "Content-Type none"},
+		{name: "JSON with charset", method: "POST", path: "/v1/members/cache-euw/drain", token: testToken, header: map[string]string{"Content-Type": "application/json; charset=utf-8"}, wantCode: 200, wantCall: "drain cache-euw"},
+		// DNS rebinding: the browser sends the attacker's name as Host.
+		{name: "rebinding foreign Host", method: "POST", path: "/v1/members/cache-euw/drain", token: testToken, header: map[string]string{"Host": "evil.example.com:8053"}, wantCode: 403, wantInErr: `Host "evil.example.com" is not an address or configured name`},
+		{name: "rebinding foreign IP-like name", method: "POST", path: "/v1/members/cache-euw/drain", token: testToken, header: map[string]string{"Host": "127.0.0.1.evil.example.com"}, wantCode: 403},
+		{name: "Host not on this machine", method: "POST", path: "/v1/members/cache-euw/drain", token: testToken, header: map[string]string{"Host": "203.0.113.9:8053"}, wantCode: 403},
+		{name: "Host localhost", method: "POST", path: "/v1/members/cache-euw/drain", token: testToken, header: map[string]string{"Host": "localhost:8053"}, wantCode: 200, wantCall: "drain cache-euw"},
+		{name: "Host zone ns name", method: "POST", path: "/v1/members/cache-euw/drain", token: testToken, header: map[string]string{"Host": "NS1.gtm.test.:8053"}, wantCode: 200, wantCall: "drain cache-euw"},
+		{name: "Host node name", method: "POST", path: "/v1/members/cache-euw/drain", token: testToken, header: map[string]string{"Host": "ns1"}, wantCode: 200, wantCall: "drain cache-euw"},
+		{name: "Host IPv6 loopback", method: "POST", path: "/v1/members/cache-euw/drain", token: testToken, header: map[string]string{"Host": "[::1]:8053"}, wantCode: 200, wantCall: "drain cache-euw"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			b, _, ts := startServer(t, testToken, false)
-			code, body := do(t, tc.method, ts.URL+tc.path, tc.token, tc.body)
+			code, body := doHeaders(t, tc.method, ts.URL+tc.path, tc.token, tc.body, tc.header)
 			if code != tc.wantCode {
 				t.Fatalf("%s %s = %d %s, want %d", tc.method, tc.path, code, body, tc.wantCode)
 			}
@@ -309,6 +347,61 @@ func TestNoTokenRefusesMutationsUnlessInsecure(t *testing.T) {
 			_, _, ts := startServer(t, "", tc.insecure)
 			if code, body := do(t, "POST", ts.URL+"/v1/members/cache-use/drain", "", ""); code != tc.want {
 				t.Errorf("drain = %d %s, want %d", code, body, tc.want)
+			}
+		})
+	}
+}
+
+// nonLoopbackIP returns an address of one of the machine's interfaces that
+// is not loopback, or skips the test when there is none.
+func nonLoopbackIP(t *testing.T) string {
+	t.Helper()
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil && !ipn.IP.IsLoopback() && !ipn.IP.IsLinkLocalUnicast() {
+			return ipn.IP.String()
+		}
+	}
+	t.Skip("this machine has no non-loopback IPv4 address to listen on")
+	return ""
+}
+
+// TestInsecureOpensMutationsOnlyOnLoopback serves one API on loopback and
+// on an interface address: without a token, security.insecure opens drain
+// on the first only; with a token both take it.
+func TestInsecureOpensMutationsOnlyOnLoopback(t *testing.T) {
+	ip := nonLoopbackIP(t)
+	for _, tc := range []struct {
+		name   string
+		host   string
+		token  string
+		want   int
+		wantIn string
+	}{
+		{"loopback without token", "127.0.0.1", "", http.StatusOK, ""},
+		{"interface without token", ip, "", http.StatusForbidden, "security.insecure opens mutations only on loopback and this call arrived on " + ip},
+		{"interface with token", ip, testToken, http.StatusOK, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newFakeBackend(t)
+			s := admin.NewServer(b, "ns1", tc.token, true, nil, testLogger(t))
+			ln, err := net.Listen("tcp", net.JoinHostPort(tc.host, "0"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- s.Serve(ctx, ln) }()
+			t.Cleanup(func() { cancel(); <-done })
+			code, body := do(t, "POST", "http://"+ln.Addr().String()+"/v1/members/cache-use/drain", tc.token, "")
+			if code != tc.want || !strings.Contains(body, tc.wantIn) {
+				t.Fatalf("drain on %s = %d %s, want %d mentioning %q", ln.Addr(), code, body, tc.want, tc.wantIn)
+			}
+			if drained := slices.Contains(b.Calls(), "drain cache-use"); drained != (tc.want == http.StatusOK) {
+				t.Errorf("backend calls = %v after %d", b.Calls(), code)
 			}
 		})
 	}

@@ -39,6 +39,9 @@ type Status struct {
 	// connections to this node, by ID (empty when the backend does not
 	// know them).
 	Agents []AgentStatus `json:"agents"`
+	// State is the health of the node's state file (save failures, a
+	// corrupt file found at start); absent without a state file.
+	State *StateStatus `json:"state,omitempty"`
 }
 
 // MemberStatus is one member's health as the node sees it.

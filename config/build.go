@@ -522,19 +522,17 @@ func orDefault(s, def string) string {
 	return s
 }
 
-// buildNodes resolves relative state_file paths against baseDir, like the
-// security files.
+// buildNodes resolves relative state_file and admin_tls paths against
+// baseDir, like the security files.
 func buildNodes(p *problems, raw *rawConfig, cfg *Config, baseDir string) {
+	rel := relativeTo(baseDir)
 	if len(raw.Nodes) == 0 {
 		p.add("nodes", "no nodes: list the GTM nodes agents report to, e.g. [{name: ns1, report: 10.0.0.5:7411}]")
 	}
 	seen := map[string]bool{}
 	for i, r := range raw.Nodes {
 		path := fmt.Sprintf("nodes[%d]", i)
-		n := Node{Name: strings.TrimSpace(r.Name), StateFile: r.StateFile}
-		if n.StateFile != "" && !filepath.IsAbs(n.StateFile) && baseDir != "" {
-			n.StateFile = filepath.Join(baseDir, n.StateFile)
-		}
+		n := Node{Name: strings.TrimSpace(r.Name), StateFile: rel(r.StateFile)}
 		if n.Name == "" {
 			p.add(path+".name", "missing: give the node a unique name (it answers CH TXT id.server)")
 		} else if seen[n.Name] {
@@ -556,6 +554,20 @@ func buildNodes(p *problems, raw *rawConfig, cfg *Config, baseDir string) {
 		if n.Admin == "" {
 			n.Admin = DefaultAdminListen
 		}
+		sec := raw.Security
+		if sec.Insecure && sec.AdminTokenFile == "" && !n.AdminLoopback() {
+			p.add(path+".admin", "%s is not a loopback address and security.admin_token_file is not set: "+
+				"security.insecure opens drain and force only on loopback; set security.admin_token_file, or bind admin to 127.0.0.1", n.Admin)
+		}
+		n.AdminTLS = AdminTLS{Cert: rel(r.AdminTLS.Cert), Key: rel(r.AdminTLS.Key), CA: rel(r.AdminTLS.CA)}
+		if n.AdminTLS.Enabled() {
+			if n.AdminTLS.Cert == "" || n.AdminTLS.Key == "" {
+				p.add(path+".admin_tls", "HTTPS needs cert and key together (ca is what the CLI verifies them with): set both")
+			}
+			p.fileExists(path+".admin_tls.cert", n.AdminTLS.Cert)
+			p.fileExists(path+".admin_tls.key", n.AdminTLS.Key)
+			p.fileExists(path+".admin_tls.ca", n.AdminTLS.CA)
+		}
 		cfg.Nodes = append(cfg.Nodes, n)
 	}
 	sort.SliceStable(cfg.Nodes, func(i, j int) bool { return cfg.Nodes[i].Name < cfg.Nodes[j].Name })
@@ -566,12 +578,7 @@ func buildNodes(p *problems, raw *rawConfig, cfg *Config, baseDir string) {
 func buildSecurity(p *problems, raw *rawConfig, cfg *Config, baseDir string) {
 	r := raw.Security
 	s := &cfg.Security
-	rel := func(f string) string {
-		if f == "" || filepath.IsAbs(f) || baseDir == "" {
-			return f
-		}
-		return filepath.Join(baseDir, f)
-	}
+	rel := relativeTo(baseDir)
 	s.TLS = TLS{Cert: rel(r.TLS.Cert), Key: rel(r.TLS.Key), CA: rel(r.TLS.CA), ServerName: r.TLS.ServerName}
 	s.Insecure, s.AdminTokenFile = r.Insecure, rel(r.AdminTokenFile)
 	if r.TokenFile != "" {
@@ -589,6 +596,18 @@ func buildSecurity(p *problems, raw *rawConfig, cfg *Config, baseDir string) {
 	p.fileExists("security.admin_token_file", s.AdminTokenFile)
 	if !s.Insecure && !s.TLS.Enabled() && !cfg.HasAgentTokens() {
 		p.add("security", "reports would travel unauthenticated: set tls {cert, key, ca} or agents[].token_file, or insecure: true for a lab")
+	}
+}
+
+// relativeTo returns a function that resolves a relative file path against
+// baseDir, the config file's folder, so a config and its files can move
+// together; empty and absolute paths are kept.
+func relativeTo(baseDir string) func(string) string {
+	return func(f string) string {
+		if f == "" || filepath.IsAbs(f) || baseDir == "" {
+			return f
+		}
+		return filepath.Join(baseDir, f)
 	}
 }
 

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -114,6 +115,10 @@ func TestParseErrorsNameFieldAndFix(t *testing.T) {
 		{"shared token removed", "insecure: true", "insecure: true\n  token_file: /nonexistent/token", "security.token_file: removed: a shared token let any holder report as every agent; give each agent its own token with agents[].token_file"},
 		{"missing agent token file", "probes:", "agents: [{id: a1, region: us-east, token_file: /nonexistent/token}]\nprobes:", "agents[0].token_file: cannot read /nonexistent/token"},
 		{"agent region", "probes:", "agents: [{id: a1, region: mars}]\nprobes:", `agents[0].region: "mars" is not a declared region`},
+		{"insecure admin off loopback", "report: 127.0.0.1:7411}", "report: 127.0.0.1:7411, admin: \"0.0.0.0:8053\"}", "nodes[0].admin: 0.0.0.0:8053 is not a loopback address and security.admin_token_file is not set: security.insecure opens drain and force only on loopback; set security.admin_token_file, or bind admin to 127.0.0.1"},
+		{"insecure admin on a name", "report: 127.0.0.1:7411}", "report: 127.0.0.1:7411, admin: \"ns1.internal:8053\"}", "nodes[0].admin: ns1.internal:8053 is not a loopback address"},
+		{"admin tls without key", "report: 127.0.0.1:7411}", "report: 127.0.0.1:7411, admin_tls: {cert: /nonexistent/admin.crt}}", "nodes[0].admin_tls: HTTPS needs cert and key together"},
+		{"admin tls missing file", "report: 127.0.0.1:7411}", "report: 127.0.0.1:7411, admin_tls: {cert: /nonexistent/admin.crt, key: /nonexistent/admin.key}}", "nodes[0].admin_tls.cert: cannot read /nonexistent/admin.crt"},
 		{"udp size", "security:", "dns: {max_udp_size: 100}\nsecurity:", "dns.max_udp_size: 100"},
 		{"not yaml", "zone:", "zone: [", "not valid YAML"},
 	}
@@ -257,5 +262,36 @@ func TestRedactURL(t *testing.T) {
 	}
 	if got := RedactURL("redis://h:1"); got != "redis://h:1" {
 		t.Fatalf("got %s", got)
+	}
+}
+
+func TestAdminOffLoopbackNeedsTokenWithInsecure(t *testing.T) {
+	tokenFile := filepath.Join(t.TempDir(), "admin-token")
+	if err := os.WriteFile(tokenFile, []byte("t0ken\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name, admin, token string
+		wantOK             bool
+	}{
+		{"loopback v4", "127.0.0.1:8053", "", true},
+		{"loopback v6", "[::1]:8053", "", true},
+		{"localhost", "localhost:8053", "", true},
+		{"any address", "0.0.0.0:8053", "", false},
+		{"unspecified host", ":8053", "", false},
+		{"routable", "192.0.2.5:8053", "", false},
+		{"any address with token", "0.0.0.0:8053", tokenFile, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			yml := strings.Replace(validYAML, "report: 127.0.0.1:7411}", fmt.Sprintf("report: 127.0.0.1:7411, admin: %q}", c.admin), 1)
+			if c.token != "" {
+				yml = strings.Replace(yml, "insecure: true", "insecure: true\n  admin_token_file: "+c.token, 1)
+			}
+			_, err := Parse([]byte(yml))
+			if (err == nil) != c.wantOK {
+				t.Fatalf("admin %s, token file %q: error %v, want ok=%v", c.admin, c.token, err, c.wantOK)
+			}
+		})
 	}
 }

@@ -97,12 +97,19 @@ type rawAgent struct {
 }
 
 type rawNode struct {
-	Name      string   `mapstructure:"name"`
-	Report    string   `mapstructure:"report"`
-	Listen    string   `mapstructure:"listen"`
-	DNS       []string `mapstructure:"dns"`
-	Admin     string   `mapstructure:"admin"`
-	StateFile string   `mapstructure:"state_file"`
+	Name      string      `mapstructure:"name"`
+	Report    string      `mapstructure:"report"`
+	Listen    string      `mapstructure:"listen"`
+	DNS       []string    `mapstructure:"dns"`
+	Admin     string      `mapstructure:"admin"`
+	AdminTLS  rawAdminTLS `mapstructure:"admin_tls"`
+	StateFile string      `mapstructure:"state_file"`
+}
+
+type rawAdminTLS struct {
+	Cert string `mapstructure:"cert"`
+	Key  string `mapstructure:"key"`
+	CA   string `mapstructure:"ca"`
 }
 
 type rawSecurity struct {

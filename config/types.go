@@ -1,8 +1,10 @@
 package config
 
 import (
+	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -273,9 +275,40 @@ type Node struct {
 	DNS []string
 	// Admin is the admin HTTP address; loopback by default.
 	Admin string
+	// AdminTLS, when enabled, serves the admin API over HTTPS.
+	AdminTLS AdminTLS
 	// StateFile is where the node persists overrides and last state.
 	StateFile string
 }
+
+// AdminLoopback reports whether the admin address is on loopback only
+// (127.0.0.0/8, ::1 or localhost), where security.insecure may open
+// mutations without a token.
+func (n Node) AdminLoopback() bool {
+	host, _, err := net.SplitHostPort(n.Admin)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+// AdminTLS is a node's admin HTTPS setting (nodes[].admin_tls): the node
+// serves with Cert and Key; the CLI verifies the node's certificate with CA
+// (the system roots when CA is empty).
+type AdminTLS struct {
+	// Cert and Key are the node's admin certificate and key (PEM).
+	Cert string
+	Key  string
+	// CA is the PEM bundle the CLI verifies the certificate with.
+	CA string
+}
+
+// Enabled reports whether the admin API is served over HTTPS.
+func (t AdminTLS) Enabled() bool { return t.Cert != "" || t.Key != "" || t.CA != "" }
 
 // Security holds credentials for the report channel and the admin API.
 type Security struct {

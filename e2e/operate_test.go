@@ -84,10 +84,11 @@ func TestRestartServesPersistedState(t *testing.T) {
 	}
 }
 
-// TestCorruptStateFileIgnored starts a node on unusable state files: each
-// is reported in the log by path and ignored; the node starts, serves
-// fresh answers and overwrites the file with a good one at the next save.
-func TestCorruptStateFileIgnored(t *testing.T) {
+// TestCorruptStateFileKeptAside starts a node on unusable state files: each
+// is moved aside byte for byte, logged at ERROR by path with what it held,
+// and shown by `aagtm status` until `aagtm ack-state`; the node starts,
+// serves fresh answers and writes a new file beside the kept one.
+func TestCorruptStateFileKeptAside(t *testing.T) {
 	set := defaultOpSettings()
 	set.nodes, set.agents = 1, false
 	e := opDeploy(t, set)
@@ -115,10 +116,21 @@ func TestCorruptStateFileIgnored(t *testing.T) {
 				t.Errorf("node on a %s state file answers us-east %q, want the fresh answer %s", tc.name, got, opUse)
 			}
 			log := p.out.String()
-			for _, want := range []string{"state file unusable; starting fresh", e.state[0], tc.why} {
+			for _, want := range []string{"[ERROR]", "state file unusable: kept aside", e.state[0], tc.why, "lost="} {
 				if !strings.Contains(log, want) {
 					t.Errorf("log lacks %q:\n%s", want, tail(log, 20))
 				}
+			}
+			aside, _ := filepath.Glob(e.state[0] + ".corrupt-*")
+			if len(aside) != 1 {
+				t.Fatalf("moved-aside files = %v, want one", aside)
+			}
+			if kept, err := os.ReadFile(aside[0]); err != nil || string(kept) != tc.content {
+				t.Errorf("moved-aside file %s differs from the unusable one (%v)", aside[0], err)
+			}
+			out, code := runCmd(t, 10*time.Second, "status", "-c", e.cfgPath)
+			if code != 0 || !strings.Contains(out, "WAS UNUSABLE") || !strings.Contains(out, aside[0]) || !strings.Contains(out, "aagtm ack-state") {
+				t.Errorf("status on a %s state file (exit %d) does not show it:\n%s", tc.name, code, out)
 			}
 			// A drain persists at once: the file is good again.
 			if out, code := runCmd(t, 10*time.Second, "drain", "cache-aps", "-c", e.cfgPath); code != 0 {
@@ -134,7 +146,17 @@ func TestCorruptStateFileIgnored(t *testing.T) {
 			if out, code := runCmd(t, 10*time.Second, "undrain", "cache-aps", "-c", e.cfgPath); code != 0 {
 				t.Fatalf("undrain failed (%d):\n%s", code, out)
 			}
+			if out, code := runCmd(t, 10*time.Second, "ack-state", "-c", e.cfgPath); code != 0 {
+				t.Fatalf("ack-state failed (%d):\n%s", code, out)
+			}
+			if out, _ := runCmd(t, 10*time.Second, "status", "-c", e.cfgPath); strings.Contains(out, "WAS UNUSABLE") {
+				t.Errorf("status still shows the acknowledged state file:\n%s", out)
+			}
+			if kept, err := os.ReadFile(aside[0]); err != nil || string(kept) != tc.content {
+				t.Errorf("moved-aside file %s changed after saves and ack (%v)", aside[0], err)
+			}
 			e.stopNode(0)
+			os.Remove(aside[0])
 		})
 	}
 }
@@ -155,9 +177,27 @@ func TestDrainForceFanOut(t *testing.T) {
 		if code != 1 || !strings.Contains(out, "FAILED") || !strings.Contains(out, "Authorization: Bearer") || !strings.Contains(out, "HTTP 401") {
 			t.Errorf("drain without a token: exit %d, want 1 and a 401 asking for the bearer token:\n%s", code, out)
 		}
-		out, code = runCmd(t, 10*time.Second, "drain", "cache-use", "-c", e.cfgPath, "--token", "not-the-token")
+		wrong := filepath.Join(t.TempDir(), "wrong-token")
+		if err := os.WriteFile(wrong, []byte("not-the-token\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, code = runCmd(t, 10*time.Second, "drain", "cache-use", "-c", e.cfgPath, "--token-file", wrong)
 		if code != 1 || strings.Count(out, "wrong admin token") != 2 {
-			t.Errorf("drain with a wrong token: exit %d, want 1 and 'wrong admin token' from both nodes:\n%s", code, out)
+			t.Errorf("drain with a wrong --token-file: exit %d, want 1 and 'wrong admin token' from both nodes:\n%s", code, out)
+		}
+		t.Setenv("AAGTM_ADMIN_TOKEN", "not-the-token-either")
+		out, code = runCmd(t, 10*time.Second, "drain", "cache-use", "-c", e.cfgPath)
+		if code != 1 || strings.Count(out, "wrong admin token") != 2 {
+			t.Errorf("drain with a wrong AAGTM_ADMIN_TOKEN (before the config's file): exit %d, want 1 and 'wrong admin token' from both nodes:\n%s", code, out)
+		}
+		out, code = runCmd(t, 10*time.Second, "drain", "cache-use", "-c", e.cfgPath, "--token", set.adminToken)
+		if code != 2 || !strings.Contains(out, "--token is not accepted") || !strings.Contains(out, "--token-file") {
+			t.Errorf("drain --token: exit %d, want usage error 2 pointing at --token-file:\n%s", code, out)
+		}
+		// Off loopback over plain HTTP the CLI warns before it sends the token.
+		out, _ = runCmd(t, 10*time.Second, "drain", "cache-use", "--admin", "192.0.2.99:8053", "--timeout", "200ms")
+		if !strings.Contains(out, "warning: sending the admin token to node 192.0.2.99:8053 over plain HTTP") {
+			t.Errorf("drain over plain HTTP off loopback did not warn:\n%s", out)
 		}
 		for i := range e.nodes {
 			if got := answerA(e.dns[i], "cache.gtm.optest", opClient("us-east")); got != opUse {
@@ -170,6 +210,8 @@ func TestDrainForceFanOut(t *testing.T) {
 	})
 
 	t.Run("drain fans out", func(t *testing.T) {
+		// The right token from AAGTM_ADMIN_TOKEN.
+		t.Setenv("AAGTM_ADMIN_TOKEN", set.adminToken)
 		out, code := runCmd(t, 10*time.Second, "drain", "cache-use", "-c", e.cfgPath)
 		if code != 0 || !regexp.MustCompile(`(?m)^ns1\s+ok$`).MatchString(out) || !regexp.MustCompile(`(?m)^ns2\s+ok$`).MatchString(out) {
 			t.Fatalf("drain: exit %d, want 0 and ok from ns1 and ns2:\n%s", code, out)
@@ -205,7 +247,12 @@ func TestDrainForceFanOut(t *testing.T) {
 	})
 
 	t.Run("undrain restores", func(t *testing.T) {
-		out, code := runCmd(t, 10*time.Second, "undrain", "cache-use", "-c", e.cfgPath)
+		// The right token from --token-file.
+		right := filepath.Join(t.TempDir(), "token")
+		if err := os.WriteFile(right, []byte(set.adminToken+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, code := runCmd(t, 10*time.Second, "undrain", "cache-use", "-c", e.cfgPath, "--token-file", right)
 		if code != 0 || strings.Count(out, " ok") != 2 {
 			t.Fatalf("undrain: exit %d:\n%s", code, out)
 		}

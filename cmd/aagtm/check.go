@@ -128,7 +128,11 @@ func printResolved(w io.Writer, cfg *config.Config) {
 		fmt.Fprintf(tw, "agent %s\tregion %s%s\n", a.ID, a.Region, auth)
 	}
 	for _, n := range cfg.Nodes {
-		fmt.Fprintf(tw, "node %s\treports to %s (listen %s), dns %s, admin %s, state %s\n", n.Name, n.Report, n.Listen, strings.Join(n.DNS, " "), n.Admin, orNone(n.StateFile))
+		adminTLS := ""
+		if n.AdminTLS.Enabled() {
+			adminTLS = " (https)"
+		}
+		fmt.Fprintf(tw, "node %s\treports to %s (listen %s), dns %s, admin %s%s, state %s\n", n.Name, n.Report, n.Listen, strings.Join(n.DNS, " "), n.Admin, adminTLS, orNone(n.StateFile))
 	}
 	var sec string
 	switch {
@@ -142,6 +146,15 @@ func printResolved(w io.Writer, cfg *config.Config) {
 		sec = "INSECURE: unauthenticated plaintext reports"
 	}
 	fmt.Fprintf(tw, "security\t%s\n", sec)
+	switch {
+	case cfg.Security.AdminTokenFile != "":
+		sec = "drain/force need the token in " + cfg.Security.AdminTokenFile
+	case cfg.Security.Insecure:
+		sec = "drain/force open WITHOUT a token, on loopback only (security.insecure)"
+	default:
+		sec = "drain/force refused: no security.admin_token_file"
+	}
+	fmt.Fprintf(tw, "  admin\t%s\n", sec)
 	tw.Flush()
 
 	fmt.Fprintln(w)

@@ -14,49 +14,91 @@ import (
 
 	"github.com/aagtm/aagtm/admin"
 	"github.com/aagtm/aagtm/config"
+	"github.com/aagtm/aagtm/internal/reportwire"
 )
 
-// operatorFlags select the nodes an operator command talks to.
+// adminTokenEnv names the environment variable that holds the admin token.
+const adminTokenEnv = "AAGTM_ADMIN_TOKEN"
+
+// operatorFlags select the nodes an operator command talks to and the
+// token it sends.
 type operatorFlags struct {
-	admins  []string
-	token   string
-	timeout time.Duration
+	admins    []string
+	ca        string
+	tokenFile string
+	argvToken string // --token, refused: see tokenOnArgv
+	timeout   time.Duration
 }
 
-func (o *operatorFlags) register(cmd *cobra.Command) {
+// tokenOnArgv explains why --token is refused rather than accepted.
+const tokenOnArgv = "--token is not accepted: a token on the command line is visible to every local user in ps and /proc, " +
+	"and lands in shell history; use --token-file FILE or " + adminTokenEnv
+
+func (o *operatorFlags) register(cmd *cobra.Command, mutating bool) {
 	f := cmd.Flags()
-	f.StringArrayVar(&o.admins, "admin", nil, "admin address host:port of a node to call instead of every node in the config; repeatable")
-	f.StringVar(&o.token, "token", os.Getenv("AAGTM_ADMIN_TOKEN"), "admin token for mutating calls; env AAGTM_ADMIN_TOKEN (default: read security.admin_token_file)")
+	f.StringArrayVar(&o.admins, "admin", nil, "admin address of a node to call instead of every node in the config: host:port (http) or https://host:port; repeatable")
+	f.StringVar(&o.ca, "ca", "", "PEM CA bundle to verify https --admin addresses with (default: system roots); nodes from the config use their admin_tls.ca")
 	f.DurationVar(&o.timeout, "timeout", 3*time.Second, "per-node request timeout")
+	if mutating {
+		f.StringVar(&o.tokenFile, "token-file", "", "file holding the admin token (default: env "+adminTokenEnv+", then the config's security.admin_token_file)")
+		f.StringVar(&o.argvToken, "token", "", "refused: "+tokenOnArgv)
+		_ = f.MarkHidden("token")
+	}
 }
 
-// targets returns the nodes to call: --admin addresses, or every node in
-// the config with its admin address.
-func (o *operatorFlags) targets(g *globalFlags, cmd *cobra.Command) ([]config.Node, string, error) {
-	token := o.token
+// targets returns the nodes to call (--admin addresses, or every node in
+// the config) and, for mutating commands, the admin token: from
+// --token-file, else AAGTM_ADMIN_TOKEN, else security.admin_token_file.
+func (o *operatorFlags) targets(g *globalFlags, cmd *cobra.Command, mutating bool) ([]config.Node, string, error) {
+	if o.argvToken != "" {
+		return nil, "", usagef("%s", tokenOnArgv)
+	}
+	var nodes []config.Node
+	var cfg *config.Config
 	if len(o.admins) > 0 {
-		var nodes []config.Node
 		for _, a := range o.admins {
-			nodes = append(nodes, config.Node{Name: a, Admin: a})
+			nodes = append(nodes, config.Node{Name: a, Admin: a, AdminTLS: config.AdminTLS{CA: o.ca}})
 		}
-		return nodes, token, nil
+	} else {
+		var err error
+		if cfg, err = g.loadConfig(cmd.Flags()); err != nil {
+			return nil, "", fmt.Errorf("%w\n(or pass --admin host:port to call a node without a config)", err)
+		}
+		nodes = cfg.Nodes
 	}
-	cfg, err := g.loadConfig(cmd.Flags())
+	if !mutating {
+		return nodes, "", nil
+	}
+	token, err := o.token(cfg)
 	if err != nil {
-		return nil, "", fmt.Errorf("%w\n(or pass --admin host:port to call a node without a config)", err)
+		return nil, "", err
 	}
-	if token == "" && cfg.Security.AdminTokenFile != "" {
-		b, err := os.ReadFile(cfg.Security.AdminTokenFile)
-		if err != nil {
-			return nil, "", fmt.Errorf("security.admin_token_file: %w", err)
+	if token != "" {
+		for _, n := range nodes {
+			if u := admin.AdminURL(n); admin.TokenInClear(u) {
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: sending the admin token to node %s over plain HTTP (%s): anyone on the path can read it; "+
+					"set nodes[].admin_tls, or call the node on loopback (ssh tunnel)\n", n.Name, u)
+			}
 		}
-		token = strings.TrimSpace(string(b))
 	}
-	return cfg.Nodes, token, nil
+	return nodes, token, nil
+}
+
+// token reads the admin token; cfg is nil with --admin.
+func (o *operatorFlags) token(cfg *config.Config) (string, error) {
+	switch {
+	case o.tokenFile != "":
+		return reportwire.ReadToken("--token-file", o.tokenFile)
+	case strings.TrimSpace(os.Getenv(adminTokenEnv)) != "":
+		return strings.TrimSpace(os.Getenv(adminTokenEnv)), nil
+	case cfg != nil && cfg.Security.AdminTokenFile != "":
+		return reportwire.ReadToken("security.admin_token_file", cfg.Security.AdminTokenFile)
+	}
+	return "", nil
 }
 
 func newOperatorCmds(g *globalFlags) []*cobra.Command {
-	return []*cobra.Command{newStatusCmd(g), newDrainCmd(g, true), newDrainCmd(g, false), newForceCmd(g)}
+	return []*cobra.Command{newStatusCmd(g), newDrainCmd(g, true), newDrainCmd(g, false), newForceCmd(g), newAckStateCmd(g)}
 }
 
 func newStatusCmd(g *globalFlags) *cobra.Command {
@@ -77,7 +119,7 @@ estimate. A node that does not answer is reported and the others still shown.`,
 			if output != "table" && output != "json" {
 				return usagef("-o %q: use table or json", output)
 			}
-			nodes, token, err := o.targets(g, cmd)
+			nodes, token, err := o.targets(g, cmd, false)
 			if err != nil {
 				return err
 			}
@@ -126,7 +168,7 @@ estimate. A node that does not answer is reported and the others still shown.`,
 			return nil
 		},
 	}
-	o.register(cmd)
+	o.register(cmd, false)
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
 	return cmd
 }
@@ -148,7 +190,7 @@ that is down is reported and the others still changed. Exit status 1 when any
 node failed, so scripts can retry.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			nodes, token, err := o.targets(g, cmd)
+			nodes, token, err := o.targets(g, cmd, true)
 			if err != nil {
 				return err
 			}
@@ -161,7 +203,7 @@ node failed, so scripts can retry.`,
 			return report(cmd.OutOrStdout(), results)
 		},
 	}
-	o.register(cmd)
+	o.register(cmd, true)
 	return cmd
 }
 
@@ -182,7 +224,7 @@ persisted; each node's result is printed.`,
 			if clear != (len(args) == 1) {
 				return usagef("give DATABASE MEMBER to force, or DATABASE --clear to undo")
 			}
-			nodes, token, err := o.targets(g, cmd)
+			nodes, token, err := o.targets(g, cmd, true)
 			if err != nil {
 				return err
 			}
@@ -195,8 +237,36 @@ persisted; each node's result is printed.`,
 			return report(cmd.OutOrStdout(), results)
 		},
 	}
-	o.register(cmd)
+	o.register(cmd, true)
 	cmd.Flags().BoolVar(&clear, "clear", false, "clear the forced answer")
+	return cmd
+}
+
+func newAckStateCmd(g *globalFlags) *cobra.Command {
+	var o operatorFlags
+	cmd := &cobra.Command{
+		Use:   "ack-state",
+		Short: "Acknowledge a node's report of an unusable state file, once its drains and forces are re-applied",
+		Long: `A node that finds its state file unusable at start (corrupt, truncated, of
+another version, unreadable) moves it aside as <file>.corrupt-<time>, starts
+with no drains or forces, and reports it in 'aagtm status' (with what the file
+held) until an operator acknowledges it. Re-apply the lost drains and forces
+(aagtm drain, aagtm force), then run ack-state. Sent to every node in the config
+(or the --admin addresses); a node with nothing to acknowledge answers ok.
+The moved-aside file is kept: delete it when you no longer need it.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			nodes, token, err := o.targets(g, cmd, true)
+			if err != nil {
+				return err
+			}
+			results := admin.FanOut(cmd.Context(), nodes, token, o.timeout, func(ctx context.Context, _ int, c *admin.Client) error {
+				return c.AckCorruptState(ctx)
+			})
+			return report(cmd.OutOrStdout(), results)
+		},
+	}
+	o.register(cmd, true)
 	return cmd
 }
 

@@ -9,10 +9,10 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -28,6 +28,7 @@ import (
 	"github.com/aagtm/aagtm/config"
 	"github.com/aagtm/aagtm/dnsserver"
 	"github.com/aagtm/aagtm/ingest"
+	"github.com/aagtm/aagtm/internal/reportwire"
 	"github.com/aagtm/aagtm/policy"
 )
 
@@ -69,10 +70,19 @@ type Node struct {
 	evalMu    sync.Mutex     // serialises evaluate
 	viewCfg   *config.Config // config of the last DNS view (evalMu)
 	viewAt    time.Time      // when the last DNS view was built (evalMu)
-	mu        sync.Mutex     // guards engine, overrides, dirty
+	mu        sync.Mutex     // guards engine, overrides, corrupt
 	engine    *policy.Engine
 	overrides policy.Overrides
-	dirty     bool // overrides changed since the last save
+	corrupt   *admin.CorruptState // an unusable state file found at start, until acknowledged
+
+	// saveMu serialises writes of the state file, and an override from
+	// its save to its commit, so an older state never replaces a newer one.
+	saveMu sync.Mutex
+	// stateBlocked is set at start when an unusable state file could not
+	// be moved aside: the node then never writes the file (read-only
+	// afterwards).
+	stateBlocked error
+	saveHealth   saveHealth
 
 	snap    atomic.Pointer[policy.Snapshot]
 	wake    chan struct{}
@@ -84,8 +94,10 @@ type Node struct {
 	dns      *dnsserver.Server
 	ingest   *ingest.Ingest
 	admin    *admin.Server
+	adminTLS *tls.Config // nil: the admin API speaks plain HTTP
 
-	savedSerial atomic.Uint64 // snapshot serial in the state file
+	savedSerial  atomic.Uint64 // snapshot serial in the state file
+	saveFailures prometheus.Counter
 
 	addrMu     sync.Mutex
 	ingestAddr net.Addr
@@ -136,6 +148,7 @@ func New(cfg *config.Config, name string, logger hclog.Logger, opts Options) (*N
 	}
 	n.cfg.Store(cfg)
 	n.metrics = admin.NewPolicyMetrics(opts.Registry)
+	n.registerStateMetrics(opts.Registry)
 	n.dns = dnsserver.New(dnsserver.Options{
 		Node:       name,
 		Listen:     opts.DNS,
@@ -151,19 +164,43 @@ func New(cfg *config.Config, name string, logger hclog.Logger, opts Options) (*N
 		return nil, err
 	}
 	n.admin = admin.NewServer(n, name, token, cfg.Security.Insecure, opts.Registry, logger)
+	if t := self.AdminTLS; t.Enabled() {
+		cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
+		if err != nil {
+			return nil, fmt.Errorf("nodes[%s].admin_tls: %w", name, err)
+		}
+		n.adminTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
 	n.restore()
 	return n, nil
 }
 
 // restore loads the state file, if any, so the first snapshot repeats the
-// last decision. A corrupt file is reported and ignored, not fatal.
+// last decision. An unreadable or corrupt file is not fatal: it is moved
+// aside (never overwritten), logged with what it held, and reported in
+// status until an operator acknowledges it; the node starts fresh.
 func (n *Node) restore() {
 	if n.opts.StateFile == "" {
 		return
 	}
-	st, err := loadState(n.opts.StateFile)
+	path := n.opts.StateFile
+	st, data, err := loadState(path)
 	if err != nil {
-		n.logger.Error("state file unusable; starting fresh", "path", n.opts.StateFile, "error", err)
+		now := n.now()
+		c := &admin.CorruptState{At: now.UTC(), Error: err.Error(), Lost: salvageOverrides(data)}
+		aside, merr := moveAside(path, now)
+		if merr != nil {
+			n.stateBlocked = fmt.Errorf("state file %s is unusable (%v) and could not be moved aside (%v): "+
+				"not overwriting it; move it away and restart the node", path, err, merr)
+			c.Error += "; moving it aside failed: " + merr.Error()
+			n.logger.Error("state file unusable and not movable: the node will not write it; drains and forces fail until it is moved away and the node restarted",
+				"path", path, "error", err, "move_error", merr, "lost", c.Lost)
+		} else {
+			n.logger.Error("state file unusable: kept aside, starting with no drains or forces; re-apply them, then run aagtm ack-state",
+				"path", path, "moved_to", aside, "error", err, "lost", c.Lost)
+		}
+		c.MovedTo = aside
+		n.corrupt = c
 		return
 	}
 	if st == nil {
@@ -177,8 +214,13 @@ func (n *Node) restore() {
 	if st.Overrides.Forced != nil {
 		n.overrides.Forced = st.Overrides.Forced
 	}
+	n.corrupt = st.Corrupt
 	n.logger.Info("restored last state", "path", n.opts.StateFile, "saved_at", st.SavedAt,
 		"drained", len(n.overrides.Drained), "forced", len(n.overrides.Forced))
+	if c := st.Corrupt; c != nil {
+		n.logger.Error("an unusable state file found earlier is not acknowledged yet: run aagtm ack-state once its drains and forces are re-applied",
+			"moved_to", c.MovedTo, "found_at", c.At, "lost", c.Lost)
+	}
 }
 
 // observe is the ingest's sink: it queues observations and wakes the
@@ -210,6 +252,9 @@ func (n *Node) Run(ctx context.Context) error {
 	if err != nil {
 		ingestLis.Close()
 		return fmt.Errorf("listen for admin on %s: %w", n.opts.Admin, err)
+	}
+	if n.adminTLS != nil {
+		adminLis = tls.NewListener(adminLis, n.adminTLS)
 	}
 	n.addrMu.Lock()
 	n.ingestAddr, n.adminAddr = ingestLis.Addr(), adminLis.Addr()
@@ -456,33 +501,65 @@ func (n *Node) overridesCopyLocked() policy.Overrides {
 	return o
 }
 
-// saveIfChanged writes the state file when answers or overrides changed.
+// saveIfChanged writes the state file when answers changed since the last
+// successful save (overrides are saved as they change, by override).
 func (n *Node) saveIfChanged() {
-	snap := n.snap.Load()
-	n.mu.Lock()
-	dirty := n.dirty
-	n.mu.Unlock()
-	if snap != nil && snap.Serial == n.savedSerial.Load() && !dirty {
+	if snap := n.snap.Load(); snap != nil && snap.Serial == n.savedSerial.Load() {
 		return
 	}
 	n.saveNow()
 }
 
+// saveNow writes the state file; a failure is counted and reported in
+// status (writeState), and retried by the next saveIfChanged.
 func (n *Node) saveNow() {
 	if n.opts.StateFile == "" {
 		return
 	}
+	n.saveMu.Lock()
+	defer n.saveMu.Unlock()
+	snap := n.snap.Load()
 	n.mu.Lock()
-	st := &persisted{Version: stateVersion, Node: n.name, SavedAt: n.now().UTC(), Overrides: n.overridesCopyLocked(), Engine: n.engine.Export()}
-	n.dirty = false
+	st := n.persistedLocked(n.overridesCopyLocked(), n.corrupt)
 	n.mu.Unlock()
-	if err := saveState(n.opts.StateFile, st); err != nil {
-		n.logger.Error("cannot save state", "path", n.opts.StateFile, "error", err)
-		return
-	}
-	if snap := n.snap.Load(); snap != nil {
+	if err := n.writeState(st); err == nil && snap != nil {
 		n.savedSerial.Store(snap.Serial)
 	}
+}
+
+// persistedLocked is the state to save with overrides o and corrupt-file
+// report c; n.mu is held.
+func (n *Node) persistedLocked(o policy.Overrides, c *admin.CorruptState) *persisted {
+	return &persisted{Version: stateVersion, Node: n.name, SavedAt: n.now().UTC(), Overrides: o, Engine: n.engine.Export(), Corrupt: c}
+}
+
+// writeState saves st (n.saveMu is held) and records the outcome: a
+// failure counts in aagtm_node_state_save_failures_total, shows in status
+// and is logged once until a save succeeds again. The error names the file
+// and the cause.
+func (n *Node) writeState(st *persisted) error {
+	err := n.stateBlocked
+	if err == nil {
+		if err = saveState(n.opts.StateFile, st); err != nil {
+			err = fmt.Errorf("cannot save state file %s: %w", n.opts.StateFile, err)
+		}
+	}
+	h := &n.saveHealth
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch {
+	case err != nil:
+		n.saveFailures.Inc()
+		h.failures++
+		if h.lastErr == "" {
+			n.logger.Error("state not saved: drains and forces cannot change until it is; retrying every second", "path", n.opts.StateFile, "error", err)
+		}
+		h.lastErr, h.lastErrAt = err.Error(), n.now().UTC()
+	case h.lastErr != "":
+		n.logger.Info("state saved again", "path", n.opts.StateFile, "failures", h.failures)
+		h.lastErr, h.lastErrAt = "", time.Time{}
+	}
+	return err
 }
 
 // Reload swaps in a new, already validated config without dropping
@@ -529,6 +606,9 @@ func needsRestart(old, cur *config.Config, name string) []string {
 		if o.Admin != c.Admin {
 			out = append(out, "nodes[].admin")
 		}
+		if o.AdminTLS != c.AdminTLS {
+			out = append(out, "nodes[].admin_tls")
+		}
 		if o.StateFile != c.StateFile {
 			out = append(out, "nodes[].state_file")
 		}
@@ -544,15 +624,7 @@ func readAdminToken(cfg *config.Config) (string, error) {
 	if cfg.Security.AdminTokenFile == "" {
 		return "", nil
 	}
-	b, err := os.ReadFile(cfg.Security.AdminTokenFile)
-	if err != nil {
-		return "", fmt.Errorf("security.admin_token_file: %w", err)
-	}
-	tok := strings.TrimSpace(string(b))
-	if tok == "" {
-		return "", fmt.Errorf("security.admin_token_file %s is empty: put a long random token in it", cfg.Security.AdminTokenFile)
-	}
-	return tok, nil
+	return reportwire.ReadToken("security.admin_token_file", cfg.Security.AdminTokenFile)
 }
 
 // Snapshot returns the current decision.
@@ -599,31 +671,29 @@ func (n *Node) Agents() []admin.AgentStatus {
 
 // Drain marks a member drained: answered only when nothing else is eligible.
 func (n *Node) Drain(member string) error {
-	return n.override(func(cfg *config.Config) error {
+	return n.override(func(cfg *config.Config, o *policy.Overrides) error {
 		if _, _, ok := cfg.Member(member); !ok {
 			return fmt.Errorf("%w: member %q", admin.ErrNotFound, member)
 		}
-		n.overrides.Drained[member] = true
-		n.logger.Info("member drained by operator", "member", member)
+		o.Drained[member] = true
 		return nil
-	})
+	}, hclog.Info, "member drained by operator", "member", member)
 }
 
 // Undrain clears a drain.
 func (n *Node) Undrain(member string) error {
-	return n.override(func(cfg *config.Config) error {
+	return n.override(func(cfg *config.Config, o *policy.Overrides) error {
 		if _, _, ok := cfg.Member(member); !ok {
 			return fmt.Errorf("%w: member %q", admin.ErrNotFound, member)
 		}
-		delete(n.overrides.Drained, member)
-		n.logger.Info("member undrained by operator", "member", member)
+		delete(o.Drained, member)
 		return nil
-	})
+	}, hclog.Info, "member undrained by operator", "member", member)
 }
 
 // Force answers member to every client of db, whatever its health.
 func (n *Node) Force(db, member string) error {
-	return n.override(func(cfg *config.Config) error {
+	return n.override(func(cfg *config.Config, o *policy.Overrides) error {
 		d, ok := cfg.Database(db)
 		if !ok {
 			return fmt.Errorf("%w: database %q", admin.ErrNotFound, db)
@@ -635,37 +705,120 @@ func (n *Node) Force(db, member string) error {
 		if !found {
 			return fmt.Errorf("%w: %q is not a member of database %s", admin.ErrBadRequest, member, db)
 		}
-		n.overrides.Forced[db] = member
-		n.logger.Warn("answer forced by operator", "db", db, "member", member)
+		o.Forced[db] = member
 		return nil
-	})
+	}, hclog.Warn, "answer forced by operator", "db", db, "member", member)
 }
 
 // Unforce returns db to health-based answers.
 func (n *Node) Unforce(db string) error {
-	return n.override(func(cfg *config.Config) error {
+	return n.override(func(cfg *config.Config, o *policy.Overrides) error {
 		if _, ok := cfg.Database(db); !ok {
 			return fmt.Errorf("%w: database %q", admin.ErrNotFound, db)
 		}
-		delete(n.overrides.Forced, db)
-		n.logger.Info("forced answer cleared by operator", "db", db)
+		delete(o.Forced, db)
 		return nil
-	})
+	}, hclog.Info, "forced answer cleared by operator", "db", db)
 }
 
-// override applies a change under the lock, then re-evaluates and persists
-// at once so the change is served and survives a restart.
-func (n *Node) override(change func(*config.Config) error) error {
+// override applies change to a copy of the overrides, persists the copy
+// and only then puts it in force, re-evaluates and logs msg at level: a
+// change that cannot be saved is not applied at all (the error names the
+// state file and the cause, a 500), so what the API reports, what DNS
+// serves and what survives a restart never disagree.
+func (n *Node) override(change func(*config.Config, *policy.Overrides) error, level hclog.Level, msg string, args ...any) error {
+	n.saveMu.Lock()
+	defer n.saveMu.Unlock()
 	n.mu.Lock()
-	err := change(n.cfg.Load())
-	if err == nil {
-		n.dirty = true
-	}
-	n.mu.Unlock()
-	if err != nil {
+	next := n.overridesCopyLocked()
+	if err := change(n.cfg.Load(), &next); err != nil {
+		n.mu.Unlock()
 		return err
 	}
+	st := n.persistedLocked(next, n.corrupt)
+	n.mu.Unlock()
+	if n.opts.StateFile != "" {
+		if err := n.writeState(st); err != nil {
+			return fmt.Errorf("not applied: %w", err)
+		}
+	}
+	n.mu.Lock()
+	n.overrides = next
+	n.mu.Unlock()
+	n.logger.Log(level, msg, args...)
 	n.evaluate()
-	n.saveNow()
 	return nil
+}
+
+// saveHealth is the outcome of the node's recent state saves, for status.
+type saveHealth struct {
+	mu        sync.Mutex
+	failures  uint64
+	lastErr   string // "" after a successful save
+	lastErrAt time.Time
+}
+
+// registerStateMetrics registers the state file's metrics with reg.
+func (n *Node) registerStateMetrics(reg prometheus.Registerer) {
+	n.saveFailures = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "aagtm_node_state_save_failures_total",
+		Help: "Failed writes of the node's state file (drains and forces refused meanwhile; see last_save_error in /v1/status).",
+	})
+	corrupt := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "aagtm_node_state_corrupt",
+		Help: "1 while an unusable state file found at start is not acknowledged (aagtm ack-state).",
+	}, func() float64 {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		if n.corrupt != nil {
+			return 1
+		}
+		return 0
+	})
+	reg.MustRegister(n.saveFailures, corrupt)
+}
+
+// StateStatus reports the state file's health (admin.StateKeeper); nil
+// without a state file.
+func (n *Node) StateStatus() *admin.StateStatus {
+	if n.opts.StateFile == "" {
+		return nil
+	}
+	st := &admin.StateStatus{Path: n.opts.StateFile}
+	n.saveHealth.mu.Lock()
+	st.SaveFailures, st.LastSaveError, st.LastSaveErrorAt = n.saveHealth.failures, n.saveHealth.lastErr, n.saveHealth.lastErrAt
+	n.saveHealth.mu.Unlock()
+	n.mu.Lock()
+	if n.corrupt != nil {
+		c := *n.corrupt
+		st.Corrupt = &c
+	}
+	n.mu.Unlock()
+	return st
+}
+
+// AckCorruptState clears the report of an unusable state file
+// (admin.StateKeeper) once the clearance is saved; without a state file
+// there is nothing to acknowledge.
+func (n *Node) AckCorruptState() (*admin.CorruptState, error) {
+	if n.opts.StateFile == "" {
+		return nil, nil
+	}
+	n.saveMu.Lock()
+	defer n.saveMu.Unlock()
+	n.mu.Lock()
+	c := n.corrupt
+	st := n.persistedLocked(n.overridesCopyLocked(), nil)
+	n.mu.Unlock()
+	if c == nil {
+		return nil, nil
+	}
+	if err := n.writeState(st); err != nil {
+		return nil, fmt.Errorf("not acknowledged: %w", err)
+	}
+	n.mu.Lock()
+	n.corrupt = nil
+	n.mu.Unlock()
+	n.logger.Info("unusable state file acknowledged by operator", "moved_to", c.MovedTo, "found_at", c.At)
+	return c, nil
 }

@@ -1,12 +1,18 @@
 package node
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"time"
 
+	"github.com/aagtm/aagtm/admin"
 	"github.com/aagtm/aagtm/policy"
 )
 
@@ -22,6 +28,9 @@ type persisted struct {
 	SavedAt   time.Time        `json:"saved_at"`
 	Overrides policy.Overrides `json:"overrides"`
 	Engine    policy.State     `json:"engine"`
+	// Corrupt keeps the report of an earlier state file found unusable
+	// until an operator acknowledges it, across restarts.
+	Corrupt *admin.CorruptState `json:"corrupt,omitempty"`
 }
 
 // saveState writes the state atomically: a temp file in the same folder,
@@ -62,22 +71,93 @@ func saveState(path string, st *persisted) error {
 	return nil
 }
 
-// loadState reads the state file. A missing file is (nil, nil); a corrupt
-// one is an error the caller reports and ignores.
-func loadState(path string) (*persisted, error) {
+// loadState reads the state file. A missing file is (nil, nil, nil). An
+// unreadable or corrupt one is an error, with what could be read of it
+// (possibly nothing) for the caller to report as lost.
+func loadState(path string) (*persisted, []byte, error) {
 	data, err := os.ReadFile(path)
-	if os.IsNotExist(err) {
-		return nil, nil
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+		return nil, nil, nil // no file (ENOTDIR: a parent is a file); saving will say why
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read state %s: %w", path, err)
+		return nil, nil, fmt.Errorf("read: %w", err)
 	}
 	var st persisted
 	if err := json.Unmarshal(data, &st); err != nil {
-		return nil, fmt.Errorf("state file %s is corrupt (%v): ignoring it", path, err)
+		return nil, data, fmt.Errorf("corrupt (%d bytes): %w", len(data), err)
 	}
 	if st.Version != stateVersion {
-		return nil, fmt.Errorf("state file %s has version %d, want %d: ignoring it", path, st.Version, stateVersion)
+		return nil, data, fmt.Errorf("version %d, this node reads version %d", st.Version, stateVersion)
 	}
-	return &st, nil
+	return &st, data, nil
+}
+
+// moveAside renames an unusable state file to <path>.corrupt-<time> so it
+// is kept as evidence and never overwritten.
+func moveAside(path string, now time.Time) (string, error) {
+	aside := path + ".corrupt-" + now.UTC().Format("20060102T150405.000Z")
+	if err := os.Rename(path, aside); err != nil {
+		return "", err
+	}
+	return aside, nil
+}
+
+// salvageOverrides reads the drains and forces from the readable start of
+// a damaged state file (JSON tokens up to the first error) and describes
+// them: what a node that ignores the file loses.
+func salvageOverrides(data []byte) string {
+	type frame struct {
+		obj     bool
+		key     string // the current key, in an object
+		wantKey bool
+	}
+	var stack []*frame
+	var lost []string
+	valueDone := func() {
+		if len(stack) > 0 && stack[len(stack)-1].obj {
+			stack[len(stack)-1].wantKey = true
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			break
+		}
+		if len(stack) > 0 && stack[len(stack)-1].obj && stack[len(stack)-1].wantKey {
+			if key, ok := tok.(string); ok {
+				stack[len(stack)-1].key, stack[len(stack)-1].wantKey = key, false
+				continue
+			}
+		}
+		switch tok {
+		case json.Delim('{'):
+			stack = append(stack, &frame{obj: true, wantKey: true})
+		case json.Delim('['):
+			stack = append(stack, &frame{})
+		case json.Delim('}'), json.Delim(']'):
+			stack = stack[:len(stack)-1]
+			valueDone()
+		default:
+			// top object → "overrides" → "Drained"|"Forced" → member|db
+			// (keys matched as encoding/json does, ignoring case)
+			if len(stack) == 3 && strings.EqualFold(stack[0].key, "overrides") {
+				switch v := tok.(type) {
+				case bool:
+					if strings.EqualFold(stack[1].key, "drained") && v {
+						lost = append(lost, "drain of "+stack[2].key)
+					}
+				case string:
+					if strings.EqualFold(stack[1].key, "forced") {
+						lost = append(lost, "force of "+stack[2].key+" to "+v)
+					}
+				}
+			}
+			valueDone()
+		}
+	}
+	if len(lost) == 0 {
+		return "no drain or force readable in it; the engine's last verdicts and answers (rebuilt from probes)"
+	}
+	return strings.Join(lost, ", ") + " (as far as readable); the engine's last verdicts and answers (rebuilt from probes)"
 }

@@ -37,7 +37,8 @@ var ErrNoProtection = errors.New("security: the report channel has no protection
 	"for per-agent bearer tokens over TLS; security.insecure: true allows plaintext (tests and demos only)")
 
 // ReadToken reads a bearer token file: its content, surrounding whitespace
-// trimmed. field names the setting in errors (e.g. "agents[0].token_file").
+// trimmed. field names the setting in errors (e.g. "agents[0].token_file",
+// "security.admin_token_file", "--token-file").
 func ReadToken(field, path string) (string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -45,20 +46,25 @@ func ReadToken(field, path string) (string, error) {
 	}
 	tok := strings.TrimSpace(string(b))
 	if tok == "" {
-		return "", fmt.Errorf("%s: %s is empty; put the agent's token in it", field, path)
+		return "", fmt.Errorf("%s: %s is empty; put the token in it", field, path)
 	}
 	return tok, nil
 }
 
-// LoadCA reads a PEM bundle into a pool.
-func LoadCA(path string) (*x509.CertPool, error) {
+// LoadCA reads the report channel's PEM bundle (security.tls.ca) into a
+// pool.
+func LoadCA(path string) (*x509.CertPool, error) { return LoadCAFile("security.tls.ca", path) }
+
+// LoadCAFile reads a PEM bundle into a pool; field names the setting in
+// errors (e.g. "nodes[ns1].admin_tls.ca").
+func LoadCAFile(field, path string) (*x509.CertPool, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("security.tls.ca: %w", err)
+		return nil, fmt.Errorf("%s: %w", field, err)
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(b) {
-		return nil, fmt.Errorf("security.tls.ca: %s holds no PEM certificate", path)
+		return nil, fmt.Errorf("%s: %s holds no PEM certificate", field, path)
 	}
 	return pool, nil
 }
