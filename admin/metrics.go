@@ -204,3 +204,24 @@ func boolFloat(b bool) float64 {
 	}
 	return 0
 }
+
+// NewStateMetrics registers the node's state-file metrics with reg and
+// returns the save-failure counter the node increments; corrupt reports
+// whether an unusable state file found at start is still unacknowledged.
+func NewStateMetrics(reg prometheus.Registerer, corrupt func() bool) prometheus.Counter {
+	saveFailures := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "aagtm_node_state_save_failures_total",
+		Help: "Failed writes of the node's state file (drains and forces refused meanwhile; see last_save_error in /v1/status).",
+	})
+	corruptGauge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "aagtm_node_state_corrupt",
+		Help: "1 while an unusable state file found at start is not acknowledged (aagtm ack-state).",
+	}, func() float64 {
+		if corrupt() {
+			return 1
+		}
+		return 0
+	})
+	reg.MustRegister(saveFailures, corruptGauge)
+	return saveFailures
+}

@@ -44,12 +44,13 @@ func (r *recorder) MustRegister(cs ...prometheus.Collector) {
 func (r *recorder) Unregister(prometheus.Collector) bool { return true }
 
 // registeredMetrics returns the metrics a node registers, by every package
-// that registers some (admin's policy metrics, dnsserver, ingest), built as
+// that registers some (admin's policy and state-file metrics, dnsserver, ingest), built as
 // the node builds them but with a recorder for registry.
 func registeredMetrics(t *testing.T) []*prometheus.Desc {
 	t.Helper()
 	rec := &recorder{}
 	admin.NewPolicyMetrics(rec)
+	admin.NewStateMetrics(rec, func() bool { return false })
 	dnsserver.New(dnsserver.Options{Node: "ns1", Registerer: rec}, hclog.NewNullLogger())
 	cfg, err := config.Load(config.Options{Path: "../examples/aagtm.yaml"})
 	if err != nil {

@@ -148,7 +148,7 @@ func New(cfg *config.Config, name string, logger hclog.Logger, opts Options) (*N
 	}
 	n.cfg.Store(cfg)
 	n.metrics = admin.NewPolicyMetrics(opts.Registry)
-	n.registerStateMetrics(opts.Registry)
+	n.saveFailures = admin.NewStateMetrics(opts.Registry, n.stateCorrupt)
 	n.dns = dnsserver.New(dnsserver.Options{
 		Node:       name,
 		Listen:     opts.DNS,
@@ -758,24 +758,12 @@ type saveHealth struct {
 	lastErrAt time.Time
 }
 
-// registerStateMetrics registers the state file's metrics with reg.
-func (n *Node) registerStateMetrics(reg prometheus.Registerer) {
-	n.saveFailures = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "aagtm_node_state_save_failures_total",
-		Help: "Failed writes of the node's state file (drains and forces refused meanwhile; see last_save_error in /v1/status).",
-	})
-	corrupt := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "aagtm_node_state_corrupt",
-		Help: "1 while an unusable state file found at start is not acknowledged (aagtm ack-state).",
-	}, func() float64 {
-		n.mu.Lock()
-		defer n.mu.Unlock()
-		if n.corrupt != nil {
-			return 1
-		}
-		return 0
-	})
-	reg.MustRegister(n.saveFailures, corrupt)
+// stateCorrupt reports whether an unusable state file found at start is
+// still unacknowledged.
+func (n *Node) stateCorrupt() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.corrupt != nil
 }
 
 // StateStatus reports the state file's health (admin.StateKeeper); nil
