@@ -98,13 +98,19 @@ func (p *problems) hostPort(path, s string, required bool) string {
 	return s
 }
 
-func (p *problems) fileExists(path, file string) {
-	if file == "" {
-		return
-	}
-	if _, err := os.Stat(file); err != nil {
+// addErr adds an error that already names its field.
+func (p *problems) addErr(err error) { *p = append(*p, err) }
+
+// readable reports whether file can be opened, adding a problem naming
+// path when it cannot.
+func (p *problems) readable(path, file string) bool {
+	f, err := os.Open(file)
+	if err != nil {
 		p.add(path, "cannot read %s: %v; fix the path or create the file", file, err)
+		return false
 	}
+	f.Close()
+	return true
 }
 
 // build converts the raw file into the typed Config, validating every field.
@@ -254,7 +260,6 @@ func buildAgents(p *problems, raw *rawConfig, cfg *Config, baseDir string) {
 		if ag.TokenFile != "" && !filepath.IsAbs(ag.TokenFile) && baseDir != "" {
 			ag.TokenFile = filepath.Join(baseDir, ag.TokenFile)
 		}
-		p.fileExists(path+".token_file", ag.TokenFile)
 		if ag.ID == "" {
 			p.add(path+".id", "missing: give the agent a unique id (with mTLS, what its certificate names: URI SAN aagtm-agent://<id>, else CN)")
 		} else if seen[ag.ID] {
@@ -266,18 +271,34 @@ func buildAgents(p *problems, raw *rawConfig, cfg *Config, baseDir string) {
 		}
 		cfg.Agents = append(cfg.Agents, ag)
 	}
-	sort.Slice(cfg.Agents, func(i, j int) bool { return cfg.Agents[i].ID < cfg.Agents[j].ID })
-	tokens := map[string]string{} // token file → agent id
+	// Paths name agents by their index in the file, before sorting.
+	files := map[string]string{}  // token file → agent id
+	tokens := map[string]string{} // token → agent id
 	for i, a := range cfg.Agents {
 		if a.TokenFile == "" {
 			continue
 		}
-		if other, ok := tokens[a.TokenFile]; ok {
-			p.add(fmt.Sprintf("agents[%d].token_file", i), "%s is also the token file of agent %q: each agent needs its own token, so a node knows who reports",
+		field := fmt.Sprintf("agents[%d].token_file", i)
+		if other, ok := files[a.TokenFile]; ok {
+			p.add(field, "%s is also the token file of agent %q: each agent needs its own token, so a node knows who reports",
 				a.TokenFile, other)
+			continue
 		}
-		tokens[a.TokenFile] = a.ID
+		files[a.TokenFile] = a.ID
+		if !p.readable(field, a.TokenFile) {
+			continue
+		}
+		tok, err := ReadToken(field, a.TokenFile)
+		if err != nil {
+			p.addErr(err)
+			continue
+		}
+		if other, ok := tokens[tok]; ok {
+			p.add(field, "agent %q has the same token as agent %q: give each agent its own token, so a node knows who reports", a.ID, other)
+		}
+		tokens[tok] = a.ID
 	}
+	sort.Slice(cfg.Agents, func(i, j int) bool { return cfg.Agents[i].ID < cfg.Agents[j].ID })
 }
 
 var knownChecks = []Check{CheckPing, CheckEcho, CheckKeyspace, CheckLag, CheckREST, CheckCommand}
@@ -499,8 +520,8 @@ func buildMember(p *problems, path string, r rawMember, db string, cfg *Config) 
 		if cfg.Probes.HasCheck(CheckPing) || cfg.Probes.HasCheck(CheckEcho) || cfg.Probes.HasCheck(CheckKeyspace) || cfg.Probes.HasCheck(CheckLag) || cfg.Probes.HasCheck(CheckCommand) {
 			p.add(path+".redis", "missing: give the URL probes connect to, e.g. redis://10.1.0.10:12000 or rediss://user:pass@host:port")
 		}
-	} else if u, err := url.Parse(m.Redis); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
-		p.add(path+".redis", "%q is not a redis URL: write redis://host:port or rediss://user:password@host:port", RedactURL(m.Redis))
+	} else if err := checkRedisURL(m.Redis); err != nil {
+		p.add(path+".redis", "%q is not a redis URL: %v", RedactURL(m.Redis), err)
 	}
 	m.REST = REST{URL: strings.TrimRight(strings.TrimSpace(r.REST.URL), "/"), BDB: r.REST.BDB, InsecureSkipVerify: r.REST.InsecureSkipVerify}
 	m.REST.LagTolerance = p.duration(path+".rest.lag_tolerance", r.REST.LagTolerance, DefaultRESTLagTolerance)
@@ -582,13 +603,31 @@ func buildSecurity(p *problems, raw *rawConfig, cfg *Config, baseDir string) {
 		if s.TLS.Cert == "" || s.TLS.Key == "" || s.TLS.CA == "" {
 			p.add("security.tls", "mTLS needs cert, key and ca together: set all three")
 		}
-		p.fileExists("security.tls.cert", s.TLS.Cert)
-		p.fileExists("security.tls.key", s.TLS.Key)
-		p.fileExists("security.tls.ca", s.TLS.CA)
+		// The node and the agent load these at start; so does check.
+		cert := s.TLS.Cert != "" && p.readable("security.tls.cert", s.TLS.Cert)
+		key := s.TLS.Key != "" && p.readable("security.tls.key", s.TLS.Key)
+		if cert && key {
+			if _, err := LoadKeyPair(s.TLS); err != nil {
+				p.addErr(err)
+			}
+		}
+		if s.TLS.CA != "" && p.readable("security.tls.ca", s.TLS.CA) {
+			if _, err := LoadCA(s.TLS.CA); err != nil {
+				p.addErr(err)
+			}
+		}
 	}
-	p.fileExists("security.admin_token_file", s.AdminTokenFile)
-	if !s.Insecure && !s.TLS.Enabled() && !cfg.HasAgentTokens() {
-		p.add("security", "reports would travel unauthenticated: set tls {cert, key, ca} or agents[].token_file, or insecure: true for a lab")
+	if s.AdminTokenFile != "" && p.readable("security.admin_token_file", s.AdminTokenFile) {
+		if _, err := ReadToken("security.admin_token_file", s.AdminTokenFile); err != nil {
+			p.addErr(err)
+		}
+	}
+	switch {
+	case s.Insecure || s.TLS.Enabled():
+	case cfg.HasAgentTokens():
+		p.add("security", "agents[].token_file tokens would travel in plaintext: set tls {cert, key, ca} so they travel over TLS, or insecure: true for a lab")
+	default:
+		p.add("security", "reports would travel unauthenticated: set tls {cert, key, ca} (with or without agents[].token_file), or insecure: true for a lab")
 	}
 }
 
@@ -623,16 +662,4 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
-}
-
-// RedactURL hides the password of a URL for logs and errors.
-func RedactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
-		return s
-	}
-	if _, has := u.User.Password(); has {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
-	}
-	return u.String()
 }

@@ -250,12 +250,3 @@ func TestPreference(t *testing.T) {
 		}
 	}
 }
-
-func TestRedactURL(t *testing.T) {
-	if got := RedactURL("rediss://user:hunter2@h:1"); strings.Contains(got, "hunter2") || !strings.Contains(got, "user") {
-		t.Fatalf("got %s", got)
-	}
-	if got := RedactURL("redis://h:1"); got != "redis://h:1" {
-		t.Fatalf("got %s", got)
-	}
-}

@@ -31,6 +31,9 @@ type Options struct {
 	// Environ is the environment to read AAGTM_* variables from; nil means
 	// the process environment.
 	Environ []string
+	// Strict turns warnings (credential files other users can read) into
+	// errors: `--strict` on check, serve and probe.
+	Strict bool
 }
 
 // Load reads, decodes and validates the configuration. The error lists every
@@ -100,6 +103,15 @@ func parse(data []byte, opts Options, baseDir string) (*Config, error) {
 	}
 	cfg, errs := build(&raw, baseDir)
 	problems = append(problems, errs...)
+	for _, f := range cfg.CredentialFiles() {
+		if w := exposure(f); w != "" {
+			if opts.Strict {
+				problems = append(problems, errors.New(w))
+			} else {
+				cfg.Warnings = append(cfg.Warnings, w)
+			}
+		}
+	}
 	if len(problems) > 0 {
 		return nil, errors.Join(problems...)
 	}
@@ -199,16 +211,38 @@ func isDigits(s string) bool {
 	return true
 }
 
+// hashOf fingerprints the settings every node and agent must agree on.
 func hashOf(cfg *Config) string {
+	sum := sha256.Sum256(hashInput(cfg))
+	return hex.EncodeToString(sum[:8])
+}
+
+// hashInput is what hashOf hashes. No secret feeds it (the hash is
+// published in /v1/status and in every ack): URL passwords are masked, and
+// credential paths, which are host-local anyway, are left out.
+func hashInput(cfg *Config) []byte {
 	c := *cfg
-	c.Source, c.Hash = "", ""
+	c.Source, c.Hash, c.Warnings = "", "", nil
 	// Host-local settings (credential paths, DNS tuning) may differ between
 	// hosts through AAGTM_* overrides without the hosts disagreeing.
 	c.Security, c.DNS = Security{}, DNS{}
-	b, err := json.Marshal(c)
-	if err != nil {
-		return ""
+	c.Agents = make([]Agent, len(cfg.Agents))
+	for i, a := range cfg.Agents {
+		a.TokenFile = ""
+		c.Agents[i] = a
 	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:8])
+	c.Databases = make([]Database, len(cfg.Databases))
+	for i, d := range cfg.Databases {
+		d.Members = make([]Member, len(d.Members))
+		for j, m := range cfg.Databases[i].Members {
+			m.Redis, m.REST.URL = RedactURL(m.Redis), RedactURL(m.REST.URL)
+			d.Members[j] = m
+		}
+		c.Databases[i] = d
+	}
+	b, err := json.Marshal(c)
+	if err != nil { // cannot happen: plain structs, strings and numbers
+		panic("config: hash: " + err.Error())
+	}
+	return b
 }

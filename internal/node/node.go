@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -544,15 +543,7 @@ func readAdminToken(cfg *config.Config) (string, error) {
 	if cfg.Security.AdminTokenFile == "" {
 		return "", nil
 	}
-	b, err := os.ReadFile(cfg.Security.AdminTokenFile)
-	if err != nil {
-		return "", fmt.Errorf("security.admin_token_file: %w", err)
-	}
-	tok := strings.TrimSpace(string(b))
-	if tok == "" {
-		return "", fmt.Errorf("security.admin_token_file %s is empty: put a long random token in it", cfg.Security.AdminTokenFile)
-	}
-	return tok, nil
+	return config.ReadToken("security.admin_token_file", cfg.Security.AdminTokenFile)
 }
 
 // Snapshot returns the current decision.
