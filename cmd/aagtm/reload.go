@@ -20,7 +20,7 @@ import (
 // command (serve, probe), logging every config problem on its own line, and
 // logs the effective config once, secrets masked.
 func (g *globalFlags) startDaemon(cmd *cobra.Command) (hclog.Logger, *config.Config, error) {
-	logger, err := g.newLogger(os.Stderr, "aagtm")
+	logger, err := g.newLogger(cmd.ErrOrStderr(), "aagtm")
 	if err != nil {
 		return nil, nil, err
 	}
