@@ -162,11 +162,11 @@ func buildZone(p *problems, raw *rawConfig, cfg *Config) {
 	s := raw.Zone.SOA
 	z.SOA = SOA{
 		Serial:      s.Serial,
-		Refresh:     p.duration("zone.soa.refresh", s.Refresh, time.Hour),
-		Retry:       p.duration("zone.soa.retry", s.Retry, 10*time.Minute),
-		Expire:      p.duration("zone.soa.expire", s.Expire, 168*time.Hour),
-		NegativeTTL: p.duration("zone.soa.negative_ttl", s.NegativeTTL, 5*time.Second),
-		TTL:         p.duration("zone.soa.ttl", s.TTL, time.Hour),
+		Refresh:     p.duration("zone.soa.refresh", s.Refresh, defaultDuration("zone.soa.refresh")),
+		Retry:       p.duration("zone.soa.retry", s.Retry, defaultDuration("zone.soa.retry")),
+		Expire:      p.duration("zone.soa.expire", s.Expire, defaultDuration("zone.soa.expire")),
+		NegativeTTL: p.duration("zone.soa.negative_ttl", s.NegativeTTL, defaultDuration("zone.soa.negative_ttl")),
+		TTL:         p.duration("zone.soa.ttl", s.TTL, defaultDuration("zone.soa.ttl")),
 	}
 	if s.MBox == "" {
 		z.SOA.MBox = "hostmaster." + z.Name
@@ -306,11 +306,11 @@ var knownChecks = []Check{CheckPing, CheckEcho, CheckKeyspace, CheckLag, CheckRE
 func buildProbes(p *problems, raw *rawConfig, cfg *Config) {
 	r := raw.Probes
 	pr := &cfg.Probes
-	pr.Interval = p.duration("probes.interval", r.Interval, time.Second)
-	pr.Timeout = p.duration("probes.timeout", r.Timeout, 500*time.Millisecond)
-	pr.StaleAfter = p.duration("probes.stale_after", r.StaleAfter, 3*time.Second)
-	pr.KeyTTL = p.duration("probes.key_ttl", r.KeyTTL, time.Minute)
-	pr.HeartbeatInterval = p.duration("probes.heartbeat_interval", r.HeartbeatInterval, 100*time.Millisecond)
+	pr.Interval = p.duration("probes.interval", r.Interval, defaultDuration("probes.interval"))
+	pr.Timeout = p.duration("probes.timeout", r.Timeout, defaultDuration("probes.timeout"))
+	pr.StaleAfter = p.duration("probes.stale_after", r.StaleAfter, defaultDuration("probes.stale_after"))
+	pr.KeyTTL = p.duration("probes.key_ttl", r.KeyTTL, defaultDuration("probes.key_ttl"))
+	pr.HeartbeatInterval = p.duration("probes.heartbeat_interval", r.HeartbeatInterval, defaultDuration("probes.heartbeat_interval"))
 	pr.Rise, pr.Fall = r.Rise, r.Fall
 	pr.ReadOnly = r.ReadOnly
 	pr.KeyspaceKeys = r.KeyspaceKeys
@@ -571,7 +571,7 @@ func buildNodes(p *problems, raw *rawConfig, cfg *Config, baseDir string) {
 			n.DNS = append(n.DNS, p.hostPort(fmt.Sprintf("%s.dns[%d]", path, j), a, true))
 		}
 		if len(n.DNS) == 0 {
-			n.DNS = []string{DefaultDNSListen}
+			n.DNS = append([]string(nil), DefaultDNSListen...)
 		}
 		n.Admin = p.hostPort(path+".admin", r.Admin, false)
 		if n.Admin == "" {

@@ -59,7 +59,7 @@ func TestParseValid(t *testing.T) {
 		{"soa mbox default", cfg.Zone.SOA.MBox, "hostmaster.gtm.example.com."},
 		{"negative ttl default", cfg.Zone.SOA.NegativeTTL, 5 * time.Second},
 		{"node listen defaults to report", cfg.Nodes[0].Listen, "127.0.0.1:7411"},
-		{"node dns default", cfg.Nodes[0].DNS[0], DefaultDNSListen},
+		{"node dns default", cfg.Nodes[0].DNS[0], DefaultDNSListen[0]},
 		{"node admin default loopback", cfg.Nodes[0].Admin, DefaultAdminListen},
 		{"max udp default", cfg.DNS.MaxUDPSize, 1232},
 		{"hash set", cfg.Hash != "", true},

@@ -57,30 +57,13 @@ func LoadKeyPair(t TLS) (tls.Certificate, error) {
 	return c, nil
 }
 
-// CredentialFile is a file holding a secret that the config names.
+// CredentialFile is a file holding a secret that the config names (a
+// setting marked Credential).
 type CredentialFile struct {
 	// Field is the setting's path, e.g. agents[0].token_file.
 	Field string
 	// Path is the file, resolved against the config file's folder.
 	Path string
-}
-
-// CredentialFiles lists the files of cfg that hold secrets: every agent's
-// token file, the admin token file and the TLS private key.
-func (c *Config) CredentialFiles() []CredentialFile {
-	var out []CredentialFile
-	for _, a := range c.Agents {
-		if a.TokenFile != "" {
-			out = append(out, CredentialFile{fmt.Sprintf("agents[id=%s].token_file", a.ID), a.TokenFile})
-		}
-	}
-	if f := c.Security.AdminTokenFile; f != "" {
-		out = append(out, CredentialFile{"security.admin_token_file", f})
-	}
-	if f := c.Security.TLS.Key; f != "" {
-		out = append(out, CredentialFile{"security.tls.key", f})
-	}
-	return out
 }
 
 // exposedMode is the permission bits a credential file must not have:

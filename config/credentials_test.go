@@ -101,10 +101,10 @@ func TestCredentialFilePermissions(t *testing.T) {
 		field   string
 		warn    bool
 	}{
-		{"agent token 0600", 0o600, "agents: [{id: a, region: us-east, token_file: %s}]", "agents[id=a].token_file", false},
-		{"agent token 0400", 0o400, "agents: [{id: a, region: us-east, token_file: %s}]", "agents[id=a].token_file", false},
-		{"agent token 0640", 0o640, "agents: [{id: a, region: us-east, token_file: %s}]", "agents[id=a].token_file", true},
-		{"agent token 0644", 0o644, "agents: [{id: a, region: us-east, token_file: %s}]", "agents[id=a].token_file", true},
+		{"agent token 0600", 0o600, "agents: [{id: a, region: us-east, token_file: %s}]", "agents[0].token_file", false},
+		{"agent token 0400", 0o400, "agents: [{id: a, region: us-east, token_file: %s}]", "agents[0].token_file", false},
+		{"agent token 0640", 0o640, "agents: [{id: a, region: us-east, token_file: %s}]", "agents[0].token_file", true},
+		{"agent token 0644", 0o644, "agents: [{id: a, region: us-east, token_file: %s}]", "agents[0].token_file", true},
 		{"admin token 0604", 0o604, "security: {insecure: true, admin_token_file: %s}", "security.admin_token_file", true},
 		{"admin token 0600", 0o600, "security: {insecure: true, admin_token_file: %s}", "security.admin_token_file", false},
 	}

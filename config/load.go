@@ -64,8 +64,8 @@ func Parse(data []byte) (*Config, error) {
 func parse(data []byte, opts Options, baseDir string) (*Config, error) {
 	v := viper.New()
 	v.SetConfigType("yaml")
-	for key, val := range defaultValues {
-		v.SetDefault(key, val)
+	for key, s := range overridable() {
+		v.SetDefault(key, s.Value)
 	}
 	if err := v.ReadConfig(bytes.NewReader(data)); err != nil {
 		return nil, fmt.Errorf("not valid YAML: %w", err)
@@ -103,7 +103,8 @@ func parse(data []byte, opts Options, baseDir string) (*Config, error) {
 	}
 	cfg, errs := build(&raw, baseDir)
 	problems = append(problems, errs...)
-	for _, f := range cfg.CredentialFiles() {
+	cfg.file = v.AllSettings()
+	for _, f := range credentialFiles(cfg.file, baseDir) {
 		if w := exposure(f); w != "" {
 			if opts.Strict {
 				problems = append(problems, errors.New(w))
@@ -126,7 +127,7 @@ func applyEnv(v *viper.Viper, environ []string) {
 		environ = os.Environ()
 	}
 	byEnv := map[string]string{}
-	for key := range defaultValues {
+	for key := range overridable() {
 		byEnv[EnvPrefix+"_"+strings.ToUpper(strings.NewReplacer(".", "_").Replace(key))] = key
 	}
 	for _, kv := range environ {
@@ -143,7 +144,7 @@ func applyEnv(v *viper.Viper, environ []string) {
 // setValue sets an override given as text; list settings take comma- or
 // space-separated values.
 func setValue(v *viper.Viper, key, val string) {
-	if _, isList := defaultValues[key].([]string); isList {
+	if _, isList := overridable()[key].Value.([]string); isList {
 		v.Set(key, splitList(val))
 		return
 	}
@@ -159,19 +160,8 @@ func splitList(s string) []string {
 }
 
 func isKnownKey(key string) bool {
-	_, ok := defaultValues[key]
+	_, ok := overridable()[key]
 	return ok
-}
-
-// EnvKeys returns the settings that AAGTM_* variables and --path.to.key
-// flags can override, sorted.
-func EnvKeys() []string {
-	keys := make([]string, 0, len(defaultValues))
-	for k := range defaultValues {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // displayPath turns mapstructure's "databases[cache].members[0].regin" into

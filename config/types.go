@@ -42,6 +42,10 @@ type Config struct {
 	// (credential files other users can read); Options.Strict makes them
 	// errors instead.
 	Warnings []string `json:"-"`
+
+	// file is the decoded file with overrides and defaults applied, keyed
+	// like Settings' paths: what the reload rules compare.
+	file map[string]any
 }
 
 // Zone is the authoritative zone: its apex SOA and NS set.

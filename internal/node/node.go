@@ -501,7 +501,7 @@ func (n *Node) Reload(cfg *config.Config) error {
 	n.admin.SetAuth(token, cfg.Security.Insecure)
 	n.dns.SetRateLimit(cfg.DNS.RateLimit)
 	n.dns.SetMaxUDPSize(cfg.DNS.MaxUDPSize)
-	if restart := needsRestart(old, cfg, n.name); len(restart) > 0 {
+	if restart := config.RestartNeeded(old, cfg, n.name); len(restart) > 0 {
 		n.logger.Warn("some changed settings take effect only after a restart", "settings", strings.Join(restart, ", "))
 	}
 	n.mu.Lock()
@@ -510,32 +510,6 @@ func (n *Node) Reload(cfg *config.Config) error {
 	n.cfg.Store(cfg)
 	n.evaluate()
 	return nil
-}
-
-// needsRestart lists the changed settings a running node cannot apply:
-// its listen addresses and socket layout.
-func needsRestart(old, cur *config.Config, name string) []string {
-	var out []string
-	o, _ := old.Node(name)
-	c, _ := cur.Node(name)
-	if o != nil && c != nil {
-		if strings.Join(o.DNS, ",") != strings.Join(c.DNS, ",") {
-			out = append(out, "nodes[].dns")
-		}
-		if o.Listen != c.Listen {
-			out = append(out, "nodes[].listen/report")
-		}
-		if o.Admin != c.Admin {
-			out = append(out, "nodes[].admin")
-		}
-		if o.StateFile != c.StateFile {
-			out = append(out, "nodes[].state_file")
-		}
-	}
-	if old.DNS.ReusePort != cur.DNS.ReusePort {
-		out = append(out, "dns.reuse_port")
-	}
-	return out
 }
 
 // readAdminToken reads the token that mutating admin calls need.
