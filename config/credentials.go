@@ -57,9 +57,9 @@ func LoadKeyPair(t TLS) (tls.Certificate, error) {
 	return c, nil
 }
 
-// CredentialFile is a file holding a secret that the config names (a
+// credentialFile is a file holding a secret that the config names (a
 // setting marked Credential).
-type CredentialFile struct {
+type credentialFile struct {
 	// Field is the setting's path, e.g. agents[0].token_file.
 	Field string
 	// Path is the file, resolved against the config file's folder.
@@ -73,7 +73,7 @@ const exposedMode = 0o077
 // exposure returns a warning when file can be read or written by group or
 // other users, "" otherwise (or when it cannot be inspected: reading it
 // reports that).
-func exposure(f CredentialFile) string {
+func exposure(f credentialFile) string {
 	fi, err := os.Stat(f.Path)
 	if err != nil || fi.Mode().Perm()&exposedMode == 0 {
 		return ""

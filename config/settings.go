@@ -216,8 +216,8 @@ func valuesAt(doc map[string]any, path string) []valueAt {
 
 // credentialFiles lists the files of the decoded file that hold secrets
 // (settings marked Credential), relative paths resolved against baseDir.
-func credentialFiles(doc map[string]any, baseDir string) []CredentialFile {
-	var out []CredentialFile
+func credentialFiles(doc map[string]any, baseDir string) []credentialFile {
+	var out []credentialFile
 	for _, s := range Settings {
 		if !s.Credential {
 			continue
@@ -230,7 +230,7 @@ func credentialFiles(doc map[string]any, baseDir string) []CredentialFile {
 			if !filepath.IsAbs(p) && baseDir != "" {
 				p = filepath.Join(baseDir, p)
 			}
-			out = append(out, CredentialFile{Field: v.field, Path: p})
+			out = append(out, credentialFile{Field: v.field, Path: p})
 		}
 	}
 	return out

@@ -48,13 +48,12 @@ func runCLI(t *testing.T, args ...string) (string, error) {
 
 // startServe runs `aagtm serve` on loopback ports until the test ends and
 // returns its admin address once /readyz answers 200.
-func startServe(t *testing.T, file, node string, extra ...string) (admin string, run *cli) {
+func startServe(t *testing.T, file, node string) (admin string, run *cli) {
 	t.Helper()
 	admin = "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t, "127.0.0.1"))
 	ctx, cancel := context.WithCancel(context.Background())
-	args := append([]string{"serve", "-c", file, "--node", node, "--dns", "127.0.0.1:0", "--ingest", "127.0.0.1:0",
-		"--admin", admin, "--state-file", filepath.Join(t.TempDir(), "state.json")}, extra...)
-	run = startCLI(ctx, args...)
+	run = startCLI(ctx, "serve", "-c", file, "--node", node, "--dns", "127.0.0.1:0", "--ingest", "127.0.0.1:0",
+		"--admin", admin, "--state-file", filepath.Join(t.TempDir(), "state.json"))
 	t.Cleanup(func() {
 		cancel()
 		select {
