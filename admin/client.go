@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/aagtm/aagtm/config"
-	"github.com/aagtm/aagtm/internal/reportwire"
 )
 
 // DefaultTimeout bounds each node's call in FanOut when no timeout is
@@ -71,7 +70,7 @@ func NewClient(node, addr, token string, opts ...ClientOption) (*Client, error) 
 func nodeClient(n config.Node, token string) (*Client, error) {
 	var opts []ClientOption
 	if n.AdminTLS.CA != "" {
-		pool, err := reportwire.LoadCAFile("nodes["+n.Name+"].admin_tls.ca", n.AdminTLS.CA)
+		pool, err := config.LoadCAFile("nodes["+n.Name+"].admin_tls.ca", n.AdminTLS.CA)
 		if err != nil {
 			return nil, err
 		}

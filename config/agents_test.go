@@ -9,14 +9,13 @@ import (
 
 func TestAgentTokenFiles(t *testing.T) {
 	dir := t.TempDir()
-	for _, f := range []string{"use.token", "euw.token"} {
-		if err := os.WriteFile(filepath.Join(dir, f), []byte("secret-"+f+"\n"), 0o600); err != nil {
+	for f, content := range map[string]string{"use.token": "secret-use\n", "euw.token": "secret-euw\n", "copy.token": "secret-use", "empty.token": " \n"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte(content), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
 	write := func(agents string) string {
 		y := strings.Replace(validYAML, "probes:", agents+"\nprobes:", 1)
-		y = strings.Replace(y, "insecure: true", "insecure: false\n  tls: {}", 1)
 		p := filepath.Join(dir, "aagtm.yaml")
 		if err := os.WriteFile(p, []byte(y), 0o600); err != nil {
 			t.Fatal(err)
@@ -38,11 +37,32 @@ func TestAgentTokenFiles(t *testing.T) {
 			t.Errorf("a-euw token file %q", b.TokenFile)
 		}
 	})
-	t.Run("one token file for two agents is refused", func(t *testing.T) {
-		p := write("agents:\n  - {id: a-use, region: us-east, token_file: use.token}\n  - {id: a-euw, region: eu-west, token_file: use.token}")
-		_, err := Load(Options{Path: p, Environ: []string{}})
-		if err == nil || !strings.Contains(err.Error(), "agents[1].token_file") || !strings.Contains(err.Error(), "each agent needs its own token") {
-			t.Fatalf("error %v, want agents[1].token_file shared with a-euw", err)
-		}
-	})
+	// The node's ingest refuses these at start; the loader (and so
+	// `aagtm check`) refuses them too.
+	refused := []struct {
+		name, agents string
+		environ      []string
+		want         []string
+	}{
+		{"one token file for two agents", "agents:\n  - {id: a-use, region: us-east, token_file: use.token}\n  - {id: a-euw, region: eu-west, token_file: use.token}",
+			nil, []string{"agents[1].token_file", "each agent needs its own token"}},
+		{"one token in two files", "agents:\n  - {id: a-use, region: us-east, token_file: use.token}\n  - {id: a-euw, region: eu-west, token_file: copy.token}",
+			nil, []string{"agents[1].token_file", `agent "a-euw" has the same token as agent "a-use"`}},
+		{"empty token file", "agents:\n  - {id: a-use, region: us-east, token_file: empty.token}",
+			nil, []string{"agents[0].token_file", "is empty"}},
+		{"missing token file", "agents:\n  - {id: a-use, region: us-east, token_file: nowhere.token}",
+			nil, []string{"agents[0].token_file", "fix the path or create the file"}},
+		{"tokens in plaintext without insecure", "agents:\n  - {id: a-use, region: us-east, token_file: use.token}",
+			[]string{"AAGTM_SECURITY_INSECURE=false"}, []string{"security: agents[].token_file tokens would travel in plaintext", "set tls {cert, key, ca}"}},
+	}
+	for _, tc := range refused {
+		t.Run(tc.name+" is refused", func(t *testing.T) {
+			_, err := Load(Options{Path: write(tc.agents), Environ: append([]string{}, tc.environ...)})
+			for _, w := range tc.want {
+				if err == nil || !strings.Contains(err.Error(), w) {
+					t.Errorf("error %v, want it to contain %q", err, w)
+				}
+			}
+		})
+	}
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/netip"
@@ -98,13 +99,19 @@ func (p *problems) hostPort(path, s string, required bool) string {
 	return s
 }
 
-func (p *problems) fileExists(path, file string) {
-	if file == "" {
-		return
-	}
-	if _, err := os.Stat(file); err != nil {
+// addErr adds an error that already names its field.
+func (p *problems) addErr(err error) { *p = append(*p, err) }
+
+// readable reports whether file can be opened, adding a problem naming
+// path when it cannot.
+func (p *problems) readable(path, file string) bool {
+	f, err := os.Open(file)
+	if err != nil {
 		p.add(path, "cannot read %s: %v; fix the path or create the file", file, err)
+		return false
 	}
+	f.Close()
+	return true
 }
 
 // build converts the raw file into the typed Config, validating every field.
@@ -156,11 +163,11 @@ func buildZone(p *problems, raw *rawConfig, cfg *Config) {
 	s := raw.Zone.SOA
 	z.SOA = SOA{
 		Serial:      s.Serial,
-		Refresh:     p.duration("zone.soa.refresh", s.Refresh, time.Hour),
-		Retry:       p.duration("zone.soa.retry", s.Retry, 10*time.Minute),
-		Expire:      p.duration("zone.soa.expire", s.Expire, 168*time.Hour),
-		NegativeTTL: p.duration("zone.soa.negative_ttl", s.NegativeTTL, 5*time.Second),
-		TTL:         p.duration("zone.soa.ttl", s.TTL, time.Hour),
+		Refresh:     p.duration("zone.soa.refresh", s.Refresh, defaultDuration("zone.soa.refresh")),
+		Retry:       p.duration("zone.soa.retry", s.Retry, defaultDuration("zone.soa.retry")),
+		Expire:      p.duration("zone.soa.expire", s.Expire, defaultDuration("zone.soa.expire")),
+		NegativeTTL: p.duration("zone.soa.negative_ttl", s.NegativeTTL, defaultDuration("zone.soa.negative_ttl")),
+		TTL:         p.duration("zone.soa.ttl", s.TTL, defaultDuration("zone.soa.ttl")),
 	}
 	if s.MBox == "" {
 		z.SOA.MBox = "hostmaster." + z.Name
@@ -254,7 +261,6 @@ func buildAgents(p *problems, raw *rawConfig, cfg *Config, baseDir string) {
 		if ag.TokenFile != "" && !filepath.IsAbs(ag.TokenFile) && baseDir != "" {
 			ag.TokenFile = filepath.Join(baseDir, ag.TokenFile)
 		}
-		p.fileExists(path+".token_file", ag.TokenFile)
 		if ag.ID == "" {
 			p.add(path+".id", "missing: give the agent a unique id (with mTLS, what its certificate names: URI SAN aagtm-agent://<id>, else CN)")
 		} else if seen[ag.ID] {
@@ -266,18 +272,34 @@ func buildAgents(p *problems, raw *rawConfig, cfg *Config, baseDir string) {
 		}
 		cfg.Agents = append(cfg.Agents, ag)
 	}
-	sort.Slice(cfg.Agents, func(i, j int) bool { return cfg.Agents[i].ID < cfg.Agents[j].ID })
-	tokens := map[string]string{} // token file → agent id
+	// Paths name agents by their index in the file, before sorting.
+	files := map[string]string{}  // token file → agent id
+	tokens := map[string]string{} // token → agent id
 	for i, a := range cfg.Agents {
 		if a.TokenFile == "" {
 			continue
 		}
-		if other, ok := tokens[a.TokenFile]; ok {
-			p.add(fmt.Sprintf("agents[%d].token_file", i), "%s is also the token file of agent %q: each agent needs its own token, so a node knows who reports",
+		field := fmt.Sprintf("agents[%d].token_file", i)
+		if other, ok := files[a.TokenFile]; ok {
+			p.add(field, "%s is also the token file of agent %q: each agent needs its own token, so a node knows who reports",
 				a.TokenFile, other)
+			continue
 		}
-		tokens[a.TokenFile] = a.ID
+		files[a.TokenFile] = a.ID
+		if !p.readable(field, a.TokenFile) {
+			continue
+		}
+		tok, err := ReadToken(field, a.TokenFile)
+		if err != nil {
+			p.addErr(err)
+			continue
+		}
+		if other, ok := tokens[tok]; ok {
+			p.add(field, "agent %q has the same token as agent %q: give each agent its own token, so a node knows who reports", a.ID, other)
+		}
+		tokens[tok] = a.ID
 	}
+	sort.Slice(cfg.Agents, func(i, j int) bool { return cfg.Agents[i].ID < cfg.Agents[j].ID })
 }
 
 var knownChecks = []Check{CheckPing, CheckEcho, CheckKeyspace, CheckLag, CheckREST, CheckCommand}
@@ -285,11 +307,11 @@ var knownChecks = []Check{CheckPing, CheckEcho, CheckKeyspace, CheckLag, CheckRE
 func buildProbes(p *problems, raw *rawConfig, cfg *Config) {
 	r := raw.Probes
 	pr := &cfg.Probes
-	pr.Interval = p.duration("probes.interval", r.Interval, time.Second)
-	pr.Timeout = p.duration("probes.timeout", r.Timeout, 500*time.Millisecond)
-	pr.StaleAfter = p.duration("probes.stale_after", r.StaleAfter, 3*time.Second)
-	pr.KeyTTL = p.duration("probes.key_ttl", r.KeyTTL, time.Minute)
-	pr.HeartbeatInterval = p.duration("probes.heartbeat_interval", r.HeartbeatInterval, 100*time.Millisecond)
+	pr.Interval = p.duration("probes.interval", r.Interval, defaultDuration("probes.interval"))
+	pr.Timeout = p.duration("probes.timeout", r.Timeout, defaultDuration("probes.timeout"))
+	pr.StaleAfter = p.duration("probes.stale_after", r.StaleAfter, defaultDuration("probes.stale_after"))
+	pr.KeyTTL = p.duration("probes.key_ttl", r.KeyTTL, defaultDuration("probes.key_ttl"))
+	pr.HeartbeatInterval = p.duration("probes.heartbeat_interval", r.HeartbeatInterval, defaultDuration("probes.heartbeat_interval"))
 	pr.Rise, pr.Fall = r.Rise, r.Fall
 	pr.ReadOnly = r.ReadOnly
 	pr.KeyspaceKeys = r.KeyspaceKeys
@@ -499,8 +521,8 @@ func buildMember(p *problems, path string, r rawMember, db string, cfg *Config) 
 		if cfg.Probes.HasCheck(CheckPing) || cfg.Probes.HasCheck(CheckEcho) || cfg.Probes.HasCheck(CheckKeyspace) || cfg.Probes.HasCheck(CheckLag) || cfg.Probes.HasCheck(CheckCommand) {
 			p.add(path+".redis", "missing: give the URL probes connect to, e.g. redis://10.1.0.10:12000 or rediss://user:pass@host:port")
 		}
-	} else if u, err := url.Parse(m.Redis); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
-		p.add(path+".redis", "%q is not a redis URL: write redis://host:port or rediss://user:password@host:port", RedactURL(m.Redis))
+	} else if err := checkRedisURL(m.Redis); err != nil {
+		p.add(path+".redis", "%q is not a redis URL: %v", RedactURL(m.Redis), err)
 	}
 	m.REST = REST{URL: strings.TrimRight(strings.TrimSpace(r.REST.URL), "/"), BDB: r.REST.BDB, InsecureSkipVerify: r.REST.InsecureSkipVerify}
 	m.REST.LagTolerance = p.duration(path+".rest.lag_tolerance", r.REST.LagTolerance, DefaultRESTLagTolerance)
@@ -548,7 +570,7 @@ func buildNodes(p *problems, raw *rawConfig, cfg *Config, baseDir string) {
 			n.DNS = append(n.DNS, p.hostPort(fmt.Sprintf("%s.dns[%d]", path, j), a, true))
 		}
 		if len(n.DNS) == 0 {
-			n.DNS = []string{DefaultDNSListen}
+			n.DNS = append([]string(nil), DefaultDNSListen...)
 		}
 		n.Admin = p.hostPort(path+".admin", r.Admin, false)
 		if n.Admin == "" {
@@ -564,9 +586,18 @@ func buildNodes(p *problems, raw *rawConfig, cfg *Config, baseDir string) {
 			if n.AdminTLS.Cert == "" || n.AdminTLS.Key == "" {
 				p.add(path+".admin_tls", "HTTPS needs cert and key together (ca is what the CLI verifies them with): set both")
 			}
-			p.fileExists(path+".admin_tls.cert", n.AdminTLS.Cert)
-			p.fileExists(path+".admin_tls.key", n.AdminTLS.Key)
-			p.fileExists(path+".admin_tls.ca", n.AdminTLS.CA)
+			cert := n.AdminTLS.Cert != "" && p.readable(path+".admin_tls.cert", n.AdminTLS.Cert)
+			key := n.AdminTLS.Key != "" && p.readable(path+".admin_tls.key", n.AdminTLS.Key)
+			if cert && key {
+				if _, err := tls.LoadX509KeyPair(n.AdminTLS.Cert, n.AdminTLS.Key); err != nil {
+					p.add(path+".admin_tls", "cert %s and key %s do not load as a pair: %v", n.AdminTLS.Cert, n.AdminTLS.Key, err)
+				}
+			}
+			if n.AdminTLS.CA != "" && p.readable(path+".admin_tls.ca", n.AdminTLS.CA) {
+				if _, err := LoadCAFile(path+".admin_tls.ca", n.AdminTLS.CA); err != nil {
+					p.addErr(err)
+				}
+			}
 		}
 		cfg.Nodes = append(cfg.Nodes, n)
 	}
@@ -589,13 +620,31 @@ func buildSecurity(p *problems, raw *rawConfig, cfg *Config, baseDir string) {
 		if s.TLS.Cert == "" || s.TLS.Key == "" || s.TLS.CA == "" {
 			p.add("security.tls", "mTLS needs cert, key and ca together: set all three")
 		}
-		p.fileExists("security.tls.cert", s.TLS.Cert)
-		p.fileExists("security.tls.key", s.TLS.Key)
-		p.fileExists("security.tls.ca", s.TLS.CA)
+		// The node and the agent load these at start; so does check.
+		cert := s.TLS.Cert != "" && p.readable("security.tls.cert", s.TLS.Cert)
+		key := s.TLS.Key != "" && p.readable("security.tls.key", s.TLS.Key)
+		if cert && key {
+			if _, err := LoadKeyPair(s.TLS); err != nil {
+				p.addErr(err)
+			}
+		}
+		if s.TLS.CA != "" && p.readable("security.tls.ca", s.TLS.CA) {
+			if _, err := LoadCA(s.TLS.CA); err != nil {
+				p.addErr(err)
+			}
+		}
 	}
-	p.fileExists("security.admin_token_file", s.AdminTokenFile)
-	if !s.Insecure && !s.TLS.Enabled() && !cfg.HasAgentTokens() {
-		p.add("security", "reports would travel unauthenticated: set tls {cert, key, ca} or agents[].token_file, or insecure: true for a lab")
+	if s.AdminTokenFile != "" && p.readable("security.admin_token_file", s.AdminTokenFile) {
+		if _, err := ReadToken("security.admin_token_file", s.AdminTokenFile); err != nil {
+			p.addErr(err)
+		}
+	}
+	switch {
+	case s.Insecure || s.TLS.Enabled():
+	case cfg.HasAgentTokens():
+		p.add("security", "agents[].token_file tokens would travel in plaintext: set tls {cert, key, ca} so they travel over TLS, or insecure: true for a lab")
+	default:
+		p.add("security", "reports would travel unauthenticated: set tls {cert, key, ca} (with or without agents[].token_file), or insecure: true for a lab")
 	}
 }
 
@@ -642,16 +691,4 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
-}
-
-// RedactURL hides the password of a URL for logs and errors.
-func RedactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
-		return s
-	}
-	if _, has := u.User.Password(); has {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
-	}
-	return u.String()
 }

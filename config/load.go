@@ -31,6 +31,9 @@ type Options struct {
 	// Environ is the environment to read AAGTM_* variables from; nil means
 	// the process environment.
 	Environ []string
+	// Strict turns warnings (credential files other users can read) into
+	// errors: `--strict` on check, serve and probe.
+	Strict bool
 }
 
 // Load reads, decodes and validates the configuration. The error lists every
@@ -61,8 +64,8 @@ func Parse(data []byte) (*Config, error) {
 func parse(data []byte, opts Options, baseDir string) (*Config, error) {
 	v := viper.New()
 	v.SetConfigType("yaml")
-	for key, val := range defaultValues {
-		v.SetDefault(key, val)
+	for key, s := range overridable() {
+		v.SetDefault(key, s.Value)
 	}
 	if err := v.ReadConfig(bytes.NewReader(data)); err != nil {
 		return nil, fmt.Errorf("not valid YAML: %w", err)
@@ -100,6 +103,16 @@ func parse(data []byte, opts Options, baseDir string) (*Config, error) {
 	}
 	cfg, errs := build(&raw, baseDir)
 	problems = append(problems, errs...)
+	cfg.file = v.AllSettings()
+	for _, f := range credentialFiles(cfg.file, baseDir) {
+		if w := exposure(f); w != "" {
+			if opts.Strict {
+				problems = append(problems, errors.New(w))
+			} else {
+				cfg.Warnings = append(cfg.Warnings, w)
+			}
+		}
+	}
 	if len(problems) > 0 {
 		return nil, errors.Join(problems...)
 	}
@@ -114,7 +127,7 @@ func applyEnv(v *viper.Viper, environ []string) {
 		environ = os.Environ()
 	}
 	byEnv := map[string]string{}
-	for key := range defaultValues {
+	for key := range overridable() {
 		byEnv[EnvPrefix+"_"+strings.ToUpper(strings.NewReplacer(".", "_").Replace(key))] = key
 	}
 	for _, kv := range environ {
@@ -131,7 +144,7 @@ func applyEnv(v *viper.Viper, environ []string) {
 // setValue sets an override given as text; list settings take comma- or
 // space-separated values.
 func setValue(v *viper.Viper, key, val string) {
-	if _, isList := defaultValues[key].([]string); isList {
+	if _, isList := overridable()[key].Value.([]string); isList {
 		v.Set(key, splitList(val))
 		return
 	}
@@ -147,19 +160,8 @@ func splitList(s string) []string {
 }
 
 func isKnownKey(key string) bool {
-	_, ok := defaultValues[key]
+	_, ok := overridable()[key]
 	return ok
-}
-
-// EnvKeys returns the settings that AAGTM_* variables and --path.to.key
-// flags can override, sorted.
-func EnvKeys() []string {
-	keys := make([]string, 0, len(defaultValues))
-	for k := range defaultValues {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // displayPath turns mapstructure's "databases[cache].members[0].regin" into
@@ -199,16 +201,38 @@ func isDigits(s string) bool {
 	return true
 }
 
+// hashOf fingerprints the settings every node and agent must agree on.
 func hashOf(cfg *Config) string {
+	sum := sha256.Sum256(hashInput(cfg))
+	return hex.EncodeToString(sum[:8])
+}
+
+// hashInput is what hashOf hashes. No secret feeds it (the hash is
+// published in /v1/status and in every ack): URL passwords are masked, and
+// credential paths, which are host-local anyway, are left out.
+func hashInput(cfg *Config) []byte {
 	c := *cfg
-	c.Source, c.Hash = "", ""
+	c.Source, c.Hash, c.Warnings = "", "", nil
 	// Host-local settings (credential paths, DNS tuning) may differ between
 	// hosts through AAGTM_* overrides without the hosts disagreeing.
 	c.Security, c.DNS = Security{}, DNS{}
-	b, err := json.Marshal(c)
-	if err != nil {
-		return ""
+	c.Agents = make([]Agent, len(cfg.Agents))
+	for i, a := range cfg.Agents {
+		a.TokenFile = ""
+		c.Agents[i] = a
 	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:8])
+	c.Databases = make([]Database, len(cfg.Databases))
+	for i, d := range cfg.Databases {
+		d.Members = make([]Member, len(d.Members))
+		for j, m := range cfg.Databases[i].Members {
+			m.Redis, m.REST.URL = RedactURL(m.Redis), RedactURL(m.REST.URL)
+			d.Members[j] = m
+		}
+		c.Databases[i] = d
+	}
+	b, err := json.Marshal(c)
+	if err != nil { // cannot happen: plain structs, strings and numbers
+		panic("config: hash: " + err.Error())
+	}
+	return b
 }

@@ -38,8 +38,16 @@ type Config struct {
 	// Source is the file the config was loaded from.
 	Source string `json:"-"`
 	// Hash identifies the effective settings; agents and nodes compare it
-	// to notice that they run different configs.
+	// to notice that they run different configs. No secret feeds it.
 	Hash string `json:"-"`
+	// Warnings are problems that do not stop the config from working
+	// (credential files other users can read); Options.Strict makes them
+	// errors instead.
+	Warnings []string `json:"-"`
+
+	// file is the decoded file with overrides and defaults applied, keyed
+	// like Settings' paths: what the reload rules compare.
+	file map[string]any
 }
 
 // Zone is the authoritative zone: its apex SOA and NS set.

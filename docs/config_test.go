@@ -2,15 +2,10 @@ package docs_test
 
 import (
 	"encoding/json"
-	"go/ast"
-	"go/parser"
-	"go/token"
+	"flag"
+	"fmt"
 	"os"
-	"path/filepath"
-	"reflect"
 	"regexp"
-	"sort"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -18,92 +13,6 @@ import (
 
 	"github.com/aagtm/aagtm/config"
 )
-
-// configPaths reads config/raw.go, the YAML shape of the config file, and
-// returns every setting's path in the notation of docs/config.md: nested
-// mappings join with ".", map keys chosen by the user are "<name>", lists of
-// mappings end in "[]". leaves are the settings that hold a value (scalars
-// and lists of scalars); all adds the mappings and lists that contain them.
-func configPaths(t *testing.T) (leaves, all map[string]bool) {
-	t.Helper()
-	fset := token.NewFileSet()
-	f, err := parser.ParseFile(fset, filepath.Join("..", "config", "raw.go"), nil, 0)
-	if err != nil {
-		t.Fatalf("parse config/raw.go: %v", err)
-	}
-	structs := map[string]*ast.StructType{}
-	ast.Inspect(f, func(n ast.Node) bool {
-		if ts, ok := n.(*ast.TypeSpec); ok {
-			if st, ok := ts.Type.(*ast.StructType); ok {
-				structs[ts.Name.Name] = st
-			}
-		}
-		return true
-	})
-	if structs["rawConfig"] == nil {
-		t.Fatal("config/raw.go has no rawConfig struct: update this test")
-	}
-	leaves, all = map[string]bool{}, map[string]bool{}
-	var walk func(prefix string, st *ast.StructType)
-	walk = func(prefix string, st *ast.StructType) {
-		for _, field := range st.Fields.List {
-			if field.Tag == nil {
-				t.Errorf("%s: field %v has no tag", prefix, field.Names)
-				continue
-			}
-			tag, err := strconv.Unquote(field.Tag.Value)
-			if err != nil {
-				t.Fatal(err)
-			}
-			key, _, _ := strings.Cut(reflect.StructTag(tag).Get("mapstructure"), ",")
-			if key == "" {
-				t.Errorf("%s: field %v has no mapstructure key", prefix, field.Names)
-				continue
-			}
-			path := prefix + key
-			switch typ := field.Type.(type) {
-			case *ast.MapType:
-				path += ".<name>"
-				all[prefix+key] = true
-				if st := structs[identName(typ.Value)]; st != nil {
-					all[path] = true
-					walk(path+".", st)
-				} else {
-					leaves[path] = true
-				}
-			case *ast.ArrayType:
-				if st := structs[identName(typ.Elt)]; st != nil {
-					all[path+"[]"] = true
-					walk(path+"[].", st)
-				} else {
-					leaves[path] = true
-				}
-			default:
-				if st := structs[identName(typ)]; st != nil {
-					all[path] = true
-					walk(path+".", st)
-				} else {
-					leaves[path] = true
-				}
-			}
-		}
-	}
-	walk("", structs["rawConfig"])
-	for p := range leaves {
-		all[p] = true
-	}
-	if len(leaves) < 40 {
-		t.Fatalf("found only %d settings in config/raw.go: is the walk broken?", len(leaves))
-	}
-	return leaves, all
-}
-
-func identName(e ast.Expr) string {
-	if id, ok := e.(*ast.Ident); ok {
-		return id.Name
-	}
-	return ""
-}
 
 // docRow is one row of a Markdown table whose first cell is a `code` span.
 type docRow struct {
@@ -157,37 +66,84 @@ func tableRowsIn(t *testing.T, doc, startMark, endMark string) []docRow {
 	return rows
 }
 
-func TestConfigReferenceCoversEveryKey(t *testing.T) {
-	leaves, _ := configPaths(t)
-	documented := map[string]bool{}
-	for _, r := range tableRows(t, "config.md", "reference") {
-		if documented[r.key] {
-			t.Errorf("config.md documents %s twice", r.key)
-		}
-		documented[r.key] = true
-	}
-	var missing []string
-	for p := range leaves {
-		if !documented[p] {
-			missing = append(missing, p)
-		}
-	}
-	sort.Strings(missing)
-	for _, p := range missing {
-		t.Errorf("config.md does not document %s (a key of config/raw.go): add a row to its reference", p)
-	}
+var update = flag.Bool("update", false, "rewrite docs/config.md's reference tables from config.Settings")
+
+// settingRow renders one setting as a row of config.md's reference.
+func settingRow(s config.Setting) string {
+	return fmt.Sprintf("| `%s` | %s | %s | %s |", s.Path, s.Type, s.DocDefault(), s.Doc)
 }
 
-func TestConfigReferenceHasNoUnknownPath(t *testing.T) {
-	_, all := configPaths(t)
-	for _, r := range tableRows(t, "config.md", "reference") {
-		if !all[r.key] {
-			t.Errorf("config.md documents %s, which config/raw.go does not have: fix or remove the row", r.key)
+// The reference tables of config.md are config.Settings, section by
+// section, row for row. `go test ./docs -run TestConfigReference -update`
+// rewrites them after a change of the table.
+func TestConfigReferenceIsSettings(t *testing.T) {
+	data, err := os.ReadFile("config.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := referenceFromSettings(t, string(data))
+	if want == string(data) {
+		return
+	}
+	if *update {
+		if err := os.WriteFile("config.md", []byte(want), 0o644); err != nil {
+			t.Fatal(err)
 		}
-		if len(r.cells) != 4 {
-			t.Errorf("config.md row %s has %d cells, want 4 (path, type, default, meaning)", r.key, len(r.cells))
+		return
+	}
+	got, exp := strings.Split(string(data), "\n"), strings.Split(want, "\n")
+	for i := 0; i < len(got) && i < len(exp); i++ {
+		if got[i] != exp[i] {
+			t.Fatalf("config.md's reference differs from config.Settings at line %d:\n have %s\n want %s\n"+
+				"run: go test ./docs -run TestConfigReference -update", i+1, got[i], exp[i])
 		}
 	}
+	t.Fatalf("config.md's reference differs from config.Settings in length: run go test ./docs -run TestConfigReference -update")
+}
+
+// referenceFromSettings returns doc with the table of every ### section of
+// its reference replaced by the rows config.Settings declares for it.
+func referenceFromSettings(t *testing.T, doc string) string {
+	t.Helper()
+	rows := map[string][]string{}
+	for _, s := range config.Settings {
+		rows[s.Section] = append(rows[s.Section], settingRow(s))
+	}
+	lines := strings.Split(doc, "\n")
+	var out []string
+	in, section := false, ""
+	used := map[string]bool{}
+	for i := 0; i < len(lines); i++ {
+		line := lines[i]
+		switch {
+		case strings.Contains(line, "<!-- reference:start -->"):
+			in = true
+		case strings.Contains(line, "<!-- reference:end -->"):
+			in = false
+		case in && strings.HasPrefix(line, "### "):
+			section = strings.TrimSpace(strings.TrimPrefix(line, "### "))
+		case in && strings.HasPrefix(line, "| path |") && i+1 < len(lines):
+			out = append(out, line, lines[i+1])
+			i += 2
+			for i < len(lines) && strings.HasPrefix(lines[i], "|") {
+				i++
+			}
+			if rows[section] == nil {
+				t.Errorf("config.md has a reference table under ### %s, for which config.Settings declares nothing", section)
+			}
+			out = append(out, rows[section]...)
+			used[section] = true
+			i--
+			continue
+		}
+		out = append(out, line)
+	}
+	for sec := range rows {
+		if !used[sec] {
+			t.Errorf("config.Settings declares section %s, which config.md's reference has no table for: add a ### %s heading with a table", sec, sec)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 func TestEnvTableMatchesEnvKeys(t *testing.T) {

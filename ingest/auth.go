@@ -59,7 +59,7 @@ func newView(cfg *config.Config) (*view, error) {
 		if a.TokenFile == "" {
 			continue
 		}
-		tok, err := reportwire.ReadToken(fmt.Sprintf("agents[%d].token_file", i), a.TokenFile)
+		tok, err := config.ReadToken(fmt.Sprintf("agents[%d].token_file", i), a.TokenFile)
 		if err != nil {
 			return nil, err
 		}
@@ -89,7 +89,7 @@ func newView(cfg *config.Config) (*view, error) {
 // verify client certificates against it (required without agent tokens,
 // verified if given otherwise).
 func serverTLS(t config.TLS, haveTokens bool) (*tls.Config, *x509.CertPool, error) {
-	kp, err := reportwire.LoadKeyPair(t)
+	kp, err := config.LoadKeyPair(t)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -97,7 +97,7 @@ func serverTLS(t config.TLS, haveTokens bool) (*tls.Config, *x509.CertPool, erro
 	var pool *x509.CertPool
 	switch {
 	case t.CA != "":
-		if pool, err = reportwire.LoadCA(t.CA); err != nil {
+		if pool, err = config.LoadCA(t.CA); err != nil {
 			return nil, nil, err
 		}
 		c.ClientCAs = pool

@@ -14,7 +14,6 @@ import (
 
 	"github.com/aagtm/aagtm/api"
 	"github.com/aagtm/aagtm/config"
-	"github.com/aagtm/aagtm/internal/reportwire"
 	"github.com/aagtm/aagtm/internal/testenv"
 )
 
@@ -75,7 +74,7 @@ func clientTLSCreds(t *testing.T, caPath, cert, key string) credentials.Transpor
 	t.Helper()
 	c := &tls.Config{}
 	if caPath != "" {
-		pool, err := reportwire.LoadCA(caPath)
+		pool, err := config.LoadCA(caPath)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -20,7 +20,7 @@ import (
 func clientTLS(t config.TLS, agentID string, haveToken bool) (*tls.Config, error) {
 	c := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName}
 	if t.CA != "" {
-		pool, err := reportwire.LoadCA(t.CA)
+		pool, err := config.LoadCA(t.CA)
 		if err != nil {
 			return nil, err
 		}
@@ -32,7 +32,7 @@ func clientTLS(t config.TLS, agentID string, haveToken bool) (*tls.Config, error
 		}
 		return c, nil
 	}
-	kp, err := reportwire.LoadKeyPair(t)
+	kp, err := config.LoadKeyPair(t)
 	if err != nil {
 		return nil, err
 	}
@@ -60,7 +60,7 @@ type tokenCreds struct {
 
 // GetRequestMetadata implements credentials.PerRPCCredentials.
 func (c tokenCreds) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
-	tok, err := reportwire.ReadToken(c.field, c.file)
+	tok, err := config.ReadToken(c.field, c.file)
 	if err != nil {
 		return nil, err
 	}

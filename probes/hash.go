@@ -11,7 +11,7 @@ func configHash(cfg *config.Config) string { return reportwire.ConfigHash(cfg) }
 
 // ConfigHash returns a short fingerprint of the parts of cfg that agents and
 // nodes must agree on: regions, databases and their members (Redis URLs
-// without credentials), probe settings and agents (id and region).
+// with passwords masked), probe settings and agents (id and region).
 // Node-local settings (listen addresses, certificates, token files, DNS) are
 // left out, so two processes reading the same file on different hosts get
 // the same hash. Reports and acks carry cfg.Hash (set by the config loader)

@@ -55,7 +55,7 @@ func newDialSettings(cfg *config.Config, agentID string) (dialSettings, error) {
 	field := "agents[id=" + agentID + "].token_file"
 	if file != "" {
 		var err error
-		if token, err = reportwire.ReadToken(field, file); err != nil {
+		if token, err = config.ReadToken(field, file); err != nil {
 			return dialSettings{}, err
 		}
 	}

@@ -14,7 +14,7 @@ import (
 )
 
 func newCheckCmd(g *globalFlags) *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "check",
 		Short: "Validate a config and print the resolved settings and RTO bounds",
 		Long: `check loads the config exactly as serve and probe would (file, AAGTM_*
@@ -30,6 +30,11 @@ prints the resolved settings with their defaults filled in and, per database:
              whole seconds); the client's own reconnect comes on top
   failback   earliest return of a recovered member = rise × interval + failback_hold
 
+It reads the credential files (agent tokens, admin token, TLS certificate,
+key and CA) as serve and probe do. A credential file that group or other
+can read is a warning, printed to stderr; with --strict it is an error, as
+it is for serve and probe started with --strict.
+
 Exit status 0 when valid, 1 when not.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -37,10 +42,15 @@ Exit status 0 when valid, 1 when not.`,
 			if err != nil {
 				return err
 			}
+			for _, w := range cfg.Warnings {
+				fmt.Fprintln(cmd.ErrOrStderr(), "warning:", w)
+			}
 			printResolved(cmd.OutOrStdout(), cfg)
 			return nil
 		},
 	}
+	g.addStrictFlag(cmd)
+	return cmd
 }
 
 // resolverTTLSlack is how much longer than its TTL a recursive resolver

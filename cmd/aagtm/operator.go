@@ -14,7 +14,6 @@ import (
 
 	"github.com/aagtm/aagtm/admin"
 	"github.com/aagtm/aagtm/config"
-	"github.com/aagtm/aagtm/internal/reportwire"
 )
 
 // adminTokenEnv names the environment variable that holds the admin token.
@@ -88,11 +87,11 @@ func (o *operatorFlags) targets(g *globalFlags, cmd *cobra.Command, mutating boo
 func (o *operatorFlags) token(cfg *config.Config) (string, error) {
 	switch {
 	case o.tokenFile != "":
-		return reportwire.ReadToken("--token-file", o.tokenFile)
+		return config.ReadToken("--token-file", o.tokenFile)
 	case strings.TrimSpace(os.Getenv(adminTokenEnv)) != "":
 		return strings.TrimSpace(os.Getenv(adminTokenEnv)), nil
 	case cfg != nil && cfg.Security.AdminTokenFile != "":
-		return reportwire.ReadToken("security.admin_token_file", cfg.Security.AdminTokenFile)
+		return config.ReadToken("security.admin_token_file", cfg.Security.AdminTokenFile)
 	}
 	return "", nil
 }

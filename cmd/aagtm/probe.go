@@ -53,5 +53,6 @@ and the default GOGC=100 would let the heap grow to twice that.`,
 		},
 	}
 	cmd.Flags().StringVar(&agentID, "agent", os.Getenv("AAGTM_AGENT"), "this agent's id in the config's agents list (by default one agent per region, id = region); env AAGTM_AGENT")
+	g.addStrictFlag(cmd)
 	return cmd
 }

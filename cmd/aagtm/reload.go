@@ -20,7 +20,7 @@ import (
 // command (serve, probe), logging every config problem on its own line, and
 // logs the effective config once, secrets masked.
 func (g *globalFlags) startDaemon(cmd *cobra.Command) (hclog.Logger, *config.Config, error) {
-	logger, err := g.newLogger(os.Stderr, "aagtm")
+	logger, err := g.newLogger(cmd.ErrOrStderr(), "aagtm")
 	if err != nil {
 		return nil, nil, err
 	}
@@ -29,8 +29,16 @@ func (g *globalFlags) startDaemon(cmd *cobra.Command) (hclog.Logger, *config.Con
 		logConfigErrors(logger, err)
 		return nil, nil, errors.New("invalid config: see the problems logged above, or run aagtm check")
 	}
+	logWarnings(logger, cfg)
 	logger.Info("effective config", summarize(cfg)...)
 	return logger, cfg, nil
+}
+
+// logWarnings logs the config's warnings, one line each.
+func logWarnings(logger hclog.Logger, cfg *config.Config) {
+	for _, w := range cfg.Warnings {
+		logger.Warn("config warning", "problem", w)
+	}
 }
 
 // watchReload reloads the config on SIGHUP or a change of the file and
@@ -44,6 +52,7 @@ func (g *globalFlags) watchReload(ctx context.Context, cmd *cobra.Command, logge
 			logConfigErrors(logger, err)
 			return
 		}
+		logWarnings(logger, next)
 		if err := apply(next); err != nil {
 			logger.Error("config reload rejected; the old config keeps serving", "error", err)
 			return

@@ -18,6 +18,13 @@ type globalFlags struct {
 	configPath string
 	logLevel   string
 	logJSON    bool
+	strict     bool // --strict on check, serve and probe
+}
+
+// addStrictFlag adds --strict to a command that loads the config.
+func (g *globalFlags) addStrictFlag(cmd *cobra.Command) {
+	cmd.Flags().BoolVar(&g.strict, "strict", os.Getenv("AAGTM_STRICT") == "true",
+		"refuse the config on warnings too: a credential file (token file, TLS key) that group or other can read; env AAGTM_STRICT=true")
 }
 
 func newRootCmd() *cobra.Command {
@@ -91,9 +98,9 @@ func (g *globalFlags) newLogger(w io.Writer, name string) (hclog.Logger, error) 
 }
 
 // loadConfig reads the config with AAGTM_* environment and dotted-flag
-// overrides from fs.
+// overrides from fs; with --strict, warnings are errors.
 func (g *globalFlags) loadConfig(fs *pflag.FlagSet) (*config.Config, error) {
-	return config.Load(config.Options{Path: g.configPath, Flags: fs})
+	return config.Load(config.Options{Path: g.configPath, Flags: fs, Strict: g.strict})
 }
 
 // summarize renders the effective config for a log line, secrets masked.

@@ -75,6 +75,7 @@ letting the heap grow to five times the live data of thousands of members).`,
 	f.StringVar(&opts.Ingest, "ingest", "", "report ingest (gRPC) listen address (default: the node's listen or report address)")
 	f.StringVar(&opts.Admin, "admin", "", "admin HTTP listen address (default: the node's admin, 127.0.0.1:8053)")
 	f.StringVar(&opts.StateFile, "state-file", "", "where overrides and the last decision persist (default: the node's state_file)")
+	g.addStrictFlag(cmd)
 	return cmd
 }
 

@@ -28,7 +28,6 @@ import (
 	"github.com/aagtm/aagtm/config"
 	"github.com/aagtm/aagtm/dnsserver"
 	"github.com/aagtm/aagtm/ingest"
-	"github.com/aagtm/aagtm/internal/reportwire"
 	"github.com/aagtm/aagtm/policy"
 )
 
@@ -579,7 +578,7 @@ func (n *Node) Reload(cfg *config.Config) error {
 	n.admin.SetAuth(token, cfg.Security.Insecure)
 	n.dns.SetRateLimit(cfg.DNS.RateLimit)
 	n.dns.SetMaxUDPSize(cfg.DNS.MaxUDPSize)
-	if restart := needsRestart(old, cfg, n.name); len(restart) > 0 {
+	if restart := config.RestartNeeded(old, cfg, n.name); len(restart) > 0 {
 		n.logger.Warn("some changed settings take effect only after a restart", "settings", strings.Join(restart, ", "))
 	}
 	n.mu.Lock()
@@ -590,41 +589,12 @@ func (n *Node) Reload(cfg *config.Config) error {
 	return nil
 }
 
-// needsRestart lists the changed settings a running node cannot apply:
-// its listen addresses and socket layout.
-func needsRestart(old, cur *config.Config, name string) []string {
-	var out []string
-	o, _ := old.Node(name)
-	c, _ := cur.Node(name)
-	if o != nil && c != nil {
-		if strings.Join(o.DNS, ",") != strings.Join(c.DNS, ",") {
-			out = append(out, "nodes[].dns")
-		}
-		if o.Listen != c.Listen {
-			out = append(out, "nodes[].listen/report")
-		}
-		if o.Admin != c.Admin {
-			out = append(out, "nodes[].admin")
-		}
-		if o.AdminTLS != c.AdminTLS {
-			out = append(out, "nodes[].admin_tls")
-		}
-		if o.StateFile != c.StateFile {
-			out = append(out, "nodes[].state_file")
-		}
-	}
-	if old.DNS.ReusePort != cur.DNS.ReusePort {
-		out = append(out, "dns.reuse_port")
-	}
-	return out
-}
-
 // readAdminToken reads the token that mutating admin calls need.
 func readAdminToken(cfg *config.Config) (string, error) {
 	if cfg.Security.AdminTokenFile == "" {
 		return "", nil
 	}
-	return reportwire.ReadToken("security.admin_token_file", cfg.Security.AdminTokenFile)
+	return config.ReadToken("security.admin_token_file", cfg.Security.AdminTokenFile)
 }
 
 // Snapshot returns the current decision.

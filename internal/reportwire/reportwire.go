@@ -1,21 +1,18 @@
 // Package reportwire holds what both ends of the report channel share: the
 // credential files (tokens, certificates, CA bundles), the config
 // fingerprint carried in reports and acks, and the transport limits both
-// sides agree on. The agent (package probes) and the node's ingest (package
+// sides agree on. The credential files themselves are read by the config
+// package (config.ReadToken, config.LoadKeyPair, config.LoadCA), whose
+// validation loads them too. The agent (package probes) and the node's ingest (package
 // ingest) use it; it opens no connection and decides nothing.
 package reportwire
 
 import (
 	"crypto/sha256"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"net/url"
-	"os"
-	"strings"
 	"time"
 
 	"github.com/aagtm/aagtm/config"
@@ -35,51 +32,6 @@ const (
 var ErrNoProtection = errors.New("security: the report channel has no protection: " +
 	"set security.tls (cert, key and ca) for mTLS, or agents[].token_file with security.tls " +
 	"for per-agent bearer tokens over TLS; security.insecure: true allows plaintext (tests and demos only)")
-
-// ReadToken reads a bearer token file: its content, surrounding whitespace
-// trimmed. field names the setting in errors (e.g. "agents[0].token_file",
-// "security.admin_token_file", "--token-file").
-func ReadToken(field, path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", field, err)
-	}
-	tok := strings.TrimSpace(string(b))
-	if tok == "" {
-		return "", fmt.Errorf("%s: %s is empty; put the token in it", field, path)
-	}
-	return tok, nil
-}
-
-// LoadCA reads the report channel's PEM bundle (security.tls.ca) into a
-// pool.
-func LoadCA(path string) (*x509.CertPool, error) { return LoadCAFile("security.tls.ca", path) }
-
-// LoadCAFile reads a PEM bundle into a pool; field names the setting in
-// errors (e.g. "nodes[ns1].admin_tls.ca").
-func LoadCAFile(field, path string) (*x509.CertPool, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", field, err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(b) {
-		return nil, fmt.Errorf("%s: %s holds no PEM certificate", field, path)
-	}
-	return pool, nil
-}
-
-// LoadKeyPair loads this process's certificate and key.
-func LoadKeyPair(t config.TLS) (tls.Certificate, error) {
-	if t.Cert == "" || t.Key == "" {
-		return tls.Certificate{}, errors.New("security.tls: cert and key must both be set")
-	}
-	c, err := tls.LoadX509KeyPair(t.Cert, t.Key)
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("security.tls: load cert %s and key %s: %w", t.Cert, t.Key, err)
-	}
-	return c, nil
-}
 
 // AgentURIScheme is the scheme of the URI SAN that names an agent in its
 // certificate: aagtm-agent://<agent id>.
@@ -110,7 +62,7 @@ func ConfigHash(cfg *config.Config) string {
 
 // Fingerprint returns a short fingerprint of the parts of cfg that agents
 // and nodes must agree on: regions, databases and their members (Redis URLs
-// without credentials), probe settings and agents (id and region).
+// with their passwords masked), probe settings and agents (id and region).
 // Node-local settings (listen addresses, certificates, token files, DNS)
 // are left out, so two processes reading the same file on different hosts
 // get the same hash.
@@ -138,7 +90,7 @@ func Fingerprint(cfg *config.Config) string {
 		for _, m := range d.Members {
 			x.Members = append(x.Members, member{
 				Name: m.Name, Database: m.Database, Region: m.Region,
-				Redis: stripUserinfo(m.Redis), REST: stripUserinfo(m.REST.URL), BDB: m.REST.BDB,
+				Redis: config.RedactURL(m.Redis), REST: config.RedactURL(m.REST.URL), BDB: m.REST.BDB,
 			})
 		}
 		h.Databases = append(h.Databases, x)
@@ -149,15 +101,4 @@ func Fingerprint(cfg *config.Config) string {
 	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:8])
-}
-
-// stripUserinfo drops user and password from a URL, so that secrets never
-// feed a hash that travels the network.
-func stripUserinfo(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return ""
-	}
-	u.User = nil
-	return u.String()
 }

@@ -4,9 +4,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"net/url"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/aagtm/aagtm/config"
@@ -40,26 +37,6 @@ func TestCertIdentity(t *testing.T) {
 	}
 }
 
-func TestReadToken(t *testing.T) {
-	dir := t.TempDir()
-	good := filepath.Join(dir, "good")
-	empty := filepath.Join(dir, "empty")
-	if err := os.WriteFile(good, []byte("  s3cret\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if tok, err := ReadToken("agents[0].token_file", good); err != nil || tok != "s3cret" {
-		t.Errorf("ReadToken = %q, %v", tok, err)
-	}
-	for _, p := range []string{empty, filepath.Join(dir, "missing")} {
-		if _, err := ReadToken("agents[0].token_file", p); err == nil || !strings.HasPrefix(err.Error(), "agents[0].token_file: ") {
-			t.Errorf("ReadToken(%s) error %v, want one naming the field", p, err)
-		}
-	}
-}
-
 // Token files are node-local: they do not change the config hash.
 func TestFingerprintIgnoresTokenFiles(t *testing.T) {
 	cfg := &config.Config{Agents: []config.Agent{{ID: "a", Region: "r"}}}
@@ -71,5 +48,31 @@ func TestFingerprintIgnoresTokenFiles(t *testing.T) {
 	cfg.Agents[0].Region = "s"
 	if Fingerprint(cfg) == h {
 		t.Error("an agent's region change kept the fingerprint")
+	}
+}
+
+// Secrets never feed the fingerprint, which travels in every report and ack.
+func TestFingerprintIgnoresPasswords(t *testing.T) {
+	cfg := func(redis, rest string) *config.Config {
+		return &config.Config{Databases: []config.Database{{Name: "cache", Members: []config.Member{{
+			Name: "m", Redis: redis, REST: config.REST{URL: rest},
+		}}}}}
+	}
+	cases := []struct {
+		name        string
+		redis, rest string
+		same        bool
+	}{
+		{"redis password", "rediss://u:Other@h:1", "https://admin:Sup3r@h:9443", true},
+		{"rest password", "rediss://u:Sup3r@h:1", "https://admin:Other@h:9443", true},
+		{"member host", "rediss://u:Sup3r@h2:1", "https://admin:Sup3r@h:9443", false},
+	}
+	base := Fingerprint(cfg("rediss://u:Sup3r@h:1", "https://admin:Sup3r@h:9443"))
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := Fingerprint(cfg(tc.redis, tc.rest)); (got == base) != tc.same {
+				t.Errorf("fingerprint equal = %v, want %v", got == base, tc.same)
+			}
+		})
 	}
 }

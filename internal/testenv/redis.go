@@ -82,7 +82,7 @@ type Redis struct {
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan struct{} // closed when cmd has been reaped
-	out  *lockedBuffer
+	out  *LockedBuffer
 }
 
 // RequireTool returns the path of the program name. When it is not on
@@ -176,7 +176,7 @@ func (r *Redis) args(extra []string) []string {
 // start runs redis-server and waits until it answers PING.
 func (r *Redis) start(extra ...string) error {
 	cmd := exec.Command("redis-server", r.args(extra)...)
-	out := &lockedBuffer{}
+	out := &LockedBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("run redis-server: %w", err)
@@ -312,18 +312,22 @@ func (r *Redis) MustDo(args ...string) any {
 	return v
 }
 
-type lockedBuffer struct {
+// LockedBuffer is a bytes.Buffer safe for concurrent writers and readers:
+// the output of a process, or of a logger, that a test reads while it runs.
+type LockedBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *lockedBuffer) Write(p []byte) (int, error) {
+// Write appends p.
+func (b *LockedBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *lockedBuffer) String() string {
+// String returns everything written so far.
+func (b *LockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
