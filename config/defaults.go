@@ -23,6 +23,30 @@ const (
 	DefaultAdminListen = "127.0.0.1:8053"
 )
 
+// DNS server defaults; docs/config.md says why each is what it is.
+const (
+	// DefaultDNSResponsesPerSecond is the response rate limit per client
+	// network and name: NSD's default (rrl-ratelimit 200).
+	DefaultDNSResponsesPerSecond = 200
+	// DefaultDNSUDPAmplificationLimit caps a UDP reply without a valid
+	// server cookie at 4 times the query's size.
+	DefaultDNSUDPAmplificationLimit = 4
+	// DefaultDNSTCPMaxConnections caps a node's open TCP connections.
+	DefaultDNSTCPMaxConnections = 1000
+	// DefaultDNSTCPMaxConnectionsPerSource caps the TCP connections of one
+	// IPv4 address or IPv6 /64.
+	DefaultDNSTCPMaxConnectionsPerSource = 20
+	// DefaultDNSTCPReadTimeout bounds the wait for a new connection's
+	// first query.
+	DefaultDNSTCPReadTimeout = 2 * time.Second
+	// DefaultDNSTCPIdleTimeout bounds the wait between queries on a
+	// connection.
+	DefaultDNSTCPIdleTimeout = 10 * time.Second
+	// DefaultDNSTCPMaxQueries is the number of queries one connection may
+	// send before it is closed.
+	DefaultDNSTCPMaxQueries = 100
+)
+
 // defaultValues are the settings viper falls back to, keyed by their path in
 // the file. They also make these keys settable from AAGTM_* variables
 // (AAGTM_PROBES_INTERVAL=250ms).
@@ -56,8 +80,15 @@ var defaultValues = map[string]any{
 	"security.tls.server_name":            "",
 	"dns.max_udp_size":                    1232,
 	"dns.reuse_port":                      1,
-	"dns.rate_limit.responses_per_second": 0,
+	"dns.rate_limit.responses_per_second": DefaultDNSResponsesPerSecond,
 	"dns.rate_limit.slip":                 2,
 	"dns.rate_limit.ipv4_prefix_len":      24,
 	"dns.rate_limit.ipv6_prefix_len":      56,
+	"dns.cookie_secret_file":              "",
+	"dns.udp_amplification_limit":         DefaultDNSUDPAmplificationLimit,
+	"dns.tcp.max_connections":             DefaultDNSTCPMaxConnections,
+	"dns.tcp.max_connections_per_source":  DefaultDNSTCPMaxConnectionsPerSource,
+	"dns.tcp.read_timeout":                DefaultDNSTCPReadTimeout.String(),
+	"dns.tcp.idle_timeout":                DefaultDNSTCPIdleTimeout.String(),
+	"dns.tcp.max_queries":                 DefaultDNSTCPMaxQueries,
 }

@@ -45,7 +45,7 @@ func FuzzAnswer(f *testing.F) {
 		}
 		for i, client := range clients {
 			tcp := i%2 == 1
-			resp := answer(req, client, tcp, v)
+			resp := answer(req, testAsker(client, tcp), v)
 			if resp == nil {
 				if !req.Response {
 					t.Fatalf("no reply to request %v", req)

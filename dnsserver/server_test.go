@@ -671,7 +671,7 @@ func TestWhyLongReason(t *testing.T) {
 	reason := strings.Repeat(`member "a" \ lag 12ms; `, 30) // 690 bytes
 	snap.Hosts[ordersHost].ByRegion["us-east"].Reason = reason
 	v := buildView(testConfig(), snap, "n", DefaultMaxUDPSize, hclog.NewNullLogger())
-	r := answer(query("_why."+ordersHost, dns.TypeTXT), netip.MustParseAddr("127.0.0.1"), true, v)
+	r := answer(query("_why."+ordersHost, dns.TypeTXT), testAsker(netip.MustParseAddr("127.0.0.1"), true), v)
 	b, err := r.Pack()
 	if err != nil {
 		t.Fatal(err)

@@ -136,13 +136,20 @@ func New(cfg *config.Config, name string, logger hclog.Logger, opts Options) (*N
 	}
 	n.cfg.Store(cfg)
 	n.metrics = admin.NewPolicyMetrics(opts.Registry)
+	cookieSecrets, err := readCookieSecrets(cfg)
+	if err != nil {
+		return nil, err
+	}
 	n.dns = dnsserver.New(dnsserver.Options{
-		Node:       name,
-		Listen:     opts.DNS,
-		MaxUDPSize: cfg.DNS.MaxUDPSize,
-		ReusePort:  cfg.DNS.ReusePort,
-		RateLimit:  cfg.DNS.RateLimit,
-		Registerer: opts.Registry,
+		Node:                  name,
+		Listen:                opts.DNS,
+		MaxUDPSize:            cfg.DNS.MaxUDPSize,
+		ReusePort:             cfg.DNS.ReusePort,
+		RateLimit:             cfg.DNS.RateLimit,
+		CookieSecrets:         cookieSecrets,
+		UDPAmplificationLimit: cfg.DNS.UDPAmplificationLimit,
+		TCP:                   cfg.DNS.TCP,
+		Registerer:            opts.Registry,
 	}, logger)
 	// The ingest adds the node's name to its own logs and acks.
 	n.ingest = ingest.New(cfg, base, n.observe, ingest.WithNodeName(name), ingest.WithRegisterer(opts.Registry))
@@ -495,6 +502,10 @@ func (n *Node) Reload(cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("keeping the old config: %w", err)
 	}
+	cookieSecrets, err := readCookieSecrets(cfg)
+	if err != nil {
+		return fmt.Errorf("keeping the old config: %w", err)
+	}
 	if err := n.ingest.Reconfigure(cfg); err != nil {
 		return fmt.Errorf("report ingest rejects the new config, keeping the old one: %w", err)
 	}
@@ -502,6 +513,8 @@ func (n *Node) Reload(cfg *config.Config) error {
 	n.admin.SetAuth(token, cfg.Security.Insecure)
 	n.dns.SetRateLimit(cfg.DNS.RateLimit)
 	n.dns.SetMaxUDPSize(cfg.DNS.MaxUDPSize)
+	n.dns.SetCookieSecrets(cookieSecrets)
+	n.dns.SetUDPAmplificationLimit(cfg.DNS.UDPAmplificationLimit)
 	if restart := needsRestart(old, cfg, n.name); len(restart) > 0 {
 		n.logger.Warn("some changed settings take effect only after a restart", "settings", strings.Join(restart, ", "))
 	}
@@ -536,7 +549,23 @@ func needsRestart(old, cur *config.Config, name string) []string {
 	if old.DNS.ReusePort != cur.DNS.ReusePort {
 		out = append(out, "dns.reuse_port")
 	}
+	if old.DNS.TCP != cur.DNS.TCP {
+		out = append(out, "dns.tcp")
+	}
 	return out
+}
+
+// readCookieSecrets reads the DNS Cookies secrets; nil when no file is
+// configured (the DNS server then makes its own).
+func readCookieSecrets(cfg *config.Config) ([][16]byte, error) {
+	if cfg.DNS.CookieSecretFile == "" {
+		return nil, nil
+	}
+	secrets, err := config.ReadCookieSecrets(cfg.DNS.CookieSecretFile)
+	if err != nil {
+		return nil, fmt.Errorf("dns.cookie_secret_file: %w", err)
+	}
+	return secrets, nil
 }
 
 // readAdminToken reads the token that mutating admin calls need.
