@@ -180,9 +180,9 @@ func capReply(m *dns.Msg, limit int) bool {
 
 // queryLen is a lower bound on the query's size on the wire, from what
 // the query path parsed: the header, the question and the OPT record with
-// its client subnet and cookie options (other options count only their
-// 4-byte headers, other records nothing). A lower bound keeps the
-// amplification cap honest whatever else a query carries.
+// its options (a cookie whole, an ECS option its fixed part, the others
+// their 4-byte header; other records count nothing). A lower bound keeps
+// the amplification cap honest whatever else a query carries.
 func queryLen(req *dns.Msg, e *edns) int {
 	n := 12
 	for _, q := range req.Question {
@@ -195,10 +195,12 @@ func queryLen(req *dns.Msg, e *edns) int {
 	for _, o := range e.opt.Option {
 		n += 4
 		switch o := o.(type) {
-		case *dns.EDNS0_SUBNET:
-			n += 4 + (int(o.SourceNetmask)+7)/8
 		case *dns.EDNS0_COOKIE:
 			n += len(o.Cookie) / 2
+		case *dns.EDNS0_SUBNET:
+			// Its fixed part only: miekg/dns pads the address it
+			// unpacks, so the address's length on the wire is unknown.
+			n += 4
 		}
 	}
 	return n

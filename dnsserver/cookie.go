@@ -78,6 +78,9 @@ type cookie struct {
 	// raw holds the decoded option: client cookie, then server cookie.
 	raw [maxCookieLen]byte
 	n   int
+	// current is set by check when the server cookie was made with the
+	// first secret, the one that makes cookies now.
+	current bool
 }
 
 // parseCookie decodes the option; false when it is malformed: a length
@@ -135,8 +138,9 @@ func (j *cookieJar) check(c *cookie, client netip.Addr, now uint32) cookieState 
 		return cookieBad
 	}
 	got := binary.LittleEndian.Uint64(sc[8:16])
-	for _, k := range j.keys {
+	for i, k := range j.keys {
 		if cookieHash(k, c.raw[:clientCookieLen+8], client) == got {
+			c.current = i == 0
 			return cookieGood
 		}
 	}
@@ -144,11 +148,11 @@ func (j *cookieJar) check(c *cookie, client netip.Addr, now uint32) cookieState 
 }
 
 // reply returns the COOKIE option of the reply to c: the client cookie
-// with a server cookie for client, the query's own when it is good and
-// less than half an hour old (RFC 9018 §4.3), else a fresh one made with
-// the first secret.
+// with a server cookie for client, the query's own when it is good, made
+// with the current secret and less than half an hour old (RFC 9018 §4.3),
+// else a fresh one made with the current secret.
 func (j *cookieJar) reply(c *cookie, state cookieState, client netip.Addr, now uint32) *dns.EDNS0_COOKIE {
-	if state == cookieGood {
+	if state == cookieGood && c.current {
 		ts := binary.BigEndian.Uint32(c.raw[clientCookieLen+4 : clientCookieLen+8])
 		if age := int32(now - ts); age >= 0 && age < cookieRenewAge {
 			return c.opt

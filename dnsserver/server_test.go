@@ -331,6 +331,21 @@ func TestMalformedECS(t *testing.T) {
 // parsed reply, or nil when none comes within 300ms.
 func rawExchange(t testing.TB, addr string, laddr *net.UDPAddr, b []byte) *dns.Msg {
 	t.Helper()
+	out := rawExchangeBytes(t, addr, laddr, b)
+	if out == nil {
+		return nil
+	}
+	r := new(dns.Msg)
+	if err := r.Unpack(out); err != nil {
+		t.Fatalf("reply does not parse: %v", err)
+	}
+	return r
+}
+
+// rawExchangeBytes sends the datagram b to addr from laddr (any when nil)
+// and returns the reply datagram, nil when none comes within 300ms.
+func rawExchangeBytes(t testing.TB, addr string, laddr *net.UDPAddr, b []byte) []byte {
+	t.Helper()
 	raddr, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -349,11 +364,7 @@ func rawExchange(t testing.TB, addr string, laddr *net.UDPAddr, b []byte) *dns.M
 	if err != nil {
 		return nil
 	}
-	r := new(dns.Msg)
-	if err := r.Unpack(buf[:n]); err != nil {
-		t.Fatalf("reply does not parse: %v", err)
-	}
-	return r
+	return buf[:n]
 }
 
 // TestMalformedPackets: garbage is answered FORMERR when the header
