@@ -124,7 +124,7 @@ func FuzzEDNSOptions(f *testing.F) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			wire[11] = 1 // ARCOUNT: the OPT record below
+			wire[11] = 1                                                                            // ARCOUNT: the OPT record below
 			wire = append(wire, 0, byte(dns.TypeOPT>>8), byte(dns.TypeOPT), 0x04, 0xd0, 0, 0, 0, 0) // root, OPT, 1232, TTL
 			wire = binary.BigEndian.AppendUint16(wire, uint16(len(rdata)))
 			wire = append(wire, rdata...)
