@@ -2,6 +2,7 @@ package config
 
 import (
 	"crypto/tls"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"net/netip"
@@ -125,7 +126,7 @@ func build(raw *rawConfig, baseDir string) (*Config, []error) {
 	buildDatabases(&p, raw, cfg)
 	buildNodes(&p, raw, cfg, baseDir)
 	buildSecurity(&p, raw, cfg, baseDir)
-	buildDNS(&p, raw, cfg)
+	buildDNS(&p, raw, cfg, baseDir)
 	return cfg, p
 }
 
@@ -660,9 +661,46 @@ func relativeTo(baseDir string) func(string) string {
 	}
 }
 
-func buildDNS(p *problems, raw *rawConfig, cfg *Config) {
+func buildDNS(p *problems, raw *rawConfig, cfg *Config, baseDir string) {
 	r := raw.DNS
-	cfg.DNS = DNS{MaxUDPSize: r.MaxUDPSize, ReusePort: r.ReusePort, RateLimit: RateLimit(r.RateLimit)}
+	cfg.DNS = DNS{
+		MaxUDPSize:            r.MaxUDPSize,
+		ReusePort:             r.ReusePort,
+		RateLimit:             RateLimit(r.RateLimit),
+		CookieSecretFile:      relativeTo(baseDir)(r.CookieSecretFile),
+		UDPAmplificationLimit: r.UDPAmplificationLimit,
+		TCP: DNSTCP{
+			MaxConnections:          r.TCP.MaxConnections,
+			MaxConnectionsPerSource: r.TCP.MaxConnectionsPerSource,
+			ReadTimeout:             p.duration("dns.tcp.read_timeout", r.TCP.ReadTimeout, DefaultDNSTCPReadTimeout),
+			IdleTimeout:             p.duration("dns.tcp.idle_timeout", r.TCP.IdleTimeout, DefaultDNSTCPIdleTimeout),
+			MaxQueries:              r.TCP.MaxQueries,
+		},
+	}
+	if f := cfg.DNS.CookieSecretFile; f != "" {
+		if _, err := ReadCookieSecrets(f); err != nil {
+			p.add("dns.cookie_secret_file", "%v", err)
+		}
+	}
+	if a := r.UDPAmplificationLimit; a != 0 && (a < 2 || a > 100) {
+		p.add("dns.udp_amplification_limit", "%d: use 0 (no cap) or 2 to 100; %d caps a 50-byte query's UDP reply at %d bytes", a, DefaultDNSUDPAmplificationLimit, 50*DefaultDNSUDPAmplificationLimit)
+	}
+	t := r.TCP
+	if t.MaxConnections < 1 {
+		p.add("dns.tcp.max_connections", "%d: use a positive number (default %d)", t.MaxConnections, DefaultDNSTCPMaxConnections)
+	}
+	if t.MaxConnectionsPerSource < 1 || t.MaxConnectionsPerSource > t.MaxConnections {
+		p.add("dns.tcp.max_connections_per_source", "%d: use 1 to dns.tcp.max_connections (%d)", t.MaxConnectionsPerSource, t.MaxConnections)
+	}
+	if t.MaxQueries < 1 {
+		p.add("dns.tcp.max_queries", "%d: use a positive number (default %d)", t.MaxQueries, DefaultDNSTCPMaxQueries)
+	}
+	if cfg.DNS.TCP.ReadTimeout <= 0 {
+		p.add("dns.tcp.read_timeout", "must be positive, e.g. %s", DefaultDNSTCPReadTimeout)
+	}
+	if cfg.DNS.TCP.IdleTimeout <= 0 {
+		p.add("dns.tcp.idle_timeout", "must be positive, e.g. %s", DefaultDNSTCPIdleTimeout)
+	}
 	if r.MaxUDPSize < 512 || r.MaxUDPSize > 65535 {
 		p.add("dns.max_udp_size", "%d: use 512 to 65535 (1232 avoids IP fragmentation)", r.MaxUDPSize)
 	}
@@ -682,6 +720,47 @@ func buildDNS(p *problems, raw *rawConfig, cfg *Config) {
 	if rl.IPv6PrefixLen < 16 || rl.IPv6PrefixLen > 128 {
 		p.add("dns.rate_limit.ipv6_prefix_len", "%d: use 16 to 128", rl.IPv6PrefixLen)
 	}
+}
+
+// MaxCookieSecrets is the most secrets a cookie secret file may hold: a
+// rollover needs two (the new one and the previous one).
+const MaxCookieSecrets = 4
+
+// ReadCookieSecrets reads a DNS Cookies secret file: one secret per line,
+// 32 hex digits (128 bits, the SipHash-2-4 key of RFC 9018); blank lines
+// and lines starting with # are skipped. The first secret makes server
+// cookies; all are accepted, so a secret can be rolled over across nodes.
+// Errors say what is wrong and how to fix it; they never quote a secret.
+func ReadCookieSecrets(file string) ([][16]byte, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read %s: %w; fix the path or create the file (openssl rand -hex 16)", file, err)
+	}
+	var out [][16]byte
+	for i, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		var s [16]byte
+		if len(line) != 32 {
+			return nil, fmt.Errorf("%s line %d: a secret is 32 hex digits (128 bits), this line has %d characters; make one with: openssl rand -hex 16", file, i+1, len(line))
+		}
+		if _, err := hex.Decode(s[:], []byte(line)); err != nil {
+			return nil, fmt.Errorf("%s line %d: a secret is 32 hex digits (128 bits); make one with: openssl rand -hex 16", file, i+1)
+		}
+		if s == ([16]byte{}) {
+			return nil, fmt.Errorf("%s line %d: an all-zero secret is no secret; make one with: openssl rand -hex 16", file, i+1)
+		}
+		out = append(out, s)
+	}
+	switch {
+	case len(out) == 0:
+		return nil, fmt.Errorf("%s holds no secret: put one line of 32 hex digits in it (openssl rand -hex 16)", file)
+	case len(out) > MaxCookieSecrets:
+		return nil, fmt.Errorf("%s holds %d secrets, at most %d: keep the current one first and the previous one after it", file, len(out), MaxCookieSecrets)
+	}
+	return out, nil
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/hex"
 	"fmt"
 	"net/netip"
 	"os"
@@ -120,6 +121,13 @@ func TestParseErrorsNameFieldAndFix(t *testing.T) {
 		{"admin tls without key", "report: 127.0.0.1:7411}", "report: 127.0.0.1:7411, admin_tls: {cert: /nonexistent/admin.crt}}", "nodes[0].admin_tls: HTTPS needs cert and key together"},
 		{"admin tls missing file", "report: 127.0.0.1:7411}", "report: 127.0.0.1:7411, admin_tls: {cert: /nonexistent/admin.crt, key: /nonexistent/admin.key}}", "nodes[0].admin_tls.cert: cannot read /nonexistent/admin.crt"},
 		{"udp size", "security:", "dns: {max_udp_size: 100}\nsecurity:", "dns.max_udp_size: 100"},
+		{"amplification 1", "security:", "dns: {udp_amplification_limit: 1}\nsecurity:", "dns.udp_amplification_limit: 1: use 0 (no cap) or 2 to 100"},
+		{"tcp no connections", "security:", "dns: {tcp: {max_connections: 0}}\nsecurity:", "dns.tcp.max_connections: 0: use a positive number"},
+		{"tcp per source above total", "security:", "dns: {tcp: {max_connections: 10, max_connections_per_source: 11}}\nsecurity:", "dns.tcp.max_connections_per_source: 11: use 1 to dns.tcp.max_connections (10)"},
+		{"tcp idle timeout", "security:", "dns: {tcp: {idle_timeout: 10}}\nsecurity:", `dns.tcp.idle_timeout: "10" is not a duration`},
+		{"tcp read timeout zero", "security:", "dns: {tcp: {read_timeout: 0s}}\nsecurity:", "dns.tcp.read_timeout: must be positive"},
+		{"tcp max queries", "security:", "dns: {tcp: {max_queries: -1}}\nsecurity:", "dns.tcp.max_queries: -1"},
+		{"missing cookie secret file", "security:", "dns: {cookie_secret_file: /nonexistent/secret}\nsecurity:", "dns.cookie_secret_file: cannot read /nonexistent/secret"},
 		{"not yaml", "zone:", "zone: [", "not valid YAML"},
 	}
 	for _, c := range cases {
@@ -136,6 +144,56 @@ func TestParseErrorsNameFieldAndFix(t *testing.T) {
 			}
 			if strings.Contains(err.Error(), "hunter2") {
 				t.Fatalf("error leaks a password: %v", err)
+			}
+		})
+	}
+}
+
+// TestReadCookieSecrets: a secret file is one 32-hex-digit secret per
+// line, comments and blank lines skipped; a bad file gets an error that
+// says how to make a secret and never quotes one.
+func TestReadCookieSecrets(t *testing.T) {
+	const s1, s2 = "e5e973e5a6b2a43f48e7dc849e37bfcf", "445536bcd2513298075a5d379663c962"
+	tests := []struct {
+		name    string
+		content string
+		want    int // secrets read; 0: an error
+		wantErr string
+	}{
+		{"one secret", s1 + "\n", 1, ""},
+		{"current and previous, comments", "# rolled 2026-03-01\n" + s2 + "\n\n  " + s1 + "  \n", 2, ""},
+		{"upper case", strings.ToUpper(s1), 1, ""},
+		{"empty", "# nothing\n\n", 0, "holds no secret"},
+		{"short", s1[:30] + "\n", 0, "line 1: a secret is 32 hex digits (128 bits), this line has 30 characters"},
+		{"long", s1 + "00\n", 0, "this line has 34 characters"},
+		{"not hex", "zz" + s1[2:] + "\n", 0, "line 1: a secret is 32 hex digits"},
+		{"all zero", strings.Repeat("0", 32), 0, "an all-zero secret is no secret"},
+		{"too many", strings.Repeat(s1+"\n", MaxCookieSecrets+1), 0, "at most 4"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := filepath.Join(t.TempDir(), "cookie.secret")
+			if err := os.WriteFile(f, []byte(tt.content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			got, err := ReadCookieSecrets(f)
+			if tt.want > 0 {
+				if err != nil || len(got) != tt.want {
+					t.Fatalf("got %d secrets, %v; want %d", len(got), err, tt.want)
+				}
+				if hex.EncodeToString(got[len(got)-1][:]) != s1 {
+					t.Errorf("last secret %x, want %s", got[len(got)-1], s1)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("error %v, want one containing %q", err, tt.wantErr)
+			}
+			if strings.Contains(err.Error(), s1[4:20]) {
+				t.Errorf("error quotes the secret: %v", err)
+			}
+			if !strings.Contains(err.Error(), "openssl rand -hex 16") && !strings.Contains(err.Error(), "at most") {
+				t.Errorf("error does not say how to make a secret: %v", err)
 			}
 		})
 	}

@@ -127,9 +127,20 @@ type rawTLS struct {
 }
 
 type rawDNS struct {
-	MaxUDPSize int          `mapstructure:"max_udp_size"`
-	ReusePort  int          `mapstructure:"reuse_port"`
-	RateLimit  rawRateLimit `mapstructure:"rate_limit"`
+	MaxUDPSize            int          `mapstructure:"max_udp_size"`
+	ReusePort             int          `mapstructure:"reuse_port"`
+	RateLimit             rawRateLimit `mapstructure:"rate_limit"`
+	CookieSecretFile      string       `mapstructure:"cookie_secret_file"`
+	UDPAmplificationLimit int          `mapstructure:"udp_amplification_limit"`
+	TCP                   rawDNSTCP    `mapstructure:"tcp"`
+}
+
+type rawDNSTCP struct {
+	MaxConnections          int    `mapstructure:"max_connections"`
+	MaxConnectionsPerSource int    `mapstructure:"max_connections_per_source"`
+	ReadTimeout             string `mapstructure:"read_timeout"`
+	IdleTimeout             string `mapstructure:"idle_timeout"`
+	MaxQueries              int    `mapstructure:"max_queries"`
 }
 
 type rawRateLimit struct {

@@ -105,6 +105,15 @@ func defaultString(path string) string {
 	return s
 }
 
+// defaultInt is the declared default of an integer setting.
+func defaultInt(path string) int {
+	n, ok := setting(path).Value.(int)
+	if !ok {
+		panic("config: setting " + path + " has no integer default")
+	}
+	return n
+}
+
 // defaultList is the declared default of a list setting.
 func defaultList(path string) []string {
 	s, ok := setting(path).Value.([]string)
@@ -133,6 +142,23 @@ var (
 	DefaultDNSListen = defaultList("nodes[].dns")
 	// DefaultAdminListen is where a node's admin HTTP API listens: loopback.
 	DefaultAdminListen = defaultString("nodes[].admin")
+	// DefaultDNSUDPAmplificationLimit caps a UDP reply without a valid
+	// server cookie at this many times the query.
+	DefaultDNSUDPAmplificationLimit = defaultInt("dns.udp_amplification_limit")
+	// DefaultDNSTCPMaxConnections caps a node's open TCP connections.
+	DefaultDNSTCPMaxConnections = defaultInt("dns.tcp.max_connections")
+	// DefaultDNSTCPMaxConnectionsPerSource caps the TCP connections of one
+	// IPv4 address or IPv6 /64.
+	DefaultDNSTCPMaxConnectionsPerSource = defaultInt("dns.tcp.max_connections_per_source")
+	// DefaultDNSTCPReadTimeout bounds the wait for a new connection's
+	// first query.
+	DefaultDNSTCPReadTimeout = defaultDuration("dns.tcp.read_timeout")
+	// DefaultDNSTCPIdleTimeout bounds the wait between queries on a
+	// connection.
+	DefaultDNSTCPIdleTimeout = defaultDuration("dns.tcp.idle_timeout")
+	// DefaultDNSTCPMaxQueries is the number of queries one connection may
+	// send before the node closes it.
+	DefaultDNSTCPMaxQueries = defaultInt("dns.tcp.max_queries")
 )
 
 // overridable returns the settings AAGTM_* variables and --path flags can

@@ -93,8 +93,15 @@ var Settings = []Setting{
 	// dns
 	{Section: "dns", Path: "dns.max_udp_size", Type: "int", Value: 1232, Doc: "Cap on the EDNS0 UDP payload size honoured; larger answers are truncated (TC) and retried over TCP. 512–65535; 1232 avoids IP fragmentation."},
 	{Section: "dns", Path: "dns.reuse_port", Type: "int", Value: 1, Restart: true, Doc: "UDP sockets per address with SO_REUSEPORT; up to the number of cores."},
-	{Section: "dns", Path: "dns.rate_limit.responses_per_second", Type: "int", Value: 0, Doc: "Response rate limit per client network and name; `0` disables it."},
+	{Section: "dns", Path: "dns.rate_limit.responses_per_second", Type: "int", Value: 200, Doc: "Response rate limit of UDP replies per client network and name, with a burst of one second's worth; `0` disables it. TCP and queries with a valid server cookie are never limited. 200 is NSD's default (`rrl-ratelimit`, per /24 and name, like ours); see [operations](operations.md#rate-limiting) for why."},
 	{Section: "dns", Path: "dns.rate_limit.slip", Type: "int", Value: 2, Doc: "Answer every Nth limited query with TC (the client retries over TCP) instead of dropping it; `0` drops all."},
 	{Section: "dns", Path: "dns.rate_limit.ipv4_prefix_len", Type: "int", Value: 24, Doc: "IPv4 clients are grouped by this prefix length (8–32)."},
 	{Section: "dns", Path: "dns.rate_limit.ipv6_prefix_len", Type: "int", Value: 56, Doc: "IPv6 clients are grouped by this prefix length (16–128)."},
+	{Section: "dns", Path: "dns.cookie_secret_file", Type: "path", Value: "", Credential: true, Doc: "DNS Cookies (RFC 7873) server secret file: one secret per line, 32 hex digits (`openssl rand -hex 16`); the first makes server cookies (RFC 9018), every line is accepted, so a secret rolls over without invalidating cookies. Give every node of the NS set the same file; a credential file (mode `0600`). `\"\"`: each node makes a random secret at start; see [operations](operations.md#dns-cookies) for what that costs. Read at start and on reload."},
+	{Section: "dns", Path: "dns.udp_amplification_limit", Type: "int", Value: 4, Doc: "Over UDP without a valid server cookie, a reply larger than this many times the query is sent empty with TC set, so the client retries over TCP (a `_why` TXT or an `all` answer of many members). `0`: no cap; else 2–100."},
+	{Section: "dns", Path: "dns.tcp.max_connections", Type: "int", Value: 1000, Restart: true, Doc: "TCP connections a node holds open at once; more are reset on accept, never queued."},
+	{Section: "dns", Path: "dns.tcp.max_connections_per_source", Type: "int", Value: 20, Restart: true, Doc: "TCP connections one IPv4 address or IPv6 /64 may hold open; more are reset on accept. 1 to `max_connections`."},
+	{Section: "dns", Path: "dns.tcp.read_timeout", Type: "duration", Value: "2s", Restart: true, Doc: "Time a new TCP connection has to send its first query."},
+	{Section: "dns", Path: "dns.tcp.idle_timeout", Type: "duration", Value: "10s", Restart: true, Doc: "Time a TCP connection may wait between queries (RFC 7766 §6.2.3: seconds)."},
+	{Section: "dns", Path: "dns.tcp.max_queries", Type: "int", Value: 100, Restart: true, Doc: "Queries answered on one TCP connection before the node closes it."},
 }

@@ -350,6 +350,33 @@ type DNS struct {
 	ReusePort int
 	// RateLimit is response rate limiting; zero disables it.
 	RateLimit RateLimit
+	// CookieSecretFile holds the DNS Cookies server secrets (RFC 7873,
+	// RFC 9018), one 32-hex-digit secret per line: the first makes server
+	// cookies, every one is accepted. "": a random secret per node.
+	CookieSecretFile string
+	// UDPAmplificationLimit caps a UDP reply to a query without a valid
+	// server cookie at this multiple of the query's size; larger replies
+	// become an empty TC reply. 0 disables the cap.
+	UDPAmplificationLimit int
+	// TCP bounds the TCP connections a node holds.
+	TCP DNSTCP
+}
+
+// DNSTCP bounds a node's DNS-over-TCP connections.
+type DNSTCP struct {
+	// MaxConnections caps the connections open at once; more are reset.
+	MaxConnections int
+	// MaxConnectionsPerSource caps the connections of one IPv4 address or
+	// IPv6 /64.
+	MaxConnectionsPerSource int
+	// ReadTimeout is how long a new connection may take to send its first
+	// query.
+	ReadTimeout time.Duration
+	// IdleTimeout is how long a connection may wait between queries.
+	IdleTimeout time.Duration
+	// MaxQueries is the number of queries answered on one connection
+	// before it is closed.
+	MaxQueries int
 }
 
 // RateLimit is per-client-/24 and per-name response rate limiting.

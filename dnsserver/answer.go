@@ -32,20 +32,56 @@ type edns struct {
 	// client is the ECS address (masked to its source prefix); invalid when
 	// the option carries none (SOURCE PREFIX-LENGTH 0).
 	client netip.Addr
+	// cookie is the query's first COOKIE option (RFC 7873 §5.2), its opt
+	// nil when absent.
+	cookie cookie
+}
+
+// asker is the transport side of a query: who sent it, how and when, and
+// the server settings that depend on that.
+type asker struct {
+	// client is the resolver's source address.
+	client netip.Addr
+	// tcp is set for a query over TCP.
+	tcp bool
+	// now is the time as a server cookie timestamp (cookieTime).
+	now uint32
+	// cookies makes and checks server cookies.
+	cookies *cookieJar
+	// amplification caps a UDP reply to a query without a valid server
+	// cookie at this multiple of the query's size; 0: no cap.
+	amplification int
+}
+
+// outcome is what the query path decided besides the reply, for the rate
+// limiter and the metrics.
+type outcome struct {
+	// cookie is the state of the query's COOKIE option.
+	cookie cookieState
+	// capped is set when the reply was cut to an empty TC reply by the
+	// amplification cap.
+	capped bool
 }
 
 // answer is the whole query path as a pure function: the reply to req, sent
-// by the resolver at client over TCP (tcp) or UDP, from view v, or nil when
+// as a says (by whom, over TCP or UDP, when), from view v, or nil when
 // nothing must be sent (req is itself a response). It performs no I/O,
 // takes no lock and modifies neither req nor v. Every rcode decision is
 // made here:
 //
 //   - opcode other than QUERY: NOTIMP.
-//   - QDCOUNT not 1: FORMERR (RFC 9619).
-//   - more than one OPT record, or a malformed ECS option: FORMERR
-//     (RFC 6891 §6.1.1, RFC 7871 §6).
+//   - QDCOUNT 0 with a COOKIE option: NOERROR with the cookie, the way to
+//     ask for a server cookie (RFC 7873 §5.4); otherwise QDCOUNT not 1:
+//     FORMERR (RFC 9619).
+//   - more than one OPT record, a malformed ECS option, or a COOKIE option
+//     of a length other than 8 or 16 to 40 bytes: FORMERR (RFC 6891
+//     §6.1.1, RFC 7871 §6, RFC 7873 §5.2.2).
 //   - EDNS version above 0: BADVERS, answered with an OPT of version 0
 //     (RFC 6891 §6.1.3).
+//   - over UDP, a server cookie that is not valid (another secret, another
+//     client, older than an hour): BADCOOKIE with a fresh cookie, so the
+//     client retries with it (RFC 7873 §5.2.3, §5.2.4). Over TCP the query
+//     is answered (RFC 7873 §5.2.3: TCP already proves the address).
 //   - class other than IN: REFUSED, but CH TXT id.server and hostname.bind,
 //     which name the node.
 //   - before the first Update: SERVFAIL.
@@ -55,30 +91,43 @@ type edns struct {
 //   - a database host whose answer is SERVFAIL, or that has none yet:
 //     SERVFAIL.
 //
-// The reply carries an OPT record only when the query did (RFC 6891 §7), and
-// is truncated (TC) to the UDP payload size the query allows.
-func answer(req *dns.Msg, client netip.Addr, tcp bool, v *view) *dns.Msg {
-	return answerInto(new(dns.Msg), req, client, tcp, v)
+// The reply carries an OPT record only when the query did (RFC 6891 §7),
+// with a COOKIE option when the query had one, and is truncated (TC) to
+// the UDP payload size the query allows. Over UDP without a valid server
+// cookie, a reply larger than a.amplification times the query is cut to
+// an empty TC reply (keeping its cookie), so the client retries over TCP.
+func answer(req *dns.Msg, a asker, v *view) *dns.Msg {
+	m, _ := answerInto(new(dns.Msg), req, a, v)
+	return m
 }
 
 // answerInto is answer writing the reply into m, a zero Msg (ServeDNS
-// recycles them), and returning m, or nil.
-func answerInto(m, req *dns.Msg, client netip.Addr, tcp bool, v *view) *dns.Msg {
+// recycles them), and returning m, or nil, with what it decided.
+func answerInto(m, req *dns.Msg, a asker, v *view) (*dns.Msg, outcome) {
+	var out outcome
 	if req.Response {
-		return nil // never answer a response: no loops, no reflection
+		return nil, out // never answer a response: no loops, no reflection
 	}
 	setReply(m, req)
 	e := parseEDNS(req)
+	if e.rcode == dns.RcodeSuccess {
+		out.cookie = a.cookies.check(&e.cookie, a.client, a.now)
+	}
+	cookieQuery := len(req.Question) == 0 && e.cookie.opt != nil
 	var r result
 	switch {
 	case req.Opcode != dns.OpcodeQuery:
 		r.rcode = dns.RcodeNotImplemented
-	case len(req.Question) != 1:
+	case len(req.Question) != 1 && !cookieQuery:
 		r.rcode = dns.RcodeFormatError
 	case e.rcode != dns.RcodeSuccess:
 		r.rcode = e.rcode
+	case out.cookie == cookieBad && !a.tcp:
+		r.rcode = dns.RcodeBadCookie
+	case cookieQuery:
+		// RFC 7873 §5.4: NOERROR, empty, with the cookie.
 	default:
-		r = resolve(req.Question[0], client, &e, v)
+		r = resolve(req.Question[0], a.client, &e, v)
 	}
 	m.Rcode = r.rcode
 	m.Authoritative = r.aa
@@ -86,7 +135,7 @@ func answerInto(m, req *dns.Msg, client netip.Addr, tcp bool, v *view) *dns.Msg 
 
 	size := dns.MinMsgSize // RFC 1035 §4.2.1, without EDNS0
 	switch {
-	case tcp:
+	case a.tcp:
 		size = dns.MaxMsgSize
 	case e.opt != nil:
 		// RFC 6891 §6.2.3 and §6.2.5: below 512 counts as 512; we cap at
@@ -94,13 +143,95 @@ func answerInto(m, req *dns.Msg, client netip.Addr, tcp bool, v *view) *dns.Msg 
 		size = min(max(int(e.opt.UDPSize()), dns.MinMsgSize), v.maxUDP)
 	}
 	if e.opt != nil {
-		m.Extra = append(m.Extra, replyOPT(&e, &r, v.maxUDP))
+		m.Extra = append(m.Extra, replyOPT(&e, &r, v.maxUDP, a, out.cookie))
 	}
-	if !certainlyFits(m, size) {
+	limit := size
+	if !a.tcp && a.amplification > 0 && out.cookie != cookieGood {
+		limit = min(size, a.amplification*queryLen(req, &e))
+	}
+	switch {
+	case certainlyFits(m, limit):
+	case limit < size:
+		out.capped = capReply(m, limit)
+	default:
 		m.Truncate(size)
 	}
-	return m
+	return m, out
 }
+
+// capReply makes m, a UDP reply to a query without a valid server cookie,
+// fit in limit bytes (a multiple of the query's size, below the payload
+// size): m itself when it fits compressed, else an empty reply with TC
+// set, its OPT record (and cookie) kept, so that the client retries over
+// TCP. It reports whether m was emptied.
+func capReply(m *dns.Msg, limit int) bool {
+	m.Compress = true
+	if m.Len() <= limit {
+		return false
+	}
+	opt := m.IsEdns0()
+	m.Answer, m.Ns, m.Extra = nil, nil, nil
+	if opt != nil {
+		m.Extra = []dns.RR{opt}
+	}
+	m.Truncated = true
+	return true
+}
+
+// queryLen is a lower bound on the query's size on the wire, from what
+// the query path parsed: the header, the question and the OPT record with
+// its options (a cookie whole, an ECS option its fixed part, the others
+// their 4-byte header; other records count nothing). A lower bound keeps
+// the amplification cap honest whatever else a query carries.
+func queryLen(req *dns.Msg, e *edns) int {
+	n := 12
+	for _, q := range req.Question {
+		n += nameWireLen(q.Name) + 4
+	}
+	if e.opt == nil {
+		return n
+	}
+	n += 11 // root owner, type, class, TTL, RDLENGTH
+	for _, o := range e.opt.Option {
+		n += 4
+		switch o := o.(type) {
+		case *dns.EDNS0_COOKIE:
+			n += len(o.Cookie) / 2
+		case *dns.EDNS0_SUBNET:
+			// Its fixed part only: miekg/dns pads the address it
+			// unpacks, so the address's length on the wire is unknown.
+			n += 4
+		}
+	}
+	return n
+}
+
+// nameWireLen is the length on the wire of a name in presentation form
+// (uncompressed: a question name cannot point backwards).
+func nameWireLen(name string) int {
+	if name == "" || name == "." {
+		return 1
+	}
+	n := len(name) + 1
+	if !strings.HasSuffix(name, ".") {
+		n++
+	}
+	for i := 0; i < len(name); i++ {
+		if name[i] != '\\' {
+			continue
+		}
+		if i+3 < len(name) && isDigit(name[i+1]) && isDigit(name[i+2]) && isDigit(name[i+3]) {
+			n -= 3 // \DDD is one byte
+			i += 3
+		} else {
+			n-- // \X is one byte
+			i++
+		}
+	}
+	return n
+}
+
+func isDigit(b byte) bool { return '0' <= b && b <= '9' }
 
 // certainlyFits reports, from an upper bound on m's packed length that
 // needs no packing, that m fits in size bytes, so that the common small
@@ -173,16 +304,30 @@ func parseEDNS(req *dns.Msg) edns {
 		return e
 	}
 	for _, o := range e.opt.Option {
-		ecs, ok := o.(*dns.EDNS0_SUBNET)
-		if !ok || e.ecs != nil {
-			continue
+		switch o := o.(type) {
+		case *dns.EDNS0_SUBNET:
+			if e.ecs != nil {
+				continue
+			}
+			addr, ok := ecsAddr(o)
+			if !ok {
+				e.rcode = dns.RcodeFormatError
+				return e
+			}
+			e.ecs, e.client = o, addr
+		case *dns.EDNS0_COOKIE:
+			// RFC 7873 §5.2: the first COOKIE option counts, the others
+			// are ignored.
+			if e.cookie.opt != nil {
+				continue
+			}
+			c, ok := parseCookie(o)
+			if !ok {
+				e.rcode = dns.RcodeFormatError // RFC 7873 §5.2.2
+				return e
+			}
+			e.cookie = c
 		}
-		addr, ok := ecsAddr(ecs)
-		if !ok {
-			e.rcode = dns.RcodeFormatError
-			return e
-		}
-		e.ecs, e.client = ecs, addr
 	}
 	return e
 }
@@ -224,9 +369,11 @@ func ecsAddr(o *dns.EDNS0_SUBNET) (netip.Addr, bool) {
 }
 
 // replyOPT is the reply's OPT record: version 0, our payload size, the DO
-// bit copied (RFC 3225 §3), and the client subnet option echoed with its
-// scope (RFC 7871 §7.2.1) unless the query is rejected.
-func replyOPT(e *edns, r *result, maxUDP int) *dns.OPT {
+// bit copied (RFC 3225 §3), the client subnet option echoed with its
+// scope (RFC 7871 §7.2.1) unless the query is rejected, and the COOKIE
+// option (the client cookie with a server cookie for a.client) when the
+// query had a well-formed one (RFC 7873 §5.2).
+func replyOPT(e *edns, r *result, maxUDP int, a asker, state cookieState) *dns.OPT {
 	o := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
 	o.SetUDPSize(uint16(maxUDP))
 	if e.opt.Do() {
@@ -244,6 +391,9 @@ func replyOPT(e *edns, r *result, maxUDP int) *dns.OPT {
 			SourceScope:   uint8(scope),
 			Address:       e.ecs.Address,
 		}}
+	}
+	if e.cookie.opt != nil {
+		o.Option = append(o.Option, a.cookies.reply(&e.cookie, state, a.client, a.now))
 	}
 	return o
 }

@@ -1,6 +1,7 @@
 package dnsserver
 
 import (
+	"encoding/hex"
 	"fmt"
 	"net"
 	"net/netip"
@@ -106,8 +107,19 @@ func BenchmarkServeDNS(b *testing.B) {
 		Registerer: prometheus.NewRegistry(),
 		RateLimit:  config.RateLimit{ResponsesPerSecond: 1 << 30, Slip: 2},
 	})
+	shipped := newServer(Options{
+		Registerer:            prometheus.NewRegistry(),
+		RateLimit:             config.RateLimit{ResponsesPerSecond: 1 << 30, Slip: 2},
+		UDPAmplificationLimit: config.DefaultDNSUDPAmplificationLimit,
+	})
+	client := netip.MustParseAddr("10.1.0.1")
+	issued := shipped.cookies.Load().make([]byte("clientck"), client, cookieTime(time.Now()))
 	b.Run("A", func(b *testing.B) { runHandler(b, plain, benchQueries(names), "10.1.0.1") })
 	b.Run("A/metrics+ratelimit", func(b *testing.B) { runHandler(b, full, benchQueries(names), "10.1.0.1") })
+	b.Run("A/metrics+ratelimit+amplification", func(b *testing.B) { runHandler(b, shipped, benchQueries(names), "10.1.0.1") })
+	b.Run("A/EDNS+cookie", func(b *testing.B) {
+		runHandler(b, shipped, benchQueries(names, withCookie(hex.EncodeToString(issued[:]))), "10.1.0.1")
+	})
 	b.Run("A/EDNS", func(b *testing.B) { runHandler(b, plain, benchQueries(names, withEDNS(1232)), "10.1.0.1") })
 	b.Run("A/ECS", func(b *testing.B) { runHandler(b, plain, benchQueries(names, withECS("10.2.3.0/24")), "10.1.0.1") })
 	b.Run("A/mixed-case", func(b *testing.B) { runHandler(b, plain, benchQueries(upper), "10.1.0.1") })

@@ -67,6 +67,24 @@ func TestDig(t *testing.T) {
 	t.Run("CH id.server", func(t *testing.T) {
 		has(t, run(t, "id.server", "CH", "TXT", "+short"), `(?m)^"node-a"$`)
 	})
+	// DNS Cookies (RFC 7873): dig learns a server cookie, sends it back,
+	// and a server cookie the node did not make gets BADCOOKIE with a
+	// fresh one, which dig +badcookie retries with.
+	t.Run("cookie round trip", func(t *testing.T) {
+		cookieRe := regexp.MustCompile(`; COOKIE: ([0-9a-f]{48}) \(good\)`)
+		out := run(t, "cache."+zone, "A", "+cookie")
+		m := cookieRe.FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("no good server cookie in:\n%s", out)
+		}
+		full := m[1]
+		sameClient := `; COOKIE: ` + full[:16] + `[0-9a-f]{32} \(good\)`
+		has(t, run(t, "cache."+zone, "A", "+cookie="+full), `status: NOERROR`, sameClient, answerA("cache."+zone, "10.1.0.10"))
+		bad := full[:16] + "01000000" + full[24:32] + "0000000000000000"
+		has(t, run(t, "cache."+zone, "A", "+cookie="+bad, "+nobadcookie"), `status: BADCOOKIE`, `ANSWER: 0,`, sameClient)
+		has(t, run(t, "cache."+zone, "A", "+cookie="+bad, "+badcookie"), `status: NOERROR`, answerA("cache."+zone, "10.1.0.10"))
+		has(t, run(t, "cache."+zone, "A", "+cookie="+bad, "+tcp"), `status: NOERROR`, answerA("cache."+zone, "10.1.0.10"), sameClient)
+	})
 	t.Run("_why", func(t *testing.T) {
 		has(t, run(t, "_why.cache."+zone, "TXT", "+short", "+subnet=10.2.0.0/24"), `(?m)^"gen 1: cache-euw is the nearest eligible member for eu-west"$`)
 	})

@@ -9,6 +9,11 @@
 // sharded one of the optional response rate limiter), does no I/O and
 // computes nothing the view could hold.
 //
+// At the edge it answers DNS Cookies (RFC 7873, RFC 9018 server cookies),
+// caps UDP replies to queries without a valid server cookie at a multiple
+// of the query's size, rate-limits UDP replies, and bounds TCP connections
+// (in total and per source) and their timeouts.
+//
 // The package does not decide answers (package policy does), does not
 // recurse, transfer zones, sign (DNSSEC) or read configuration files, and
 // logs nothing per query above Trace. See README.md for the behaviour table

@@ -163,6 +163,16 @@ func startServer(t testing.TB, opts Options, cfg *config.Config, snap *policy.Sn
 	return s, s.Addrs()[0].String()
 }
 
+// testSecret is the cookie secret of the tests that call answer directly
+// (RFC 9018 Appendix A's).
+var testSecret = [16]byte{0xe5, 0xe9, 0x73, 0xe5, 0xa6, 0xb2, 0xa4, 0x3f, 0x48, 0xe7, 0xdc, 0x84, 0x9e, 0x37, 0xbf, 0xcf}
+
+// testAsker is a query from client over TCP (tcp) or UDP, now, checked
+// against testSecret, without an amplification cap.
+func testAsker(client netip.Addr, tcp bool) asker {
+	return asker{client: client, tcp: tcp, now: cookieTime(time.Now()), cookies: newCookieJar([][16]byte{testSecret})}
+}
+
 // query is a request builder: name, type, then options.
 func query(name string, qtype uint16, opts ...func(*dns.Msg)) *dns.Msg {
 	m := new(dns.Msg)

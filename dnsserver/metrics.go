@@ -22,7 +22,7 @@ var metricTypes = [...]uint16{
 var metricRcodes = [...]int{
 	dns.RcodeSuccess, dns.RcodeFormatError, dns.RcodeServerFailure,
 	dns.RcodeNameError, dns.RcodeNotImplemented, dns.RcodeRefused,
-	dns.RcodeBadVers,
+	dns.RcodeBadVers, dns.RcodeBadCookie,
 }
 
 const (
@@ -34,10 +34,15 @@ const (
 // metrics are the server's Prometheus collectors, created once; the query
 // path only increments pre-resolved counters.
 type metrics struct {
-	queries   [typeOther + 1][rcodeNone + 1]prometheus.Counter
-	limited   [3]prometheus.Counter // by verdict: unused, drop, slip
-	malformed prometheus.Counter
-	duration  prometheus.Histogram
+	queries      [typeOther + 1][rcodeNone + 1]prometheus.Counter
+	limited      [3]prometheus.Counter // by verdict: unused, drop, slip
+	cookies      [cookieGood + 1]prometheus.Counter
+	capped       prometheus.Counter
+	malformed    prometheus.Counter
+	duration     prometheus.Histogram
+	tcpConns     prometheus.Gauge
+	tcpRefusedBy [refusedReasons]prometheus.Counter
+	tcpClosedBy  [closedReasons]prometheus.Counter
 }
 
 // newMetrics creates and registers the collectors; nil when reg is nil.
@@ -64,7 +69,36 @@ func newMetrics(reg prometheus.Registerer, log hclog.Logger) *metrics {
 		Help:    "Time to answer a DNS query, from the parsed request to the reply written.",
 		Buckets: []float64{5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 5e-2},
 	}))
-	m := &metrics{malformed: malformed, duration: duration}
+	cookies := register(reg, log, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "aagtm_dns_cookies_total",
+		Help: "DNS queries with a COOKIE option, by state: client_only (first contact), bad (a server cookie not valid here: BADCOOKIE over UDP) or good (a valid server cookie: no rate limit, no amplification cap).",
+	}, []string{"state"}))
+	capped := register(reg, log, prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "aagtm_dns_amplification_capped_total",
+		Help: "UDP replies without a valid server cookie that were larger than dns.udp_amplification_limit times the query, sent as an empty truncated reply instead.",
+	}))
+	tcpConns := register(reg, log, prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "aagtm_dns_tcp_connections",
+		Help: "DNS TCP connections open now (at most dns.tcp.max_connections).",
+	}))
+	tcpRefused := register(reg, log, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "aagtm_dns_tcp_refused_total",
+		Help: "DNS TCP connections reset on accept, by the cap they would exceed: max_connections or max_connections_per_source.",
+	}, []string{"limit"}))
+	tcpClosed := register(reg, log, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "aagtm_dns_tcp_closed_total",
+		Help: "DNS TCP connections closed, by reason: read_timeout (no first query in dns.tcp.read_timeout), idle_timeout (no next query in dns.tcp.idle_timeout), max_queries (dns.tcp.max_queries answered), peer (the client closed or failed), shutdown.",
+	}, []string{"reason"}))
+	m := &metrics{malformed: malformed, duration: duration, capped: capped, tcpConns: tcpConns}
+	m.cookies[cookieClientOnly] = cookies.WithLabelValues("client_only")
+	m.cookies[cookieBad] = cookies.WithLabelValues("bad")
+	m.cookies[cookieGood] = cookies.WithLabelValues("good")
+	for i, l := range refusedLabels {
+		m.tcpRefusedBy[i] = tcpRefused.WithLabelValues(l)
+	}
+	for i, l := range closedLabels {
+		m.tcpClosedBy[i] = tcpClosed.WithLabelValues(l)
+	}
 	for i := range m.queries {
 		t := "other"
 		if i < typeOther {
@@ -104,9 +138,15 @@ func register[C prometheus.Collector](reg prometheus.Registerer, log hclog.Logge
 }
 
 // observe records one handled query.
-func (m *metrics) observe(req, resp *dns.Msg, v verdict, start time.Time) {
+func (m *metrics) observe(req, resp *dns.Msg, out outcome, v verdict, start time.Time) {
 	if m == nil {
 		return
+	}
+	if out.cookie != cookieNone {
+		m.cookies[out.cookie].Inc()
+	}
+	if out.capped {
+		m.capped.Inc()
 	}
 	ti := typeOther
 	if len(req.Question) == 1 {
@@ -121,6 +161,27 @@ func (m *metrics) observe(req, resp *dns.Msg, v verdict, start time.Time) {
 		m.limited[v].Inc()
 	}
 	m.duration.Observe(time.Since(start).Seconds())
+}
+
+// tcpOpen adds delta to the open TCP connections.
+func (m *metrics) tcpOpen(delta float64) {
+	if m != nil {
+		m.tcpConns.Add(delta)
+	}
+}
+
+// tcpRefused counts a connection reset for exceeding a cap.
+func (m *metrics) tcpRefused(reason int) {
+	if m != nil {
+		m.tcpRefusedBy[reason].Inc()
+	}
+}
+
+// tcpClosed counts a closed connection by reason.
+func (m *metrics) tcpClosed(reason int) {
+	if m != nil {
+		m.tcpClosedBy[reason].Inc()
+	}
 }
 
 // invalid counts a request miekg/dns could not parse.

@@ -2,6 +2,7 @@ package dnsserver
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -44,8 +45,20 @@ type Options struct {
 	// one socket. Ignored where SO_REUSEPORT is not available.
 	ReusePort int
 	// RateLimit is response rate limiting of UDP replies; a zero
-	// ResponsesPerSecond disables it. TCP is never limited.
+	// ResponsesPerSecond disables it. TCP, and UDP queries with a valid
+	// server cookie, are never limited.
 	RateLimit config.RateLimit
+	// CookieSecrets are the DNS Cookies server secrets: the first makes
+	// server cookies, all are accepted. Empty: a random secret made by
+	// New, valid on this node until it restarts.
+	CookieSecrets [][16]byte
+	// UDPAmplificationLimit caps a UDP reply to a query without a valid
+	// server cookie at this multiple of the query's size; a larger reply
+	// is sent empty with TC set. 0: no cap.
+	UDPAmplificationLimit int
+	// TCP bounds the TCP connections: zero fields take the config
+	// package's defaults.
+	TCP config.DNSTCP
 	// Registerer, when set, receives the server's metrics.
 	Registerer prometheus.Registerer
 }
@@ -54,15 +67,19 @@ type Options struct {
 // New, feed it with Update and serve with Run. Update and the query path
 // are safe for concurrent use.
 type Server struct {
-	opts    Options
-	log     hclog.Logger
-	view    atomic.Pointer[view]
-	limiter atomic.Pointer[limiter] // nil: rate limiting off
-	rl      atomic.Pointer[config.RateLimit]
-	maxUDP  atomic.Int64
-	metrics *metrics
-	bufs    sync.Pool // *[]byte, packed replies
-	msgs    sync.Pool // *dns.Msg, zeroed replies
+	opts          Options
+	log           hclog.Logger
+	view          atomic.Pointer[view]
+	limiter       atomic.Pointer[limiter] // nil: rate limiting off
+	rl            atomic.Pointer[config.RateLimit]
+	maxUDP        atomic.Int64
+	cookies       atomic.Pointer[cookieJar]
+	nodeSecret    [16]byte // the secret when none is configured
+	amplification atomic.Int64
+	conns         *connLimiter
+	metrics       *metrics
+	bufs          sync.Pool // *[]byte, packed replies
+	msgs          sync.Pool // *dns.Msg, zeroed replies
 
 	running atomic.Bool
 	ready   chan struct{}
@@ -81,9 +98,14 @@ func New(opts Options, logger hclog.Logger) *Server {
 		log:   logger.Named("dns"),
 		ready: make(chan struct{}),
 	}
+	opts.TCP = tcpLimits(opts.TCP)
 	s.maxUDP.Store(int64(opts.MaxUDPSize))
 	s.SetRateLimit(opts.RateLimit)
+	_, _ = rand.Read(s.nodeSecret[:]) // crypto/rand.Read never fails (Go 1.24+)
+	s.SetCookieSecrets(opts.CookieSecrets)
+	s.SetUDPAmplificationLimit(opts.UDPAmplificationLimit)
 	s.metrics = newMetrics(opts.Registerer, s.log)
+	s.conns = newConnLimiter(opts.TCP, s.metrics)
 	s.bufs.New = func() any { b := make([]byte, 4096); return &b }
 	s.msgs.New = func() any { return new(dns.Msg) }
 	s.view.Store(newEmptyView(opts.Node, opts.MaxUDPSize))
@@ -112,6 +134,20 @@ func (s *Server) SetRateLimit(rl config.RateLimit) {
 	s.rl.Store(&rl)
 	s.limiter.Store(newLimiter(rl))
 }
+
+// SetCookieSecrets replaces the DNS Cookies server secrets (a config
+// reload, a secret rollover): the first makes server cookies from now on,
+// all are accepted. Empty: the node's own random secret, made by New.
+func (s *Server) SetCookieSecrets(secrets [][16]byte) {
+	if len(secrets) == 0 {
+		secrets = [][16]byte{s.nodeSecret}
+	}
+	s.cookies.Store(newCookieJar(secrets))
+}
+
+// SetUDPAmplificationLimit changes the UDP reply cap for queries without a
+// valid server cookie (a config reload); 0 removes it.
+func (s *Server) SetUDPAmplificationLimit(n int) { s.amplification.Store(int64(max(n, 0))) }
 
 // SetMaxUDPSize changes the largest UDP reply (a config reload); it takes
 // effect with the next Update.
@@ -183,7 +219,7 @@ func (s *Server) Run(ctx context.Context) error {
 			servers = append(servers, s.dnsServer(pc, nil))
 		}
 		closers = append(closers, b.tcp.Close)
-		servers = append(servers, s.dnsServer(nil, b.tcp))
+		servers = append(servers, s.dnsServer(nil, s.conns.listener(b.tcp)))
 	}
 	s.addrs = addrs
 
@@ -211,6 +247,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	g.Go(func() error {
 		<-gctx.Done()
+		s.conns.stopping.Store(true)
 		sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 		defer cancel()
 		for i, srv := range servers {
@@ -240,6 +277,12 @@ func (s *Server) dnsServer(pc net.PacketConn, l net.Listener) *dns.Server {
 		UDPSize:        s.opts.MaxUDPSize,
 		MsgAcceptFunc:  acceptMsg,
 		MsgInvalidFunc: func([]byte, error) { s.metrics.invalid() },
+		// TCP: the first query within ReadTimeout of the accept, each
+		// next one within IdleTimeout, at most MaxQueries per connection
+		// (RFC 7766 §6.2.3 asks for idle timeouts of seconds).
+		ReadTimeout:   s.opts.TCP.ReadTimeout,
+		IdleTimeout:   func() time.Duration { return s.opts.TCP.IdleTimeout },
+		MaxTCPQueries: s.opts.TCP.MaxQueries,
 	}
 }
 
@@ -256,25 +299,27 @@ func acceptMsg(dh dns.Header) dns.MsgAcceptAction {
 }
 
 // ServeDNS implements dns.Handler: it answers req from the current view,
-// applies rate limiting to UDP replies, writes the reply and records
-// metrics.
+// applies rate limiting to UDP replies without a valid server cookie,
+// writes the reply and records metrics.
 func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
-	var start time.Time // only read by the limiter and metrics
-	lim := s.limiter.Load()
-	if lim != nil || s.metrics != nil {
-		start = time.Now()
-	}
+	start := time.Now()
 	client, tcp := remote(w)
 	m := s.msgs.Get().(*dns.Msg)
-	resp := answerInto(m, req, client, tcp, s.view.Load())
+	resp, out := answerInto(m, req, asker{
+		client:        client,
+		tcp:           tcp,
+		now:           cookieTime(start),
+		cookies:       s.cookies.Load(),
+		amplification: int(s.amplification.Load()),
+	}, s.view.Load())
 	v := pass
-	if resp != nil && !tcp && lim != nil {
+	if lim := s.limiter.Load(); resp != nil && !tcp && lim != nil && out.cookie != cookieGood {
 		resp, v = lim.limit(resp, client, start)
 	}
 	if resp != nil {
 		s.write(w, resp)
 	}
-	s.metrics.observe(req, resp, v, start)
+	s.metrics.observe(req, resp, out, v, start)
 	*m = dns.Msg{}
 	s.msgs.Put(m)
 }

@@ -331,6 +331,21 @@ func TestMalformedECS(t *testing.T) {
 // parsed reply, or nil when none comes within 300ms.
 func rawExchange(t testing.TB, addr string, laddr *net.UDPAddr, b []byte) *dns.Msg {
 	t.Helper()
+	out := rawExchangeBytes(t, addr, laddr, b)
+	if out == nil {
+		return nil
+	}
+	r := new(dns.Msg)
+	if err := r.Unpack(out); err != nil {
+		t.Fatalf("reply does not parse: %v", err)
+	}
+	return r
+}
+
+// rawExchangeBytes sends the datagram b to addr from laddr (any when nil)
+// and returns the reply datagram, nil when none comes within 300ms.
+func rawExchangeBytes(t testing.TB, addr string, laddr *net.UDPAddr, b []byte) []byte {
+	t.Helper()
 	raddr, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -349,11 +364,7 @@ func rawExchange(t testing.TB, addr string, laddr *net.UDPAddr, b []byte) *dns.M
 	if err != nil {
 		return nil
 	}
-	r := new(dns.Msg)
-	if err := r.Unpack(buf[:n]); err != nil {
-		t.Fatalf("reply does not parse: %v", err)
-	}
-	return r
+	return buf[:n]
 }
 
 // TestMalformedPackets: garbage is answered FORMERR when the header
@@ -671,7 +682,7 @@ func TestWhyLongReason(t *testing.T) {
 	reason := strings.Repeat(`member "a" \ lag 12ms; `, 30) // 690 bytes
 	snap.Hosts[ordersHost].ByRegion["us-east"].Reason = reason
 	v := buildView(testConfig(), snap, "n", DefaultMaxUDPSize, hclog.NewNullLogger())
-	r := answer(query("_why."+ordersHost, dns.TypeTXT), netip.MustParseAddr("127.0.0.1"), true, v)
+	r := answer(query("_why."+ordersHost, dns.TypeTXT), testAsker(netip.MustParseAddr("127.0.0.1"), true), v)
 	b, err := r.Pack()
 	if err != nil {
 		t.Fatal(err)

@@ -148,13 +148,20 @@ func New(cfg *config.Config, name string, logger hclog.Logger, opts Options) (*N
 	n.cfg.Store(cfg)
 	n.metrics = admin.NewPolicyMetrics(opts.Registry)
 	n.saveFailures = admin.NewStateMetrics(opts.Registry, n.stateCorrupt)
+	cookieSecrets, err := readCookieSecrets(cfg)
+	if err != nil {
+		return nil, err
+	}
 	n.dns = dnsserver.New(dnsserver.Options{
-		Node:       name,
-		Listen:     opts.DNS,
-		MaxUDPSize: cfg.DNS.MaxUDPSize,
-		ReusePort:  cfg.DNS.ReusePort,
-		RateLimit:  cfg.DNS.RateLimit,
-		Registerer: opts.Registry,
+		Node:                  name,
+		Listen:                opts.DNS,
+		MaxUDPSize:            cfg.DNS.MaxUDPSize,
+		ReusePort:             cfg.DNS.ReusePort,
+		RateLimit:             cfg.DNS.RateLimit,
+		CookieSecrets:         cookieSecrets,
+		UDPAmplificationLimit: cfg.DNS.UDPAmplificationLimit,
+		TCP:                   cfg.DNS.TCP,
+		Registerer:            opts.Registry,
 	}, logger)
 	// The ingest adds the node's name to its own logs and acks.
 	n.ingest = ingest.New(cfg, base, n.observe, ingest.WithNodeName(name), ingest.WithRegisterer(opts.Registry))
@@ -571,6 +578,10 @@ func (n *Node) Reload(cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("keeping the old config: %w", err)
 	}
+	cookieSecrets, err := readCookieSecrets(cfg)
+	if err != nil {
+		return fmt.Errorf("keeping the old config: %w", err)
+	}
 	if err := n.ingest.Reconfigure(cfg); err != nil {
 		return fmt.Errorf("report ingest rejects the new config, keeping the old one: %w", err)
 	}
@@ -578,6 +589,8 @@ func (n *Node) Reload(cfg *config.Config) error {
 	n.admin.SetAuth(token, cfg.Security.Insecure)
 	n.dns.SetRateLimit(cfg.DNS.RateLimit)
 	n.dns.SetMaxUDPSize(cfg.DNS.MaxUDPSize)
+	n.dns.SetCookieSecrets(cookieSecrets)
+	n.dns.SetUDPAmplificationLimit(cfg.DNS.UDPAmplificationLimit)
 	if restart := config.RestartNeeded(old, cfg, n.name); len(restart) > 0 {
 		n.logger.Warn("some changed settings take effect only after a restart", "settings", strings.Join(restart, ", "))
 	}
@@ -587,6 +600,19 @@ func (n *Node) Reload(cfg *config.Config) error {
 	n.cfg.Store(cfg)
 	n.evaluate()
 	return nil
+}
+
+// readCookieSecrets reads the DNS Cookies secrets; nil when no file is
+// configured (the DNS server then makes its own).
+func readCookieSecrets(cfg *config.Config) ([][16]byte, error) {
+	if cfg.DNS.CookieSecretFile == "" {
+		return nil, nil
+	}
+	secrets, err := config.ReadCookieSecrets(cfg.DNS.CookieSecretFile)
+	if err != nil {
+		return nil, fmt.Errorf("dns.cookie_secret_file: %w", err)
+	}
+	return secrets, nil
 }
 
 // readAdminToken reads the token that mutating admin calls need.
