@@ -13,13 +13,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-)
 
-// Sentinel clients connect from 127.0.0.1, which no region subnet holds:
-// they are in the default region, us-east, whose member is cache-use.
-const (
-	sentinelHome = "127.0.0.21" // cache-use
-	sentinelNext = "127.0.0.22" // cache-euw, us-east's next region
+	"github.com/aagtm/aagtm/internal/testenv"
 )
 
 // TestSentinelClients points real Sentinel clients at the nodes' Sentinel
@@ -28,6 +23,10 @@ const (
 // FailoverClient writing through a member kill, a member hang and both
 // failbacks, after which every pooled connection is on the recovered
 // member.
+//
+// Sentinel clients connect from 127.0.0.1, which no region subnet holds:
+// they are in the default region, us-east, whose member is cache-use
+// (addrUse); its next region is eu-west (addrEuw).
 func TestSentinelClients(t *testing.T) {
 	p := defaultParams()
 	p.sentinel = true
@@ -36,8 +35,8 @@ func TestSentinelClients(t *testing.T) {
 	usePort := strconv.Itoa(d.members["cache-use"].Port())
 	euwPort := strconv.Itoa(d.members["cache-euw"].Port())
 	// The Sentinel answer is DNS's answer for the same client region.
-	if got := answerA(d.dns[0], "cache.gtm.test", clientOf("us-east")); got != sentinelHome {
-		t.Fatalf("DNS answers us-east %q, want %s", got, sentinelHome)
+	if got := answerA(d.dns[0], "cache.gtm.test", clientOf("us-east")); got != addrUse {
+		t.Fatalf("DNS answers us-east %q, want %s", got, addrUse)
 	}
 
 	t.Run("redis-cli", func(t *testing.T) {
@@ -50,7 +49,7 @@ func TestSentinelClients(t *testing.T) {
 				if err != nil {
 					t.Fatalf("redis-cli %v: %v\n%s", args, err, out)
 				}
-				if got, want := strings.Fields(string(out)), []string{sentinelHome, usePort}; strings.Join(got, " ") != strings.Join(want, " ") {
+				if got, want := strings.Fields(string(out)), []string{addrUse, usePort}; strings.Join(got, " ") != strings.Join(want, " ") {
 					t.Errorf("redis-cli %v = %q, want %q", args, got, want)
 				}
 			}
@@ -58,7 +57,7 @@ func TestSentinelClients(t *testing.T) {
 			if err != nil {
 				t.Fatalf("redis-cli -3 SENTINEL master: %v\n%s", err, out)
 			}
-			for _, want := range []string{"ip " + sentinelNext, "port " + euwPort, "flags master", "num-other-sentinels 1"} {
+			for _, want := range []string{"ip " + addrEuw, "port " + euwPort, "flags master", "num-other-sentinels 1"} {
 				if !strings.Contains(string(out), want) {
 					t.Errorf("redis-cli -3 SENTINEL master cache@eu-west lacks %q:\n%s", want, out)
 				}
@@ -93,7 +92,7 @@ print(host, port, m.get("aagtm:e2e:py").decode())
 		if err != nil {
 			t.Fatalf("redis-py: %v\n%s", err, out)
 		}
-		if got, want := strings.TrimSpace(string(out)), sentinelHome+" "+usePort+" ok"; got != want {
+		if got, want := strings.TrimSpace(string(out)), addrUse+" "+usePort+" ok"; got != want {
 			t.Errorf("redis-py discovered and wrote %q, want %q", got, want)
 		}
 	})
@@ -109,10 +108,10 @@ print(host, port, m.get("aagtm:e2e:py").decode())
 			PoolSize: 4, MinIdleConns: 4, MaxRetries: -1, DisableIdentity: true,
 		})
 		defer rdb.Close()
-		w := startWriter(rdb)
+		w := startWriter(rdb, "aagtm:e2e:writer")
 		defer w.stop()
 		waitFor(t, 5*time.Second, "writes to flow", func() bool { return w.writes() > 10 })
-		onlyOn(t, d, sentinelHome, "before the faults")
+		onlyOn(t, d, addrUse, "before the faults")
 
 		for _, fault := range []struct {
 			name         string
@@ -124,8 +123,8 @@ print(host, port, m.get("aagtm:e2e:py").decode())
 			w.resetGap()
 			at := time.Now()
 			fault.inject()
-			waitFor(t, 10*time.Second, "writes on "+sentinelNext+" after the "+fault.name, func() bool {
-				return w.lastAddr() == net.JoinHostPort(sentinelNext, euwPort) && time.Since(w.lastOK()) < 100*time.Millisecond
+			waitFor(t, 10*time.Second, "writes on "+addrEuw+" after the "+fault.name, func() bool {
+				return w.lastAddr() == net.JoinHostPort(addrEuw, euwPort) && time.Since(w.lastOK()) < 100*time.Millisecond
 			})
 			gap := w.maxGap()
 			t.Logf("%s: longest write gap %s (detection bound %s)", fault.name, gap.Round(time.Millisecond), p.detection())
@@ -134,15 +133,15 @@ print(host, port, m.get("aagtm:e2e:py").decode())
 			}
 			fault.heal()
 			healed := time.Now()
-			waitFor(t, 20*time.Second, "writes back on "+sentinelHome+" after the failback", func() bool {
-				return w.lastAddr() == net.JoinHostPort(sentinelHome, usePort) && w.lastOKAfter(healed)
+			waitFor(t, 20*time.Second, "writes back on "+addrUse+" after the failback", func() bool {
+				return w.lastAddr() == net.JoinHostPort(addrUse, usePort) && w.lastOKAfter(healed)
 			})
 			t.Logf("%s: failback %s after healing (hold %s), %s after the fault", fault.name,
 				time.Since(healed).Round(time.Millisecond), p.failbackHold, time.Since(at).Round(time.Millisecond))
 			// go-redis closes pooled connections to the old master on
 			// +switch-master: within a probe interval, none is left.
 			time.Sleep(p.interval)
-			onlyOn(t, d, sentinelHome, "after the "+fault.name+" failback")
+			onlyOn(t, d, addrUse, "after the "+fault.name+" failback")
 		}
 		if n := w.failures(); n == 0 {
 			t.Log("no write failed (the member's death was seen between writes)")
@@ -156,7 +155,7 @@ func onlyOn(t *testing.T, d *deployment, host, when string) {
 	t.Helper()
 	for name, m := range d.members {
 		list := fmt.Sprint(m.MustDo("CLIENT", "LIST"))
-		n := strings.Count(list, "name=e2e-sentinel ")
+		n := connectionsNamed(m, "e2e-sentinel")
 		switch {
 		case m.Host() == host && n == 0:
 			t.Errorf("%s: no pooled connection on %s (%s)", when, name, host)
@@ -166,10 +165,16 @@ func onlyOn(t *testing.T, d *deployment, host, when string) {
 	}
 }
 
+// connectionsNamed counts member m's client connections named name.
+func connectionsNamed(m *testenv.Redis, name string) int {
+	return strings.Count(fmt.Sprint(m.MustDo("CLIENT", "LIST")), "name="+name+" ")
+}
+
 // writer SETs a key every 20ms with a 300ms timeout, as the benchmark's
 // client does, and records the longest time between successful writes.
 type writer struct {
 	rdb    redis.UniversalClient
+	key    string
 	cancel context.CancelFunc
 	done   chan struct{}
 
@@ -181,9 +186,9 @@ type writer struct {
 	failed int
 }
 
-func startWriter(rdb redis.UniversalClient) *writer {
+func startWriter(rdb redis.UniversalClient, key string) *writer {
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &writer{rdb: rdb, cancel: cancel, done: make(chan struct{}), ok: time.Now()}
+	w := &writer{rdb: rdb, key: key, cancel: cancel, done: make(chan struct{}), ok: time.Now()}
 	go w.run(ctx)
 	return w
 }
@@ -200,7 +205,7 @@ func (w *writer) run(ctx context.Context) {
 		}
 		cctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 		var addr string
-		err := w.rdb.Do(cctx, "SET", "aagtm:e2e:writer", i).Err()
+		err := w.rdb.Do(cctx, "SET", w.key, i).Err()
 		if err == nil {
 			// Which member took it: the server's own view of the link.
 			addr, err = w.rdb.Do(cctx, "CLIENT", "INFO").Text()
@@ -319,8 +324,8 @@ func runNodeClients(t *testing.T, d *deployment, usePort string) {
 	if strings.Contains(text, "error: ") {
 		t.Errorf("a Node client failed:\n%s", text)
 	}
-	if !strings.Contains(text, "laddr="+net.JoinHostPort(sentinelHome, usePort)) {
-		t.Errorf("ioredis did not write through %s:%s:\n%s", sentinelHome, usePort, text)
+	if !strings.Contains(text, "laddr="+net.JoinHostPort(addrUse, usePort)) {
+		t.Errorf("ioredis did not write through %s:%s:\n%s", addrUse, usePort, text)
 	}
 	for _, key := range []string{"aagtm:e2e:ioredis", "aagtm:e2e:node-redis"} {
 		if got := fmt.Sprint(d.members["cache-use"].MustDo("GET", key)); got != "ok" {
