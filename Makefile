@@ -1,7 +1,7 @@
 # make test   — install test tools when missing, go vet, go test -race ./...
 # make build  — build bin/aagtm
 # make demo   — run the one-command local demo
-.PHONY: test build demo bench-dns bench-failover bench-scale generate
+.PHONY: test build demo bench-dns bench-failover bench-scale bench-sentinel generate
 
 test:
 	./scripts/test.sh
@@ -23,3 +23,6 @@ bench-scale:
 
 generate:
 	go generate ./api/...
+
+bench-sentinel:
+	./bench/sentinel/run.sh

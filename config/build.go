@@ -600,6 +600,23 @@ func buildNodes(p *problems, raw *rawConfig, cfg *Config, baseDir string) {
 				}
 			}
 		}
+		n.Sentinel = p.hostPort(path+".sentinel", r.Sentinel, false)
+		n.SentinelTLS = SentinelTLS{Cert: rel(r.SentinelTLS.Cert), Key: rel(r.SentinelTLS.Key)}
+		if n.SentinelTLS.Enabled() {
+			if n.Sentinel == "" {
+				p.add(path+".sentinel_tls", "set but nodes[].sentinel is not: set the Sentinel listen address, e.g. 0.0.0.0:26379, or remove sentinel_tls")
+			}
+			if n.SentinelTLS.Cert == "" || n.SentinelTLS.Key == "" {
+				p.add(path+".sentinel_tls", "TLS needs cert and key together: set both")
+			}
+			cert := n.SentinelTLS.Cert != "" && p.readable(path+".sentinel_tls.cert", n.SentinelTLS.Cert)
+			key := n.SentinelTLS.Key != "" && p.readable(path+".sentinel_tls.key", n.SentinelTLS.Key)
+			if cert && key {
+				if _, err := tls.LoadX509KeyPair(n.SentinelTLS.Cert, n.SentinelTLS.Key); err != nil {
+					p.add(path+".sentinel_tls", "cert %s and key %s do not load as a pair: %v", n.SentinelTLS.Cert, n.SentinelTLS.Key, err)
+				}
+			}
+		}
 		cfg.Nodes = append(cfg.Nodes, n)
 	}
 	sort.SliceStable(cfg.Nodes, func(i, j int) bool { return cfg.Nodes[i].Name < cfg.Nodes[j].Name })
@@ -633,6 +650,12 @@ func buildSecurity(p *problems, raw *rawConfig, cfg *Config, baseDir string) {
 			if _, err := LoadCA(s.TLS.CA); err != nil {
 				p.addErr(err)
 			}
+		}
+	}
+	s.SentinelPasswordFile = rel(r.SentinelPasswordFile)
+	if s.SentinelPasswordFile != "" && p.readable("security.sentinel_password_file", s.SentinelPasswordFile) {
+		if _, err := ReadToken("security.sentinel_password_file", s.SentinelPasswordFile); err != nil {
+			p.addErr(err)
 		}
 	}
 	if s.AdminTokenFile != "" && p.readable("security.admin_token_file", s.AdminTokenFile) {

@@ -97,13 +97,20 @@ type rawAgent struct {
 }
 
 type rawNode struct {
-	Name      string      `mapstructure:"name"`
-	Report    string      `mapstructure:"report"`
-	Listen    string      `mapstructure:"listen"`
-	DNS       []string    `mapstructure:"dns"`
-	Admin     string      `mapstructure:"admin"`
-	AdminTLS  rawAdminTLS `mapstructure:"admin_tls"`
-	StateFile string      `mapstructure:"state_file"`
+	Name        string         `mapstructure:"name"`
+	Report      string         `mapstructure:"report"`
+	Listen      string         `mapstructure:"listen"`
+	DNS         []string       `mapstructure:"dns"`
+	Admin       string         `mapstructure:"admin"`
+	AdminTLS    rawAdminTLS    `mapstructure:"admin_tls"`
+	StateFile   string         `mapstructure:"state_file"`
+	Sentinel    string         `mapstructure:"sentinel"`
+	SentinelTLS rawSentinelTLS `mapstructure:"sentinel_tls"`
+}
+
+type rawSentinelTLS struct {
+	Cert string `mapstructure:"cert"`
+	Key  string `mapstructure:"key"`
 }
 
 type rawAdminTLS struct {
@@ -113,10 +120,11 @@ type rawAdminTLS struct {
 }
 
 type rawSecurity struct {
-	TLS            rawTLS `mapstructure:"tls"`
-	TokenFile      string `mapstructure:"token_file"` // removed: refused with an error naming agents[].token_file
-	Insecure       bool   `mapstructure:"insecure"`
-	AdminTokenFile string `mapstructure:"admin_token_file"`
+	TLS                  rawTLS `mapstructure:"tls"`
+	TokenFile            string `mapstructure:"token_file"` // removed: refused with an error naming agents[].token_file
+	Insecure             bool   `mapstructure:"insecure"`
+	AdminTokenFile       string `mapstructure:"admin_token_file"`
+	SentinelPasswordFile string `mapstructure:"sentinel_password_file"`
 }
 
 type rawTLS struct {

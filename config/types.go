@@ -287,7 +287,23 @@ type Node struct {
 	AdminTLS AdminTLS
 	// StateFile is where the node persists overrides and last state.
 	StateFile string
+	// Sentinel is the address the node serves the Redis Sentinel protocol
+	// on (host:port); empty: not served.
+	Sentinel string
+	// SentinelTLS, when enabled, serves the Sentinel endpoint over TLS.
+	SentinelTLS SentinelTLS
 }
+
+// SentinelTLS is a node's Sentinel TLS setting (nodes[].sentinel_tls): the
+// node serves with Cert and Key.
+type SentinelTLS struct {
+	// Cert and Key are the listener's certificate and key (PEM).
+	Cert string
+	Key  string
+}
+
+// Enabled reports whether the Sentinel endpoint is served over TLS.
+func (t SentinelTLS) Enabled() bool { return t.Cert != "" || t.Key != "" }
 
 // AdminLoopback reports whether the admin address is on loopback only
 // (127.0.0.0/8, ::1 or localhost), where security.insecure may open
@@ -326,6 +342,9 @@ type Security struct {
 	Insecure bool
 	// AdminTokenFile holds the token that mutating admin calls need.
 	AdminTokenFile string
+	// SentinelPasswordFile holds the password Sentinel clients must give;
+	// empty: none.
+	SentinelPasswordFile string
 }
 
 // TLS holds PEM file paths.

@@ -18,6 +18,7 @@ import (
 	"github.com/aagtm/aagtm/dnsserver"
 	"github.com/aagtm/aagtm/ingest"
 	"github.com/aagtm/aagtm/policy"
+	"github.com/aagtm/aagtm/sentinel"
 )
 
 var descRe = regexp.MustCompile(`fqName: ("(?:[^"\\]|\\.)*"), help: ("(?:[^"\\]|\\.)*"), .*variableLabels: \{([^}]*)\}`)
@@ -44,7 +45,7 @@ func (r *recorder) MustRegister(cs ...prometheus.Collector) {
 func (r *recorder) Unregister(prometheus.Collector) bool { return true }
 
 // registeredMetrics returns the metrics a node registers, by every package
-// that registers some (admin's policy and state-file metrics, dnsserver, ingest), built as
+// that registers some (admin's policy and state-file metrics, dnsserver, ingest, sentinel), built as
 // the node builds them but with a recorder for registry.
 func registeredMetrics(t *testing.T) []*prometheus.Desc {
 	t.Helper()
@@ -52,6 +53,7 @@ func registeredMetrics(t *testing.T) []*prometheus.Desc {
 	admin.NewPolicyMetrics(rec)
 	admin.NewStateMetrics(rec, func() bool { return false })
 	dnsserver.New(dnsserver.Options{Node: "ns1", Registerer: rec}, hclog.NewNullLogger())
+	sentinel.New(sentinel.Options{Node: "ns1", Registerer: rec}, hclog.NewNullLogger())
 	cfg, err := config.Load(config.Options{Path: "../examples/aagtm.yaml"})
 	if err != nil {
 		t.Fatalf("load the example config: %v", err)

@@ -47,9 +47,11 @@ type deployment struct {
 	dns     []string                  // each node's DNS address
 	admin   []string                  // each node's admin address
 	report  []string                  // each node's report (ingest) address
-	nodes   []*proc
-	agents  map[string]*proc // by agent id (= region)
-	params  deployParams
+	// sentinel is each node's Sentinel endpoint when params.sentinel.
+	sentinel []string
+	nodes    []*proc
+	agents   map[string]*proc // by agent id (= region)
+	params   deployParams
 	// proxies are the agents' paths when params.proxied, keyed by
 	// proxyKey(agent, member or node name).
 	proxies map[string]*tcpProxy
@@ -76,6 +78,8 @@ type deployParams struct {
 	// only in those addresses (members, answered addresses and settings
 	// are the same); nodes and agents log the config-hash mismatch.
 	proxied bool
+	// sentinel serves the Sentinel protocol on every node.
+	sentinel bool
 }
 
 func defaultParams() deployParams {
@@ -139,6 +143,9 @@ func (d *deployment) configYAML(redisURL func(member string) string, report, lis
 		if listen != nil {
 			extra = fmt.Sprintf(", listen: %q", listen(i))
 		}
+		if len(d.sentinel) > 0 {
+			extra += fmt.Sprintf(", sentinel: %q", d.sentinel[i])
+		}
 		fmt.Fprintf(&b, "  - {name: %s, report: %q%s, dns: [%q], admin: %q, state_file: %q}\n",
 			nodeName(i), report(i), extra, d.dns[i], d.admin[i], fmt.Sprintf("%s/%s.state", stateDir, nodeName(i)))
 	}
@@ -159,6 +166,9 @@ func deploy(t *testing.T, p deployParams) *deployment {
 		d.dns = append(d.dns, fmt.Sprintf("127.0.0.1:%d", freeUDPTCPPort(t)))
 		d.admin = append(d.admin, fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t)))
 		d.report = append(d.report, fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t)))
+		if p.sentinel {
+			d.sentinel = append(d.sentinel, fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t)))
+		}
 	}
 	dir := t.TempDir()
 	memberURL := func(m string) string { return d.members[m].URL() }

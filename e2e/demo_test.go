@@ -27,9 +27,11 @@ func TestDemo(t *testing.T) {
 			}
 			dnsPort := freeUDPTCPPort(t)
 			adminPort := freeUDPTCPPort(t)
+			sentinelPort := freeTCPPort(t)
 			p := &proc{name: "demo " + backend, out: &syncBuffer{}, done: make(chan struct{})}
 			p.cmd = exec.Command(binary, "demo", "--backend", backend, "--for", "60s",
-				"--dns", fmt.Sprintf("127.0.0.1:%d", dnsPort), "--admin", fmt.Sprintf("127.0.0.1:%d", adminPort))
+				"--dns", fmt.Sprintf("127.0.0.1:%d", dnsPort), "--admin", fmt.Sprintf("127.0.0.1:%d", adminPort),
+				"--sentinel", fmt.Sprintf("127.0.0.1:%d", sentinelPort))
 			p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 			stdin, err := p.cmd.StdinPipe()
 			if err != nil {
@@ -83,6 +85,18 @@ func TestDemo(t *testing.T) {
 			}
 			if got := digShort("CH", "TXT", "id.server"); got != `"ns1"` {
 				t.Errorf("id.server = %q, want \"ns1\"", got)
+			}
+			// The banner's Sentinel line gives what DNS gives a us-east
+			// client (127.0.0.1 is in us-east in the demo).
+			sentinelLine := fmt.Sprintf("redis-cli -h 127.0.0.1 -p %d SENTINEL get-master-addr-by-name cache", sentinelPort)
+			if !strings.Contains(p.out.String(), sentinelLine) {
+				t.Errorf("banner lacks %q", sentinelLine)
+			}
+			if cli, err := exec.LookPath("redis-cli"); err == nil {
+				out, err := exec.Command(cli, strings.Fields(sentinelLine)[1:]...).CombinedOutput()
+				if got := strings.Fields(string(out)); err != nil || len(got) != 2 || got[0] != "127.0.0.11" {
+					t.Errorf("%s = %q (%v), want 127.0.0.11 and the member port", sentinelLine, out, err)
+				}
 			}
 
 			// Fail the us-east member through the demo's control input, once

@@ -8,11 +8,14 @@ export PATH="$PATH:/usr/local/go/bin"
 command -v go >/dev/null || { echo "go not found: install Go 1.26 (https://go.dev/dl) into /usr/local/go" >&2; exit 1; }
 
 # Every program the tests run, with the Debian package that provides it.
-tools=(redis-server:redis-server dig:bind9-dnsutils unbound:unbound dnsperf:dnsperf)
+tools=(redis-server:redis-server redis-cli:redis-tools dig:bind9-dnsutils unbound:unbound dnsperf:dnsperf node:nodejs npm:npm)
 need=()
 for t in "${tools[@]}"; do
   command -v "${t%%:*}" >/dev/null || need+=("${t#*:}")
 done
+# Python modules the tests import, with their Debian package: the
+# Sentinel e2e drives redis-py's Sentinel from Debian's python3-redis.
+[ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import redis.sentinel' 2>/dev/null || need+=(python3-redis)
 if [ ${#need[@]} -gt 0 ]; then
   echo "==> installing ${need[*]}"
   sudo_cmd=""
@@ -36,6 +39,15 @@ for svc in redis-server unbound; do
     systemctl stop "$svc" || true
   fi
 done
+
+# The Sentinel e2e runs ioredis and node-redis from npm, installed once
+# into this cache folder (AAGTM_NPM_CACHE).
+export AAGTM_NPM_CACHE="${AAGTM_NPM_CACHE:-$HOME/.cache/aagtm-npm}"
+if command -v npm >/dev/null && [ ! -d "$AAGTM_NPM_CACHE/node_modules/ioredis" -o ! -d "$AAGTM_NPM_CACHE/node_modules/redis" ]; then
+  echo "==> npm install ioredis redis into $AAGTM_NPM_CACHE"
+  mkdir -p "$AAGTM_NPM_CACHE"
+  npm install --prefix "$AAGTM_NPM_CACHE" --no-audit --no-fund ioredis@6.0.0 redis@6.3.1 >/dev/null
+fi
 
 echo "==> go vet ./..."
 go vet ./...

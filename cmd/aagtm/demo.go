@@ -45,6 +45,7 @@ handling; failovers and failbacks are logged as they happen. Ctrl-C stops it.`,
 	f := cmd.Flags()
 	f.StringVar(&opts.DNS, "dns", "127.0.0.1:5353", "DNS listen address (UDP and TCP)")
 	f.StringVar(&opts.Admin, "admin", "127.0.0.1:8053", "admin HTTP listen address")
+	f.StringVar(&opts.Sentinel, "sentinel", "127.0.0.1:26379", "Redis Sentinel protocol listen address")
 	f.IntVar(&opts.MemberPort, "member-port", 0, "port all three members listen on (default: a free one)")
 	f.StringVar(&opts.Backend, "backend", "auto", "member servers: auto, redis-server or miniredis")
 	f.StringVar(&opts.Dir, "dir", "", "folder for the generated config and state (default: a temp folder, removed on exit)")

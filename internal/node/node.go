@@ -29,6 +29,7 @@ import (
 	"github.com/aagtm/aagtm/dnsserver"
 	"github.com/aagtm/aagtm/ingest"
 	"github.com/aagtm/aagtm/policy"
+	"github.com/aagtm/aagtm/sentinel"
 )
 
 // evalEvery is how often the engine re-evaluates without new reports, to
@@ -49,6 +50,9 @@ type Options struct {
 	DNS    []string
 	Ingest string
 	Admin  string
+	// Sentinel replaces nodes[].sentinel, the Sentinel listen address,
+	// when set.
+	Sentinel string
 	// StateFile replaces the node's state_file when set.
 	StateFile string
 	// Registry receives the node's metrics; nil creates one.
@@ -91,6 +95,7 @@ type Node struct {
 	registry *prometheus.Registry
 	metrics  *admin.PolicyMetrics
 	dns      *dnsserver.Server
+	sentinel *sentinel.Server // nil: nodes[].sentinel is unset
 	ingest   *ingest.Ingest
 	admin    *admin.Server
 	adminTLS *tls.Config // nil: the admin API speaks plain HTTP
@@ -124,6 +129,9 @@ func New(cfg *config.Config, name string, logger hclog.Logger, opts Options) (*N
 	}
 	if opts.StateFile == "" {
 		opts.StateFile = self.StateFile
+	}
+	if opts.Sentinel == "" {
+		opts.Sentinel = self.Sentinel
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -176,6 +184,11 @@ func New(cfg *config.Config, name string, logger hclog.Logger, opts Options) (*N
 			return nil, fmt.Errorf("nodes[%s].admin_tls: %w", name, err)
 		}
 		n.adminTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	if opts.Sentinel != "" {
+		if n.sentinel, err = newSentinel(cfg, self, opts, logger); err != nil {
+			return nil, err
+		}
 	}
 	n.restore()
 	return n, nil
@@ -275,6 +288,9 @@ func (n *Node) Run(ctx context.Context) error {
 	g.Go(func() error { return n.dns.Run(gctx) })
 	g.Go(func() error { return n.ingest.Serve(gctx, ingestLis) })
 	g.Go(func() error { return n.admin.Serve(gctx, adminLis) })
+	if n.sentinel != nil {
+		g.Go(func() error { return n.sentinel.Run(gctx) })
+	}
 	g.Go(func() error { n.loop(gctx); return nil })
 	g.Go(func() error {
 		select {
@@ -282,10 +298,17 @@ func (n *Node) Run(ctx context.Context) error {
 		case <-gctx.Done():
 			return nil
 		}
+		if n.sentinel != nil {
+			select {
+			case <-n.sentinel.Ready():
+			case <-gctx.Done():
+				return nil
+			}
+		}
 		n.ready.Store(true)
 		close(n.started)
 		n.logger.Info("serving", "dns", n.DNSAddrs(), "ingest", ingestLis.Addr().String(),
-			"admin", adminLis.Addr().String(), "zone", cfg.Zone.Name)
+			"admin", adminLis.Addr().String(), "sentinel", n.SentinelAddr(), "zone", cfg.Zone.Name)
 		return nil
 	})
 	g.Go(func() error {
@@ -318,6 +341,36 @@ func (n *Node) DNSAddrs() []string {
 		out = append(out, a.String())
 	}
 	return out
+}
+
+// SentinelAddr returns the Sentinel endpoint's bound address (after
+// Started); "" when the node serves none.
+func (n *Node) SentinelAddr() string {
+	if n.sentinel == nil || n.sentinel.Addr() == nil {
+		return ""
+	}
+	return n.sentinel.Addr().String()
+}
+
+// newSentinel prepares the Sentinel endpoint of node self: TLS from
+// nodes[].sentinel_tls, the password from security.sentinel_password_file.
+func newSentinel(cfg *config.Config, self *config.Node, opts Options, logger hclog.Logger) (*sentinel.Server, error) {
+	so := sentinel.Options{Node: self.Name, Listen: opts.Sentinel, Registerer: opts.Registry}
+	if t := self.SentinelTLS; t.Enabled() {
+		cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
+		if err != nil {
+			return nil, fmt.Errorf("nodes[%s].sentinel_tls: %w", self.Name, err)
+		}
+		so.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	if f := cfg.Security.SentinelPasswordFile; f != "" {
+		pw, err := config.ReadToken("security.sentinel_password_file", f)
+		if err != nil {
+			return nil, err
+		}
+		so.Password = pw
+	}
+	return sentinel.New(so, logger), nil
 }
 
 // IngestAddr and AdminAddr return the bound listener addresses.
@@ -399,6 +452,11 @@ func (n *Node) evaluate() {
 	// every viewRefresh to keep the _why explanations (lag, since) fresh.
 	if now := n.now(); prev == nil || snap.Serial != prev.Serial || cfg != n.viewCfg || now.Sub(n.viewAt) >= viewRefresh {
 		n.dns.Update(cfg, snap)
+		if n.sentinel != nil {
+			// After DNS: both serve the new answer before the
+			// Sentinel endpoint publishes +switch-master.
+			n.sentinel.Update(cfg, snap)
+		}
 		n.viewCfg, n.viewAt = cfg, now
 	}
 	n.metrics.Observe(snap)
