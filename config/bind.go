@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -404,10 +403,11 @@ func (s Setting) boundOf(b any, typ reflect.Type) *int64 {
 	return &n
 }
 
-// unknownKeys returns the keys of the decoded file that declare no setting,
-// by their path in the file ("databases.cache.members[0].regin"), sorted.
-func (t *table) unknownKeys(doc map[string]any) []string {
-	var out []string
+// shapeProblems returns the keys of the decoded file that declare no
+// setting ("databases.cache.members[0].regin: unknown setting") and the
+// mappings written as something else ("dns: 1"), sorted by key.
+func (t *table) shapeProblems(doc map[string]any) []error {
+	var out []error
 	var walk func(m map[string]any, path, field string)
 	walk = func(m map[string]any, path, field string) {
 		for _, k := range sortedKeys(m) {
@@ -415,27 +415,37 @@ func (t *table) unknownKeys(doc map[string]any) []string {
 			if t.prefixes[join(path, "<name>")] {
 				child = join(path, "<name>")
 			}
-			childField := join(field, k)
+			childField, v := join(field, k), m[k]
 			_, declared := t.byPath[child]
 			switch {
+			case v == nil && (declared || t.prefixes[child]):
+				// an empty key: its settings take their defaults
 			case t.prefixes[child+"[]"]:
-				list, _ := m[k].([]any)
+				list, ok := v.([]any)
+				if !ok {
+					out = append(out, fmt.Errorf("%s: a list is expected here, e.g. [{...}, {...}]", childField))
+				}
 				for i, e := range list {
-					if entry, ok := e.(map[string]any); ok {
-						walk(entry, child+"[]", childField+"["+strconv.Itoa(i)+"]")
+					entry, ok := e.(map[string]any)
+					if !ok {
+						out = append(out, fmt.Errorf("%s[%d]: a mapping is expected here, e.g. {name: ...}", childField, i))
+						continue
 					}
+					walk(entry, child+"[]", childField+"["+strconv.Itoa(i)+"]")
 				}
 			case t.prefixes[child]:
-				if sub, ok := m[k].(map[string]any); ok {
-					walk(sub, child, childField)
+				sub, ok := v.(map[string]any)
+				if !ok {
+					out = append(out, fmt.Errorf("%s: a mapping of settings is expected here, e.g. %s: {...}; see docs/config.md", childField, k))
+					continue
 				}
+				walk(sub, child, childField)
 			case !declared:
-				out = append(out, childField)
+				out = append(out, fmt.Errorf("%s: unknown setting; check its spelling against docs/config.md", childField))
 			}
 		}
 	}
 	walk(doc, "", "")
-	sort.Strings(out)
 	return out
 }
 

@@ -50,8 +50,8 @@ func TestParseValid(t *testing.T) {
 	}{
 		{"host", db.Host, "cache.gtm.example.com."},
 		{"default mode", db.Mode, ModeNearest},
-		{"default ttl", db.TTL, DefaultTTL},
-		{"default failback_hold", db.FailbackHold, DefaultFailbackHold},
+		{"default ttl", db.TTL, defaultDuration("databases.<name>.ttl")},
+		{"default failback_hold", db.FailbackHold, defaultDuration("databases.<name>.failback_hold")},
 		{"default when_all_down", db.WhenAllDown, AllDownAll},
 		{"cname canonical", db.Members[1].CNAME, "redis.eu.example.net."},
 		{"implied agents", len(cfg.Agents), 2},
@@ -128,6 +128,14 @@ func TestParseErrorsNameFieldAndFix(t *testing.T) {
 		{"tcp read timeout zero", "security:", "dns: {tcp: {read_timeout: 0s}}\nsecurity:", "dns.tcp.read_timeout: 0s: must be positive (default 2s)"},
 		{"tcp max queries", "security:", "dns: {tcp: {max_queries: -1}}\nsecurity:", "dns.tcp.max_queries: -1"},
 		{"missing cookie secret file", "security:", "dns: {cookie_secret_file: /nonexistent/secret}\nsecurity:", "dns.cookie_secret_file: cannot read /nonexistent/secret"},
+		{"section not a mapping", "security:", "dns: 1\nsecurity:", "dns: a mapping of settings is expected here"},
+		{"scalar given a mapping", "checks: [ping, lag]", "checks: [ping, lag]\n  interval: {every: 1s}", "probes.interval: a single value is expected here"},
+		{"not a whole number", "checks: [ping, lag]", "checks: [ping, lag]\n  rise: two", `probes.rise: "two" is not a whole number`},
+		{"not a bool", "insecure: true", "insecure: maybe", `security.insecure: "maybe" is not true or false`},
+		{"check listed twice", "checks: [ping, lag]", "checks: [ping, lag, PING]", "probes.checks[2]: ping is listed twice"},
+		{"no checks", "checks: [ping, lag]", "checks: []", "probes.checks: empty: list at least one of ping, echo"},
+		{"interval below floor", "checks: [ping, lag]", "checks: [ping, lag]\n  interval: 10ms", "probes.interval: 10ms: must be at least 50ms (default 1s); 100ms is the practical floor"},
+		{"serial out of range", "ns: [{", "soa: {serial: 4294967296}\n  ns: [{", "zone.soa.serial: \"4294967296\" is not a whole number from 0 to 4294967295"},
 		{"not yaml", "zone:", "zone: [", "not valid YAML"},
 	}
 	for _, c := range cases {

@@ -102,10 +102,7 @@ func (t *table) parse(data []byte, opts Options, baseDir string) (*Config, error
 		return nil, fmt.Errorf("decode: %w", err)
 	}
 	doc := v.AllSettings()
-	var problems []error
-	for _, key := range t.unknownKeys(doc) {
-		problems = append(problems, fmt.Errorf("%s: unknown setting; check its spelling against docs/config.md", key))
-	}
+	problems := t.shapeProblems(doc)
 	cfg, errs := t.build(&raw, doc, baseDir)
 	problems = append(problems, errs...)
 	cfg.file = doc

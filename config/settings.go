@@ -146,19 +146,6 @@ func defaultList(path string) []string {
 
 // Defaults applied by the loader, for callers outside this package.
 var (
-	// DefaultTTL is a database's answer TTL.
-	DefaultTTL = defaultDuration("databases.<name>.ttl")
-	// DefaultLagTolerance is the lag above which a member is lagging.
-	DefaultLagTolerance = defaultDuration("databases.<name>.lag_tolerance")
-	// DefaultFailbackHold is how long a recovered member waits for traffic.
-	DefaultFailbackHold = defaultDuration("databases.<name>.failback_hold")
-	// DefaultMode is a database's answer mode.
-	DefaultMode = Mode(defaultString("databases.<name>.mode"))
-	// DefaultWhenAllDown is what a database answers when no member is
-	// eligible.
-	DefaultWhenAllDown = AllDown(defaultString("databases.<name>.when_all_down"))
-	// DefaultRESTLagTolerance is availability_lag_tolerance_ms of the rest check.
-	DefaultRESTLagTolerance = defaultDuration("databases.<name>.members[].rest.lag_tolerance")
 	// DefaultDNSListen are where a node's DNS server listens.
 	DefaultDNSListen = defaultList("nodes[].dns")
 	// DefaultAdminListen is where a node's admin HTTP API listens: loopback.
