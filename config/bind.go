@@ -138,19 +138,20 @@ func (p *problems) setting(field, path string, v any, dst any) {
 // set parses v into the field dst points to, applying s's default and
 // constraints; problems name field.
 func (p *problems) set(field string, s Setting, v any, baseDir string, dst reflect.Value) {
-	if isEmpty(v) {
-		v = s.Value
-	}
 	if s.Removed != "" {
-		if !isEmpty(v) {
+		if !isBlank(v) {
 			p.add(field, "removed: %s", s.Removed)
 		}
 		return
 	}
+	f := dst.Elem()
+	freeText := f.Kind() == reflect.String && len(s.Enum) == 0
+	if v == nil || isBlank(v) && !freeText {
+		v = s.Value // "" is a value of free text only: a duration or a choice left blank takes the default
+	}
 	if v == nil {
 		return // no value and no default: the code that uses it says what is missing
 	}
-	f := dst.Elem()
 	if err := parseInto(f, v); err != nil {
 		p.add(field, "%s", err)
 		if s.Value != nil && !reflect.DeepEqual(v, s.Value) {
@@ -164,8 +165,9 @@ func (p *problems) set(field string, s Setting, v any, baseDir string, dst refle
 	s.validate(p, field, f)
 }
 
-// isEmpty reports a value the file did not really give: absent, null or "".
-func isEmpty(v any) bool {
+// isBlank reports a value the file did not really give: absent, null or
+// blank text.
+func isBlank(v any) bool {
 	s, isText := v.(string)
 	return v == nil || isText && strings.TrimSpace(s) == ""
 }

@@ -136,6 +136,7 @@ func TestParseErrorsNameFieldAndFix(t *testing.T) {
 		{"no checks", "checks: [ping, lag]", "checks: []", "probes.checks: empty: list at least one of ping, echo"},
 		{"interval below floor", "checks: [ping, lag]", "checks: [ping, lag]\n  interval: 10ms", "probes.interval: 10ms: must be at least 50ms (default 1s); 100ms is the practical floor"},
 		{"serial out of range", "ns: [{", "soa: {serial: 4294967296}\n  ns: [{", "zone.soa.serial: \"4294967296\" is not a whole number from 0 to 4294967295"},
+		{"empty heartbeat prefix", "checks: [ping, lag]", "checks: [ping, lag]\n  heartbeat_prefix: \"\"", "probes.heartbeat_prefix: must not be empty (default aagtm:hb:)"},
 		{"not yaml", "zone:", "zone: [", "not valid YAML"},
 	}
 	for _, c := range cases {
