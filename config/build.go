@@ -12,7 +12,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // problems collects validation errors, each prefixed with its field path.
@@ -20,23 +19,6 @@ type problems []error
 
 func (p *problems) add(path, format string, args ...any) {
 	*p = append(*p, fmt.Errorf("%s: %s", path, fmt.Sprintf(format, args...)))
-}
-
-// duration parses a duration setting; an empty value takes def.
-func (p *problems) duration(path, s string, def time.Duration) time.Duration {
-	if strings.TrimSpace(s) == "" {
-		return def
-	}
-	d, err := time.ParseDuration(strings.TrimSpace(s))
-	if err != nil {
-		p.add(path, "%q is not a duration: write it like 500ms, 5s or 2m", s)
-		return def
-	}
-	if d < 0 {
-		p.add(path, "%s is negative: use a positive duration", s)
-		return def
-	}
-	return d
 }
 
 // fqdn canonicalises a domain name: lower case, trailing dot.
@@ -115,24 +97,28 @@ func (p *problems) readable(path, file string) bool {
 	return true
 }
 
-// build converts the raw file into the typed Config, validating every field.
-func build(raw *rawConfig, baseDir string) (*Config, []error) {
+// build converts the decoded file into the typed Config, validating every
+// field: the generic pass binds the settings at fixed paths from doc, the
+// build* functions the per-entry sections from raw, then check the rules
+// that span settings.
+func (t *table) build(raw *rawConfig, doc map[string]any, baseDir string) (*Config, []error) {
 	var p problems
 	cfg := &Config{}
+	t.bind(&p, cfg, doc, baseDir)
 	buildZone(&p, raw, cfg)
 	buildRegions(&p, raw, cfg)
 	buildAgents(&p, raw, cfg, baseDir)
-	buildProbes(&p, raw, cfg)
+	buildProbes(&p, cfg)
 	buildDatabases(&p, raw, cfg)
 	buildNodes(&p, raw, cfg, baseDir)
-	buildSecurity(&p, raw, cfg, baseDir)
-	buildDNS(&p, raw, cfg, baseDir)
+	buildSecurity(&p, cfg)
+	buildDNS(&p, cfg)
 	return cfg, p
 }
 
 func buildZone(p *problems, raw *rawConfig, cfg *Config) {
 	z := &cfg.Zone
-	z.Name = p.fqdn("zone.name", raw.Zone.Name)
+	z.Name = p.fqdn("zone.name", z.Name)
 	if len(raw.Zone.NS) == 0 {
 		p.add("zone.ns", "no name servers: list at least one, e.g. [{name: ns1.%s, address: 192.0.2.53}]", orExample(z.Name))
 	}
@@ -161,19 +147,10 @@ func buildZone(p *problems, raw *rawConfig, cfg *Config) {
 		}
 		z.NS = append(z.NS, n)
 	}
-	s := raw.Zone.SOA
-	z.SOA = SOA{
-		Serial:      s.Serial,
-		Refresh:     p.duration("zone.soa.refresh", s.Refresh, defaultDuration("zone.soa.refresh")),
-		Retry:       p.duration("zone.soa.retry", s.Retry, defaultDuration("zone.soa.retry")),
-		Expire:      p.duration("zone.soa.expire", s.Expire, defaultDuration("zone.soa.expire")),
-		NegativeTTL: p.duration("zone.soa.negative_ttl", s.NegativeTTL, defaultDuration("zone.soa.negative_ttl")),
-		TTL:         p.duration("zone.soa.ttl", s.TTL, defaultDuration("zone.soa.ttl")),
-	}
-	if s.MBox == "" {
+	if z.SOA.MBox == "" {
 		z.SOA.MBox = "hostmaster." + z.Name
 	} else {
-		z.SOA.MBox = p.fqdn("zone.soa.mbox", strings.Replace(s.MBox, "@", ".", 1))
+		z.SOA.MBox = p.fqdn("zone.soa.mbox", strings.Replace(z.SOA.MBox, "@", ".", 1))
 	}
 }
 
@@ -234,7 +211,7 @@ func buildRegions(p *problems, raw *rawConfig, cfg *Config) {
 		}
 		cfg.Regions = append(cfg.Regions, reg)
 	}
-	def := strings.ToLower(strings.TrimSpace(raw.DefaultRegion))
+	def := strings.ToLower(strings.TrimSpace(cfg.DefaultRegion))
 	switch {
 	case def == "" && len(names) == 1:
 		def = names[0]
@@ -303,105 +280,25 @@ func buildAgents(p *problems, raw *rawConfig, cfg *Config, baseDir string) {
 	sort.Slice(cfg.Agents, func(i, j int) bool { return cfg.Agents[i].ID < cfg.Agents[j].ID })
 }
 
-var knownChecks = []Check{CheckPing, CheckEcho, CheckKeyspace, CheckLag, CheckREST, CheckCommand}
-
-func buildProbes(p *problems, raw *rawConfig, cfg *Config) {
-	r := raw.Probes
+// buildProbes checks the probe rules that span settings; the generic pass
+// has parsed, defaulted and range-checked each one.
+func buildProbes(p *problems, cfg *Config) {
 	pr := &cfg.Probes
-	pr.Interval = p.duration("probes.interval", r.Interval, defaultDuration("probes.interval"))
-	pr.Timeout = p.duration("probes.timeout", r.Timeout, defaultDuration("probes.timeout"))
-	pr.StaleAfter = p.duration("probes.stale_after", r.StaleAfter, defaultDuration("probes.stale_after"))
-	pr.KeyTTL = p.duration("probes.key_ttl", r.KeyTTL, defaultDuration("probes.key_ttl"))
-	pr.HeartbeatInterval = p.duration("probes.heartbeat_interval", r.HeartbeatInterval, defaultDuration("probes.heartbeat_interval"))
-	pr.Rise, pr.Fall = r.Rise, r.Fall
-	pr.ReadOnly = r.ReadOnly
-	pr.KeyspaceKeys = r.KeyspaceKeys
-	pr.HeartbeatPrefix = r.HeartbeatPrefix
-	pr.Command = CommandCheck{Args: r.Command.Args, Expect: r.Command.Expect}
-
-	if pr.Interval < 50*time.Millisecond {
-		p.add("probes.interval", "%s is too short: use 50ms or more (100ms is the practical floor)", pr.Interval)
-	}
-	if pr.Timeout <= 0 {
-		p.add("probes.timeout", "must be positive, e.g. 500ms")
-	} else if pr.Timeout >= pr.Interval {
+	if pr.Timeout > 0 && pr.Timeout >= pr.Interval {
 		p.add("probes.timeout", "%s must be shorter than probes.interval (%s): lower the timeout or raise the interval", pr.Timeout, pr.Interval)
 	}
 	if pr.StaleAfter <= pr.Interval {
 		p.add("probes.stale_after", "%s must be longer than probes.interval (%s): 3× the interval is a good value", pr.StaleAfter, pr.Interval)
 	}
-	if pr.Rise < 1 {
-		p.add("probes.rise", "%d: must be at least 1", pr.Rise)
-	}
-	if pr.Fall < 1 {
-		p.add("probes.fall", "%d: must be at least 1", pr.Fall)
-	}
-	if pr.KeyspaceKeys < 1 {
-		p.add("probes.keyspace_keys", "%d: must be at least 1", pr.KeyspaceKeys)
-	}
-	if pr.KeyTTL < time.Second {
-		p.add("probes.key_ttl", "%s: probe keys need a TTL of at least 1s", pr.KeyTTL)
-	}
-	if pr.HeartbeatInterval < 10*time.Millisecond || pr.HeartbeatInterval > pr.Interval {
+	if pr.HeartbeatInterval > pr.Interval {
 		p.add("probes.heartbeat_interval", "%s: use 10ms up to probes.interval (%s); 100ms is a good value", pr.HeartbeatInterval, pr.Interval)
 	}
-	if pr.HeartbeatPrefix == "" {
-		p.add("probes.heartbeat_prefix", "must not be empty: the default is aagtm:hb:")
+	if pr.Quorum.Kind == "count" && pr.Quorum.Count > len(cfg.Agents) {
+		p.add("probes.quorum", "%d: must be from 1 to the number of agents (%d)", pr.Quorum.Count, len(cfg.Agents))
 	}
-
-	q := strings.ToLower(strings.TrimSpace(r.Quorum))
-	switch q {
-	case "majority", "any", "all":
-		pr.Quorum = Quorum{Kind: q}
-	default:
-		n, err := strconv.Atoi(q)
-		switch {
-		case err != nil:
-			p.add("probes.quorum", "%q: use majority, any, all or a number of agents", r.Quorum)
-		case n < 1 || n > len(cfg.Agents):
-			p.add("probes.quorum", "%d: must be from 1 to the number of agents (%d)", n, len(cfg.Agents))
-		default:
-			pr.Quorum = Quorum{Kind: "count", Count: n}
-		}
-	}
-
-	if len(r.Checks) == 0 {
-		p.add("probes.checks", "no checks: list at least one of %s", checkList())
-	}
-	seen := map[Check]bool{}
-	for i, c := range r.Checks {
-		ck := Check(strings.ToLower(strings.TrimSpace(c)))
-		if !isKnownCheck(ck) {
-			p.add(fmt.Sprintf("probes.checks[%d]", i), "%q is not a check: use %s", c, checkList())
-			continue
-		}
-		if seen[ck] {
-			p.add(fmt.Sprintf("probes.checks[%d]", i), "%s is listed twice", ck)
-			continue
-		}
-		seen[ck] = true
-		pr.Checks = append(pr.Checks, ck)
-	}
-	if seen[CheckCommand] && len(pr.Command.Args) == 0 {
+	if pr.HasCheck(CheckCommand) && len(pr.Command.Args) == 0 {
 		p.add("probes.command.args", "the command check is on but no command is set: e.g. args: [PING], expect: PONG")
 	}
-}
-
-func isKnownCheck(c Check) bool {
-	for _, k := range knownChecks {
-		if k == c {
-			return true
-		}
-	}
-	return false
-}
-
-func checkList() string {
-	s := make([]string, len(knownChecks))
-	for i, c := range knownChecks {
-		s[i] = string(c)
-	}
-	return strings.Join(s, ", ")
 }
 
 // HasCheck reports whether the check is enabled.
@@ -426,33 +323,14 @@ func buildDatabases(p *problems, raw *rawConfig, cfg *Config) {
 		if !validLabel(name) || strings.HasPrefix(name, "_") {
 			p.add(path, "%q cannot be a DNS label: use letters, digits and hyphens", name)
 		}
-		d.Mode = Mode(strings.ToLower(strings.TrimSpace(r.Mode)))
-		switch d.Mode {
-		case "":
-			d.Mode = DefaultMode
-		case ModeNearest, ModeFailover, ModeAll:
-		default:
-			p.add(path+".mode", "%q: use nearest, failover or all", r.Mode)
-		}
-		d.TTL = p.duration(path+".ttl", r.TTL, DefaultTTL)
-		if d.TTL < time.Second {
-			p.add(path+".ttl", "%s: DNS TTLs are whole seconds; use 1s or more", d.TTL)
-		}
-		d.LagTolerance = p.duration(path+".lag_tolerance", r.LagTolerance, DefaultLagTolerance)
-		if d.LagTolerance == 0 {
-			p.add(path+".lag_tolerance", "must be positive, e.g. 500ms")
-		} else if cfg.Probes.HasCheck(CheckLag) && d.LagTolerance <= 2*cfg.Probes.HeartbeatInterval {
+		p.setting(path+".mode", "databases.<name>.mode", r.Mode, &d.Mode)
+		p.setting(path+".ttl", "databases.<name>.ttl", r.TTL, &d.TTL)
+		p.setting(path+".lag_tolerance", "databases.<name>.lag_tolerance", r.LagTolerance, &d.LagTolerance)
+		if d.LagTolerance > 0 && cfg.Probes.HasCheck(CheckLag) && d.LagTolerance <= 2*cfg.Probes.HeartbeatInterval {
 			p.add(path+".lag_tolerance", "%s is within the lag's resolution (2 × probes.heartbeat_interval = %s): raise it or lower the heartbeat interval", d.LagTolerance, 2*cfg.Probes.HeartbeatInterval)
 		}
-		d.FailbackHold = p.duration(path+".failback_hold", r.FailbackHold, DefaultFailbackHold)
-		d.WhenAllDown = AllDown(strings.ToLower(strings.TrimSpace(r.WhenAllDown)))
-		switch d.WhenAllDown {
-		case "":
-			d.WhenAllDown = DefaultWhenAllDown
-		case AllDownAll, AllDownLast, AllDownServfail:
-		default:
-			p.add(path+".when_all_down", "%q: use all, last or servfail", r.WhenAllDown)
-		}
+		p.setting(path+".failback_hold", "databases.<name>.failback_hold", r.FailbackHold, &d.FailbackHold)
+		p.setting(path+".when_all_down", "databases.<name>.when_all_down", r.WhenAllDown, &d.WhenAllDown)
 		if len(r.Members) == 0 {
 			p.add(path+".members", "no members: list at least one")
 		}
@@ -526,7 +404,7 @@ func buildMember(p *problems, path string, r rawMember, db string, cfg *Config) 
 		p.add(path+".redis", "%q is not a redis URL: %v", RedactURL(m.Redis), err)
 	}
 	m.REST = REST{URL: strings.TrimRight(strings.TrimSpace(r.REST.URL), "/"), BDB: r.REST.BDB, InsecureSkipVerify: r.REST.InsecureSkipVerify}
-	m.REST.LagTolerance = p.duration(path+".rest.lag_tolerance", r.REST.LagTolerance, DefaultRESTLagTolerance)
+	p.setting(path+".rest.lag_tolerance", "databases.<name>.members[].rest.lag_tolerance", r.REST.LagTolerance, &m.REST.LagTolerance)
 	if cfg.Probes.HasCheck(CheckREST) {
 		if u, err := url.Parse(m.REST.URL); m.REST.URL == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") {
 			p.add(path+".rest.url", "the rest check is on: give the cluster's REST API URL, e.g. https://cluster.example.com:9443")
@@ -577,8 +455,7 @@ func buildNodes(p *problems, raw *rawConfig, cfg *Config, baseDir string) {
 		if n.Admin == "" {
 			n.Admin = DefaultAdminListen
 		}
-		sec := raw.Security
-		if sec.Insecure && sec.AdminTokenFile == "" && !n.AdminLoopback() {
+		if sec := cfg.Security; sec.Insecure && sec.AdminTokenFile == "" && !n.AdminLoopback() {
 			p.add(path+".admin", "%s is not a loopback address and security.admin_token_file is not set: "+
 				"security.insecure opens drain and force only on loopback; set security.admin_token_file, or bind admin to 127.0.0.1", n.Admin)
 		}
@@ -622,18 +499,11 @@ func buildNodes(p *problems, raw *rawConfig, cfg *Config, baseDir string) {
 	sort.SliceStable(cfg.Nodes, func(i, j int) bool { return cfg.Nodes[i].Name < cfg.Nodes[j].Name })
 }
 
-// buildSecurity resolves relative file paths against baseDir, the config
-// file's folder, so a config and its credentials can move together.
-func buildSecurity(p *problems, raw *rawConfig, cfg *Config, baseDir string) {
-	r := raw.Security
+// buildSecurity checks the credential files the node and the agent load
+// at start (the generic pass resolved their paths against the config
+// file's folder) and that reports are protected.
+func buildSecurity(p *problems, cfg *Config) {
 	s := &cfg.Security
-	rel := relativeTo(baseDir)
-	s.TLS = TLS{Cert: rel(r.TLS.Cert), Key: rel(r.TLS.Key), CA: rel(r.TLS.CA), ServerName: r.TLS.ServerName}
-	s.Insecure, s.AdminTokenFile = r.Insecure, rel(r.AdminTokenFile)
-	if r.TokenFile != "" {
-		p.add("security.token_file", "removed: a shared token let any holder report as every agent; "+
-			"give each agent its own token with agents[].token_file (see docs/config.md)")
-	}
 	if s.TLS.Enabled() {
 		if s.TLS.Cert == "" || s.TLS.Key == "" || s.TLS.CA == "" {
 			p.add("security.tls", "mTLS needs cert, key and ca together: set all three")
@@ -652,7 +522,6 @@ func buildSecurity(p *problems, raw *rawConfig, cfg *Config, baseDir string) {
 			}
 		}
 	}
-	s.SentinelPasswordFile = rel(r.SentinelPasswordFile)
 	if s.SentinelPasswordFile != "" && p.readable("security.sentinel_password_file", s.SentinelPasswordFile) {
 		if _, err := ReadToken("security.sentinel_password_file", s.SentinelPasswordFile); err != nil {
 			p.addErr(err)
@@ -684,64 +553,17 @@ func relativeTo(baseDir string) func(string) string {
 	}
 }
 
-func buildDNS(p *problems, raw *rawConfig, cfg *Config, baseDir string) {
-	r := raw.DNS
-	cfg.DNS = DNS{
-		MaxUDPSize:            r.MaxUDPSize,
-		ReusePort:             r.ReusePort,
-		RateLimit:             RateLimit(r.RateLimit),
-		CookieSecretFile:      relativeTo(baseDir)(r.CookieSecretFile),
-		UDPAmplificationLimit: r.UDPAmplificationLimit,
-		TCP: DNSTCP{
-			MaxConnections:          r.TCP.MaxConnections,
-			MaxConnectionsPerSource: r.TCP.MaxConnectionsPerSource,
-			ReadTimeout:             p.duration("dns.tcp.read_timeout", r.TCP.ReadTimeout, DefaultDNSTCPReadTimeout),
-			IdleTimeout:             p.duration("dns.tcp.idle_timeout", r.TCP.IdleTimeout, DefaultDNSTCPIdleTimeout),
-			MaxQueries:              r.TCP.MaxQueries,
-		},
-	}
-	if f := cfg.DNS.CookieSecretFile; f != "" {
+// buildDNS checks the DNS rules that span settings and the cookie secret
+// file; the generic pass has range-checked each setting.
+func buildDNS(p *problems, cfg *Config) {
+	d := cfg.DNS
+	if f := d.CookieSecretFile; f != "" {
 		if _, err := ReadCookieSecrets(f); err != nil {
 			p.add("dns.cookie_secret_file", "%v", err)
 		}
 	}
-	if a := r.UDPAmplificationLimit; a != 0 && (a < 2 || a > 100) {
-		p.add("dns.udp_amplification_limit", "%d: use 0 (no cap) or 2 to 100; %d caps a 50-byte query's UDP reply at %d bytes", a, DefaultDNSUDPAmplificationLimit, 50*DefaultDNSUDPAmplificationLimit)
-	}
-	t := r.TCP
-	if t.MaxConnections < 1 {
-		p.add("dns.tcp.max_connections", "%d: use a positive number (default %d)", t.MaxConnections, DefaultDNSTCPMaxConnections)
-	}
-	if t.MaxConnectionsPerSource < 1 || t.MaxConnectionsPerSource > t.MaxConnections {
-		p.add("dns.tcp.max_connections_per_source", "%d: use 1 to dns.tcp.max_connections (%d)", t.MaxConnectionsPerSource, t.MaxConnections)
-	}
-	if t.MaxQueries < 1 {
-		p.add("dns.tcp.max_queries", "%d: use a positive number (default %d)", t.MaxQueries, DefaultDNSTCPMaxQueries)
-	}
-	if cfg.DNS.TCP.ReadTimeout <= 0 {
-		p.add("dns.tcp.read_timeout", "must be positive, e.g. %s", DefaultDNSTCPReadTimeout)
-	}
-	if cfg.DNS.TCP.IdleTimeout <= 0 {
-		p.add("dns.tcp.idle_timeout", "must be positive, e.g. %s", DefaultDNSTCPIdleTimeout)
-	}
-	if r.MaxUDPSize < 512 || r.MaxUDPSize > 65535 {
-		p.add("dns.max_udp_size", "%d: use 512 to 65535 (1232 avoids IP fragmentation)", r.MaxUDPSize)
-	}
-	if r.ReusePort < 1 || r.ReusePort > 256 {
-		p.add("dns.reuse_port", "%d: use 1 (one UDP socket) up to the number of cores", r.ReusePort)
-	}
-	rl := r.RateLimit
-	if rl.ResponsesPerSecond < 0 {
-		p.add("dns.rate_limit.responses_per_second", "%d: use 0 (off) or a positive rate", rl.ResponsesPerSecond)
-	}
-	if rl.Slip < 0 {
-		p.add("dns.rate_limit.slip", "%d: use 0 (drop all) or N to answer every Nth limited query with TC", rl.Slip)
-	}
-	if rl.IPv4PrefixLen < 8 || rl.IPv4PrefixLen > 32 {
-		p.add("dns.rate_limit.ipv4_prefix_len", "%d: use 8 to 32", rl.IPv4PrefixLen)
-	}
-	if rl.IPv6PrefixLen < 16 || rl.IPv6PrefixLen > 128 {
-		p.add("dns.rate_limit.ipv6_prefix_len", "%d: use 16 to 128", rl.IPv6PrefixLen)
+	if n := d.TCP.MaxConnectionsPerSource; n > d.TCP.MaxConnections && d.TCP.MaxConnections > 0 {
+		p.add("dns.tcp.max_connections_per_source", "%d: use 1 to dns.tcp.max_connections (%d)", n, d.TCP.MaxConnections)
 	}
 }
 

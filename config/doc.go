@@ -11,21 +11,38 @@
 //
 // Settings (settings_table.go) declares every setting once: its path,
 // section, type, default, documentation, whether a running node needs a
-// restart to apply it, and whether it names a credential file. From it
-// come the loader's defaults, the AAGTM_* variables and --path flags (every
-// setting outside lists and <name> mappings with a Value), the reload rules
-// (RestartNeeded), the credential-file permission checks, and the
-// reference tables of docs/config.md. To add a setting:
+// restart to apply it, whether it names a credential file, where its value
+// goes (Field) and its constraints (Min, Max, Zero, Positive, Enum,
+// NonEmpty, Hint). From it come the loader's defaults, the AAGTM_*
+// variables and --path flags (every setting outside lists and <name>
+// mappings with a Value), the unknown-key check, the parsing, defaulting
+// and range checks of every value (bind.go), the reload rules
+// (RestartNeeded), the credential-file permission checks, and
+// docs/config.md's reference and overridable tables.
 //
-//  1. Add its Setting to Settings, in docs order. A test (settings_test.go)
-//     fails until the file format has the key, and the other way round.
-//  2. Add its field to the raw* struct of its section (raw.go, the YAML
-//     shape) and to the typed struct (types.go, with a doc comment), and
-//     convert and validate it in build.go: validation errors name the path
-//     and the fix; defaults come from the table (defaultDuration,
-//     defaultString, defaultList), never from a literal.
+// A setting at a fixed path (zone.soa.*, default_region, probes.*,
+// security.*, dns.*) is one row plus its use:
+//
+//  1. Add its Setting to Settings, in docs order, with a Field returning a
+//     pointer to its typed field (add the field, with a doc comment, to
+//     the struct of its section in types.go if it is new) and its
+//     constraints. The generic pass reads the value, parses it by the
+//     field's type, applies Value when the file leaves it out, checks the
+//     constraints and stores it; errors name the path, the fix and the
+//     default. settings_test.go's TestAddingASettingIsOneRow shows it.
+//  2. Rules that span settings (timeout below interval, per-source cap
+//     within the total) go in the section's build* function in build.go,
+//     after the generic pass.
 //  3. Run `go test ./docs -run TestConfigReference -update` to regenerate
-//     docs/config.md's reference (and add the AAGTM_* row to its
-//     overridable table if the setting is overridable), then use the
-//     setting where it matters.
+//     docs/config.md's tables, then use the setting where it matters.
+//
+// Per-entry settings (zone.ns[].*, regions.<name>.*, databases.<name>.*,
+// agents[].*, nodes[].*) keep their raw* struct in raw.go: an entry is
+// decoded as a whole, its fields depend on each other (addresses or cname,
+// admin_tls' files together) and errors name the entry by its index or
+// name, which a binding by Field from *Config cannot express without more
+// machinery than it saves. For one, add the row (no Field; constraints
+// apply all the same), the raw field, the typed field, and one line in its
+// build* function: (*problems).setting(field, path, raw value, &typed),
+// which parses, defaults and range-checks it like the generic pass.
 package config

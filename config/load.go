@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 
 	"github.com/go-viper/mapstructure/v2"
@@ -62,26 +61,34 @@ func Parse(data []byte) (*Config, error) {
 }
 
 func parse(data []byte, opts Options, baseDir string) (*Config, error) {
+	return settings.parse(data, opts, baseDir)
+}
+
+// parse loads data by the settings of t: defaults and overrides into
+// viper, the generic pass for settings at fixed paths, then build for the
+// per-entry sections and the rules across settings.
+func (t *table) parse(data []byte, opts Options, baseDir string) (*Config, error) {
 	v := viper.New()
 	v.SetConfigType("yaml")
-	for key, s := range overridable() {
+	over := t.overridable()
+	for key, s := range over {
 		v.SetDefault(key, s.Value)
 	}
 	if err := v.ReadConfig(bytes.NewReader(data)); err != nil {
 		return nil, fmt.Errorf("not valid YAML: %w", err)
 	}
-	applyEnv(v, opts.Environ)
+	applyEnv(v, over, opts.Environ)
 	if opts.Flags != nil {
 		var flagErr error
 		opts.Flags.Visit(func(f *pflag.Flag) {
 			if !strings.Contains(f.Name, ".") {
 				return
 			}
-			if !isKnownKey(f.Name) {
+			if _, ok := over[f.Name]; !ok {
 				flagErr = errors.Join(flagErr, fmt.Errorf("flag --%s: not a config setting", f.Name))
 				return
 			}
-			setValue(v, f.Name, f.Value.String())
+			setValue(v, over[f.Name], f.Value.String())
 		})
 		if flagErr != nil {
 			return nil, flagErr
@@ -89,22 +96,17 @@ func parse(data []byte, opts Options, baseDir string) (*Config, error) {
 	}
 
 	var raw rawConfig
-	var md mapstructure.Metadata
 	if err := v.Unmarshal(&raw, func(dc *mapstructure.DecoderConfig) {
-		dc.Metadata = &md
 		dc.WeaklyTypedInput = true
 	}); err != nil {
 		return nil, fmt.Errorf("decode: %w", err)
 	}
-	var problems []error
-	sort.Strings(md.Unused)
-	for _, key := range md.Unused {
-		problems = append(problems, fmt.Errorf("%s: unknown setting; check its spelling against docs/config.md", displayPath(key)))
-	}
-	cfg, errs := build(&raw, baseDir)
+	doc := v.AllSettings()
+	problems := t.shapeProblems(doc)
+	cfg, errs := t.build(&raw, doc, baseDir)
 	problems = append(problems, errs...)
-	cfg.file = v.AllSettings()
-	for _, f := range credentialFiles(cfg.file, baseDir) {
+	cfg.file = doc
+	for _, f := range t.credentialFiles(cfg.file, baseDir) {
 		if w := exposure(f); w != "" {
 			if opts.Strict {
 				problems = append(problems, errors.New(w))
@@ -120,35 +122,35 @@ func parse(data []byte, opts Options, baseDir string) (*Config, error) {
 	return cfg, nil
 }
 
-// applyEnv sets every AAGTM_* variable whose name maps to a known scalar
-// setting: AAGTM_PROBES_STALE_AFTER → probes.stale_after.
-func applyEnv(v *viper.Viper, environ []string) {
+// applyEnv sets every AAGTM_* variable whose name maps to a setting of
+// over: AAGTM_PROBES_STALE_AFTER → probes.stale_after.
+func applyEnv(v *viper.Viper, over map[string]Setting, environ []string) {
 	if environ == nil {
 		environ = os.Environ()
 	}
-	byEnv := map[string]string{}
-	for key := range overridable() {
-		byEnv[EnvPrefix+"_"+strings.ToUpper(strings.NewReplacer(".", "_").Replace(key))] = key
+	byEnv := map[string]Setting{}
+	for key, s := range over {
+		byEnv[EnvPrefix+"_"+strings.ToUpper(strings.NewReplacer(".", "_").Replace(key))] = s
 	}
 	for _, kv := range environ {
 		name, val, ok := strings.Cut(kv, "=")
 		if !ok {
 			continue
 		}
-		if key, ok := byEnv[name]; ok {
-			setValue(v, key, val)
+		if s, ok := byEnv[name]; ok {
+			setValue(v, s, val)
 		}
 	}
 }
 
 // setValue sets an override given as text; list settings take comma- or
 // space-separated values.
-func setValue(v *viper.Viper, key, val string) {
-	if _, isList := overridable()[key].Value.([]string); isList {
-		v.Set(key, splitList(val))
+func setValue(v *viper.Viper, s Setting, val string) {
+	if _, isList := s.Value.([]string); isList {
+		v.Set(s.Path, splitList(val))
 		return
 	}
-	v.Set(key, val)
+	v.Set(s.Path, val)
 }
 
 func splitList(s string) []string {
@@ -157,48 +159,6 @@ func splitList(s string) []string {
 		out = append(out, f)
 	}
 	return out
-}
-
-func isKnownKey(key string) bool {
-	_, ok := overridable()[key]
-	return ok
-}
-
-// displayPath turns mapstructure's "databases[cache].members[0].regin" into
-// "databases.cache.members[0].regin".
-func displayPath(key string) string {
-	var b strings.Builder
-	for i := 0; i < len(key); i++ {
-		if key[i] == '[' {
-			end := strings.IndexByte(key[i:], ']')
-			if end < 0 { // a key that itself contains '[': keep it as it is
-				b.WriteString(key[i:])
-				break
-			}
-			inner := key[i+1 : i+end]
-			if isDigits(inner) {
-				b.WriteString(key[i : i+end+1])
-			} else {
-				b.WriteString("." + inner)
-			}
-			i += end
-			continue
-		}
-		b.WriteByte(key[i])
-	}
-	return b.String()
-}
-
-func isDigits(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, r := range s {
-		if r < '0' || r > '9' {
-			return false
-		}
-	}
-	return true
 }
 
 // hashOf fingerprints the settings every node and agent must agree on.

@@ -38,6 +38,39 @@ type Setting struct {
 	// Credential marks a file holding a secret: the loader warns when
 	// group or other users can read it (an error with Options.Strict).
 	Credential bool
+
+	// Field says where the value of a setting at a fixed path (no [] or
+	// <name>) goes: it returns a pointer to the typed field of cfg. The
+	// loader's generic pass (bind.go) reads the value, parses it by the
+	// field's type (duration, int, uint32, bool, text, list of text, or a
+	// type with a parseText method such as Quorum), applies Value when the
+	// file leaves it out, resolves a relative Type "path" against the
+	// config file's folder, checks the constraints below and stores it.
+	// Per-entry settings (paths with [] or <name>) have none: build.go
+	// binds them from the raw* structs with (*problems).setting, which
+	// applies the same default and constraints.
+	Field func(cfg *Config) any
+	// Min and Max bound an int setting (ints) or a duration setting (text
+	// such as "50ms"); nil leaves that side open.
+	Min, Max any
+	// Zero, when set, also accepts 0 outside Min..Max and says what it
+	// means ("no cap"), for the error text.
+	Zero string
+	// Positive refuses zero (a duration that must not be 0s).
+	Positive bool
+	// Enum lists the accepted values of a text setting, or of each entry
+	// of a list setting (which must then not repeat one); compared without
+	// case and stored lower case.
+	Enum []string
+	// NonEmpty refuses an empty text or list.
+	NonEmpty bool
+	// Hint ends a constraint error after the default: what a good value
+	// is, or why the bound is there.
+	Hint string
+	// Removed marks a setting that is no longer accepted: a file that sets
+	// it is refused with "removed: " and this text, which names the
+	// replacement.
+	Removed string
 }
 
 // Overridable reports whether AAGTM_* variables and --path flags can set
@@ -64,22 +97,10 @@ func (s Setting) DocDefault() string {
 	}
 }
 
-// settingByPath indexes Settings by path.
-var settingByPath = func() map[string]Setting {
-	m := make(map[string]Setting, len(Settings))
-	for _, s := range Settings {
-		if _, dup := m[s.Path]; dup {
-			panic("config: setting " + s.Path + " is declared twice")
-		}
-		m[s.Path] = s
-	}
-	return m
-}()
-
 // setting returns the declared setting at path; it panics when there is
 // none, which a test of every use catches.
 func setting(path string) Setting {
-	s, ok := settingByPath[path]
+	s, ok := settings.byPath[path]
 	if !ok {
 		panic("config: no setting " + path + " in Settings")
 	}
@@ -125,19 +146,6 @@ func defaultList(path string) []string {
 
 // Defaults applied by the loader, for callers outside this package.
 var (
-	// DefaultTTL is a database's answer TTL.
-	DefaultTTL = defaultDuration("databases.<name>.ttl")
-	// DefaultLagTolerance is the lag above which a member is lagging.
-	DefaultLagTolerance = defaultDuration("databases.<name>.lag_tolerance")
-	// DefaultFailbackHold is how long a recovered member waits for traffic.
-	DefaultFailbackHold = defaultDuration("databases.<name>.failback_hold")
-	// DefaultMode is a database's answer mode.
-	DefaultMode = Mode(defaultString("databases.<name>.mode"))
-	// DefaultWhenAllDown is what a database answers when no member is
-	// eligible.
-	DefaultWhenAllDown = AllDown(defaultString("databases.<name>.when_all_down"))
-	// DefaultRESTLagTolerance is availability_lag_tolerance_ms of the rest check.
-	DefaultRESTLagTolerance = defaultDuration("databases.<name>.members[].rest.lag_tolerance")
 	// DefaultDNSListen are where a node's DNS server listens.
 	DefaultDNSListen = defaultList("nodes[].dns")
 	// DefaultAdminListen is where a node's admin HTTP API listens: loopback.
@@ -163,9 +171,9 @@ var (
 
 // overridable returns the settings AAGTM_* variables and --path flags can
 // set, by path.
-func overridable() map[string]Setting {
+func (t *table) overridable() map[string]Setting {
 	m := map[string]Setting{}
-	for _, s := range Settings {
+	for _, s := range t.list {
 		if s.Overridable() {
 			m[s.Path] = s
 		}
@@ -177,7 +185,7 @@ func overridable() map[string]Setting {
 // flags can override, sorted.
 func EnvKeys() []string {
 	var keys []string
-	for k := range overridable() {
+	for k := range settings.overridable() {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
@@ -242,9 +250,9 @@ func valuesAt(doc map[string]any, path string) []valueAt {
 
 // credentialFiles lists the files of the decoded file that hold secrets
 // (settings marked Credential), relative paths resolved against baseDir.
-func credentialFiles(doc map[string]any, baseDir string) []credentialFile {
+func (t *table) credentialFiles(doc map[string]any, baseDir string) []credentialFile {
 	var out []credentialFile
-	for _, s := range Settings {
+	for _, s := range t.list {
 		if !s.Credential {
 			continue
 		}
@@ -266,8 +274,13 @@ func credentialFiles(doc map[string]any, baseDir string) []credentialFile {
 // between old and cur for node (its own entry of nodes[]; other nodes'
 // entries do not concern it). A running node applies every other change.
 func RestartNeeded(old, cur *Config, node string) []string {
+	return settings.restartNeeded(old, cur, node)
+}
+
+// restartNeeded is RestartNeeded for the settings of t.
+func (t *table) restartNeeded(old, cur *Config, node string) []string {
 	var out []string
-	for _, s := range Settings {
+	for _, s := range t.list {
 		if !s.Restart {
 			continue
 		}

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"strconv"
@@ -191,6 +192,26 @@ type Quorum struct {
 	Kind string
 	// Count is the number of vantages when Kind is "count".
 	Count int
+}
+
+// parseText reads a quorum as written in the config (probes.quorum):
+// majority, any, all, or a number of agents of at least 1.
+func (q *Quorum) parseText(text string) error {
+	word := strings.ToLower(strings.TrimSpace(text))
+	switch word {
+	case "majority", "any", "all":
+		*q = Quorum{Kind: word}
+		return nil
+	}
+	n, err := strconv.Atoi(word)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%q: use majority, any, all or a number of agents", text)
+	case n < 1:
+		return fmt.Errorf("%d: a number of agents must be at least 1", n)
+	}
+	*q = Quorum{Kind: "count", Count: n}
+	return nil
 }
 
 // String returns the quorum as written in the config.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"sort"
 	"strings"
 	"testing"
 
@@ -74,7 +75,8 @@ func settingRow(s config.Setting) string {
 }
 
 // The reference tables of config.md are config.Settings, section by
-// section, row for row. `go test ./docs -run TestConfigReference -update`
+// section, row for row, and its overridable-settings table is
+// config.EnvKeys(). `go test ./docs -run TestConfigReference -update`
 // rewrites them after a change of the table.
 func TestConfigReferenceIsSettings(t *testing.T) {
 	data, err := os.ReadFile("config.md")
@@ -143,31 +145,33 @@ func referenceFromSettings(t *testing.T, doc string) string {
 			t.Errorf("config.Settings declares section %s, which config.md's reference has no table for: add a ### %s heading with a table", sec, sec)
 		}
 	}
-	return strings.Join(out, "\n")
+	return envTable(t, strings.Join(out, "\n"))
 }
 
-func TestEnvTableMatchesEnvKeys(t *testing.T) {
-	want := map[string]string{}
+// envTable returns doc with the rows of its overridable-settings table
+// (between <!-- env:start --> and <!-- env:end -->) replaced by one row
+// per config.EnvKeys() entry: the AAGTM_* variable and the flag.
+func envTable(t *testing.T, doc string) string {
+	t.Helper()
+	start, end := strings.Index(doc, "<!-- env:start -->"), strings.Index(doc, "<!-- env:end -->")
+	if start < 0 || end < start {
+		t.Fatal("config.md: no <!-- env:start --> … <!-- env:end --> section")
+		return doc
+	}
+	flagOf := map[string]string{}
+	var envs []string
 	for _, k := range config.EnvKeys() {
-		want[config.EnvPrefix+"_"+strings.ToUpper(strings.ReplaceAll(k, ".", "_"))] = k
+		env := config.EnvPrefix + "_" + strings.ToUpper(strings.ReplaceAll(k, ".", "_"))
+		flagOf[env] = k
+		envs = append(envs, env)
 	}
-	got := map[string]bool{}
-	for _, r := range tableRows(t, "config.md", "env") {
-		got[r.key] = true
-		key, ok := want[r.key]
-		if !ok {
-			t.Errorf("config.md lists %s, which overrides no setting", r.key)
-			continue
-		}
-		if len(r.cells) < 2 || r.cells[1] != "`--"+key+"`" {
-			t.Errorf("config.md: %s should pair with flag `--%s`, has %v", r.key, key, r.cells[1:])
-		}
+	sort.Strings(envs)
+	var rows []string
+	for _, env := range envs {
+		rows = append(rows, fmt.Sprintf("| `%s` | `--%s` |", env, flagOf[env]))
 	}
-	for env, key := range want {
-		if !got[env] {
-			t.Errorf("config.md does not list %s (overrides %s)", env, key)
-		}
-	}
+	section := "<!-- env:start -->\n\n| variable | flag |\n|---|---|\n" + strings.Join(rows, "\n") + "\n\n"
+	return doc[:start] + section + doc[end:]
 }
 
 // baseConfig sets only what a config requires. Documented defaults are
