@@ -5,10 +5,15 @@ import (
 	"io"
 	"net/netip"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 )
+
+// readyHeader matches the header line of the demo's status command for a
+// ready node.
+var readyHeader = regexp.MustCompile(`node ns1 .*config \S+ +ready\n`)
 
 // demoRegions is how many regions the demo runs: us-east, eu-west and
 // ap-south, one member and one agent each.
@@ -120,12 +125,44 @@ func TestDemo(t *testing.T) {
 				}
 				return true
 			})
+			// The demo's status command shows the node's real readiness.
+			if _, err := io.WriteString(stdin, "status\n"); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, 5*time.Second, "the status command's header", func() bool {
+				return readyHeader.MatchString(p.out.String())
+			})
+			if strings.Contains(p.out.String(), "NOT READY") {
+				t.Errorf("demo status says NOT READY for a node whose /readyz is 200")
+			}
+
 			if _, err := io.WriteString(stdin, "fail cache-use\n"); err != nil {
 				t.Fatal(err)
 			}
 			waitFor(t, 10*time.Second, "the us-east answer to move to eu-west", func() bool {
 				return answerA(server, "cache.gtm.demo", netip.Prefix{}) == "127.0.0.12"
 			})
+			// Only us-east clients move: the healthy members keep
+			// replicating between themselves, so neither turns lagging
+			// and the eu-west and ap-south answers stay, over several
+			// probe rounds (interval 500ms, lag tolerance 500ms).
+			others := map[string]string{"10.2.0.1/24": "127.0.0.12", "10.3.0.1/24": "127.0.0.13"}
+			for end := time.Now().Add(4 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+				for subnet, want := range others {
+					if got := answerA(server, "cache.gtm.demo", netip.MustParsePrefix(subnet)); got != want {
+						t.Fatalf("with cache-use failed, a client in %s got %q, want %q (unchanged)", subnet, got, want)
+					}
+				}
+				st, err := status(adminAddr)
+				if err != nil {
+					continue
+				}
+				for _, m := range st.Members {
+					if m.Name != "cache-use" && m.Lagging {
+						t.Fatalf("with cache-use failed, %s turned lagging (lag %.3fs):\n%s", m.Name, m.LagSeconds, statusText(st))
+					}
+				}
+			}
 			waitFor(t, 5*time.Second, "the failover to be logged", func() bool {
 				return strings.Contains(p.out.String(), "failover")
 			})
