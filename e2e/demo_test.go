@@ -30,31 +30,7 @@ func TestDemo(t *testing.T) {
 			if backend == "redis-server" {
 				requireTool(t, "redis-server", "redis-server")
 			}
-			dnsPort := freeUDPTCPPort(t)
-			adminPort := freeUDPTCPPort(t)
-			sentinelPort := freeTCPPort(t)
-			p := &proc{name: "demo " + backend, out: &syncBuffer{}, done: make(chan struct{})}
-			p.cmd = exec.Command(binary, "demo", "--backend", backend, "--for", "60s",
-				"--dns", fmt.Sprintf("127.0.0.1:%d", dnsPort), "--admin", fmt.Sprintf("127.0.0.1:%d", adminPort),
-				"--sentinel", fmt.Sprintf("127.0.0.1:%d", sentinelPort))
-			p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-			stdin, err := p.cmd.StdinPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := p.cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			go func() { p.err = p.cmd.Wait(); close(p.done) }()
-			t.Cleanup(func() {
-				stdin.Close()
-				if err := p.stop(t); err != nil {
-					t.Errorf("demo exited with %v after SIGTERM, want 0", err)
-				}
-				if t.Failed() {
-					t.Logf("---- demo output ----\n%s", tail(p.out.String(), 80))
-				}
-			})
+			p, stdin, dnsPort, adminPort, sentinelPort := startDemo(t, backend)
 			server := fmt.Sprintf("127.0.0.1:%d", dnsPort)
 			waitFor(t, 20*time.Second, "the demo to print its banner", func() bool {
 				return strings.Contains(p.out.String(), "aagtm demo is running")
@@ -108,23 +84,8 @@ func TestDemo(t *testing.T) {
 			// every agent's vantage of every member has completed rise, so
 			// that the quorum decides on probes.
 			adminAddr := fmt.Sprintf("127.0.0.1:%d", adminPort)
-			waitFor(t, 20*time.Second, "every vantage of every member up at the demo's admin API", func() bool {
-				st, err := status(adminAddr)
-				if err != nil || len(st.Members) != demoRegions {
-					return false
-				}
-				for _, m := range st.Members {
-					if m.Verdict != "up" || len(m.Vantages) != demoRegions {
-						return false
-					}
-					for _, v := range m.Vantages {
-						if !v.Fresh || v.Verdict != "up" {
-							return false
-						}
-					}
-				}
-				return true
-			})
+			waitDemoUp(t, adminAddr)
+
 			// The demo's status command shows the node's real readiness.
 			if _, err := io.WriteString(stdin, "status\n"); err != nil {
 				t.Fatal(err)
@@ -174,4 +135,59 @@ func TestDemo(t *testing.T) {
 			})
 		})
 	}
+}
+
+// startDemo starts `aagtm demo` with the given member backend on free
+// ports for 60s, stopped (and its output shown on failure) at cleanup. It
+// returns the process, its control input and its DNS, admin and Sentinel
+// ports.
+func startDemo(t *testing.T, backend string) (p *proc, stdin io.WriteCloser, dnsPort, adminPort, sentinelPort int) {
+	t.Helper()
+	dnsPort, adminPort, sentinelPort = freeUDPTCPPort(t), freeUDPTCPPort(t), freeTCPPort(t)
+	p = &proc{name: "demo " + backend, out: &syncBuffer{}, done: make(chan struct{})}
+	p.cmd = exec.Command(binary, "demo", "--backend", backend, "--for", "60s",
+		"--dns", fmt.Sprintf("127.0.0.1:%d", dnsPort), "--admin", fmt.Sprintf("127.0.0.1:%d", adminPort),
+		"--sentinel", fmt.Sprintf("127.0.0.1:%d", sentinelPort))
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	stdin, err := p.cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.err = p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		stdin.Close()
+		if err := p.stop(t); err != nil {
+			t.Errorf("demo exited with %v after SIGTERM, want 0", err)
+		}
+		if t.Failed() {
+			t.Logf("---- demo output ----\n%s", tail(p.out.String(), 80))
+		}
+	})
+	return p, stdin, dnsPort, adminPort, sentinelPort
+}
+
+// waitDemoUp waits until every agent's vantage of every demo member has
+// completed rise, so that what follows is decided by probes.
+func waitDemoUp(t *testing.T, adminAddr string) {
+	t.Helper()
+	waitFor(t, 20*time.Second, "every vantage of every member up at the demo's admin API", func() bool {
+		st, err := status(adminAddr)
+		if err != nil || len(st.Members) != demoRegions {
+			return false
+		}
+		for _, m := range st.Members {
+			if m.Verdict != "up" || len(m.Vantages) != demoRegions {
+				return false
+			}
+			for _, v := range m.Vantages {
+				if !v.Fresh || v.Verdict != "up" {
+					return false
+				}
+			}
+		}
+		return true
+	})
 }
