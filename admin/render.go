@@ -7,6 +7,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/aagtm/aagtm/policy"
 )
 
 // RenderedEvents is how many recent events RenderStatus prints.
@@ -197,18 +199,8 @@ func overridesLine(o OverrideStatus) string {
 	return strings.Join(parts, "; ")
 }
 
-// fmtDur rounds a duration to what a person reads: µs below 1ms, 0.1ms
-// below 1s, 10ms above.
-func fmtDur(d time.Duration) string {
-	switch {
-	case d < time.Millisecond:
-		return d.Round(time.Microsecond).String()
-	case d < time.Second:
-		return d.Round(100 * time.Microsecond).String()
-	default:
-		return d.Round(10 * time.Millisecond).String()
-	}
-}
+// fmtDur prints a duration at the precision a person reads (policy.Readable).
+func fmtDur(d time.Duration) string { return policy.Readable(d).String() }
 
 func fmtTime(t time.Time) string {
 	if t.IsZero() {

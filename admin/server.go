@@ -135,6 +135,9 @@ func NewServer(b Backend, node string, token string, insecure bool, reg *prometh
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.HandleFunc("GET /v1/status", s.status)
+	mux.HandleFunc("GET /v1/status/stream", s.statusStream)
+	mux.Handle("GET /{$}", pageHandler())
+	mux.Handle("GET /page/", pageHandler())
 	mux.HandleFunc("POST /v1/members/{name}/drain", s.mutating("drain", func(r *http.Request) error {
 		return s.b.Drain(r.PathValue("name"))
 	}))
@@ -217,6 +220,12 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 func (s *Server) ready() bool { return !s.shutting.Load() && s.b.Ready() }
 
 func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, s.statusDoc())
+}
+
+// statusDoc is the document GET /v1/status serves and the status stream
+// pushes.
+func (s *Server) statusDoc() *Status {
 	st := NewStatus(s.node, s.b.Snapshot(), s.b.Config(), s.b.Overrides())
 	st.Ready = s.ready()
 	if al, ok := s.b.(AgentLister); ok {
@@ -225,7 +234,7 @@ func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
 	if sk, ok := s.b.(StateKeeper); ok {
 		st.State = sk.StateStatus()
 	}
-	writeJSON(w, http.StatusOK, st)
+	return st
 }
 
 // mutating wraps a state-changing handler: it checks the Host header, the

@@ -330,15 +330,15 @@ func (ev *evaluation) describe(name string) string {
 		parts = append(parts, "lag unknown")
 	case !m.lagKnown:
 	case m.lagging:
-		parts = append(parts, fmt.Sprintf("lagging (lag %s > %s)", m.lagMax, m.db.LagTolerance))
+		parts = append(parts, fmt.Sprintf("lagging (lag %s > %s)", Readable(m.lagMax), m.db.LagTolerance))
 	default:
-		parts = append(parts, fmt.Sprintf("in sync (lag %s)", m.lagMax))
+		parts = append(parts, fmt.Sprintf("in sync (lag %s)", Readable(m.lagMax)))
 	}
 	if !m.settled {
 		if m.healthySince.IsZero() {
 			parts = append(parts, "recovering (failback hold starts when in sync)")
 		} else {
-			parts = append(parts, fmt.Sprintf("recovering (failback hold %s of %s observed)", m.held, m.db.FailbackHold))
+			parts = append(parts, fmt.Sprintf("recovering (failback hold %s of %s observed)", Readable(m.held), m.db.FailbackHold))
 		}
 	}
 	return strings.Join(parts, ", ")

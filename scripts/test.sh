@@ -8,7 +8,7 @@ export PATH="$PATH:/usr/local/go/bin"
 command -v go >/dev/null || { echo "go not found: install Go 1.26 (https://go.dev/dl) into /usr/local/go" >&2; exit 1; }
 
 # Every program the tests run, with the Debian package that provides it.
-tools=(redis-server:redis-server redis-cli:redis-tools dig:bind9-dnsutils unbound:unbound dnsperf:dnsperf node:nodejs npm:npm)
+tools=(redis-server:redis-server redis-cli:redis-tools dig:bind9-dnsutils unbound:unbound dnsperf:dnsperf node:nodejs npm:npm chromium:chromium promtool:prometheus)
 need=()
 for t in "${tools[@]}"; do
   command -v "${t%%:*}" >/dev/null || need+=("${t#*:}")
@@ -34,7 +34,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 # The Debian packages start system services we do not use; tests start
 # their own processes on free ports.
-for svc in redis-server unbound; do
+for svc in redis-server unbound prometheus; do
   if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
     systemctl stop "$svc" || true
   fi

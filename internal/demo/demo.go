@@ -3,8 +3,9 @@
 // serving DNS. It exists for `aagtm demo` and for end-to-end tests.
 //
 // The members are independent Redis servers, not a real Active-Active
-// database, so the demo runs a small loop that copies the agents' heartbeat
-// keys between them to stand in for Active-Active replication, and says so.
+// database, so the demo runs small loops that copy the agents' heartbeat
+// keys between them to stand in for Active-Active replication, one loop per
+// pair of members, and says so.
 package demo
 
 import (
@@ -246,6 +247,8 @@ func printBanner(w io.Writer, cfgPath, backend string, members []*member, dnsAdd
 	}
 	fmt.Fprintf(w, `
 aagtm demo is running.
+  status page  http://%s/   (open it in a browser: it updates live)
+
   config    %s
   members   %s
   DNS       %s (UDP and TCP), zone gtm.demo.
@@ -253,7 +256,8 @@ aagtm demo is running.
   sentinel  %s (Redis Sentinel protocol: database name cache)
 
 The members are independent Redis servers; a loop copies the agents' heartbeat
-keys between them every 20ms to stand in for Active-Active replication.
+keys between them every 20ms to stand in for Active-Active replication, each
+pair of members on its own, so a hung member delays only what flows through it.
 
 Try:
   dig @%s -p %s cache.gtm.demo +short                       # you are in us-east (127.0.0.0/8)
@@ -271,7 +275,7 @@ Fail a member and watch the answer move (type here, or use the admin API):
   sync cache-euw       resume replication
   status               the node's view of members and answers
   quit                 stop the demo (or Ctrl-C)
-`, cfgPath, describeMembers(members, backend), strings.Join(dnsAddrs, " "), adminAddr, sentinelAddr,
+`, adminAddr, cfgPath, describeMembers(members, backend), strings.Join(dnsAddrs, " "), adminAddr, sentinelAddr,
 		host, port, host, port, host, port, host, port, host, port, members[0].port, sHost, sPort, adminAddr)
 	for _, m := range members {
 		if m.pid > 0 {
@@ -357,8 +361,9 @@ func (c *controller) do(ctx context.Context, f []string) {
 			fmt.Fprintf(c.out, "replication to %s resumed\n", m.name)
 		}
 	case "status":
-		st := admin.NewStatus("ns1", c.node.Snapshot(), c.node.Config(), c.node.Overrides())
-		if err := admin.RenderStatus(c.out, st); err != nil {
+		// The same document the status page, `aagtm status` and
+		// /v1/status show, readiness included.
+		if err := c.printStatus(ctx); err != nil {
 			fmt.Fprintf(c.out, "status: %v\n", err)
 		}
 	case "quit", "exit":
@@ -368,6 +373,22 @@ func (c *controller) do(ctx context.Context, f []string) {
 	default:
 		fmt.Fprintf(c.out, "unknown command %q; try help\n", f[0])
 	}
+}
+
+// printStatus fetches the node's status over its admin API and prints it
+// as `aagtm status` does.
+func (c *controller) printStatus(ctx context.Context) error {
+	cl, err := admin.NewClient("ns1", c.node.AdminAddr(), "")
+	if err != nil {
+		return err
+	}
+	sctx, cancel := context.WithTimeout(ctx, admin.DefaultTimeout)
+	defer cancel()
+	st, err := cl.Status(sctx)
+	if err != nil {
+		return err
+	}
+	return admin.RenderStatus(c.out, st)
 }
 
 // freePort returns a TCP port free on host.

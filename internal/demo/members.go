@@ -29,7 +29,6 @@ type member struct {
 	pid     int                  // redis-server pid, for kill -STOP by hand
 	stopped bool                 // SIGSTOPped
 	mini    *miniredis.Miniredis // miniredis backend
-	client  *redis.Client
 }
 
 func (m *member) hostPort() string { return net.JoinHostPort(m.addr, strconv.Itoa(m.port)) }
@@ -69,7 +68,6 @@ func startMembers(ctx context.Context, backend, dir string, port int) ([]*member
 			}
 			return nil, "", fmt.Errorf("start member %s on %s: %w", m.name, m.hostPort(), err)
 		}
-		m.client = redis.NewClient(&redis.Options{Addr: m.hostPort(), DialTimeout: 200 * time.Millisecond, ReadTimeout: 200 * time.Millisecond, WriteTimeout: 200 * time.Millisecond, MaxRetries: -1, PoolSize: 2})
 		out = append(out, m)
 	}
 	return out, name, nil
@@ -167,9 +165,6 @@ func (m *member) recover(ctx context.Context) error {
 func (m *member) stop() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.client != nil {
-		m.client.Close()
-	}
 	if m.cmd != nil {
 		_ = m.cmd.Process.Signal(syscall.SIGCONT)
 		_ = m.cmd.Process.Kill()
@@ -184,13 +179,24 @@ func (m *member) stop() {
 
 // replicator stands in for Active-Active replication in the demo: every
 // 20ms it copies each region's heartbeat key from that region's own member
-// to the other members. Pausing a target makes that member's lag grow.
+// to each other member. Every (source, target) pair runs its own loop with
+// its own timeout, as Active-Active replication keeps a link per pair of
+// members: a hung member delays only the copies from and to it, never
+// those between two healthy members. Pausing a target makes that member's
+// lag grow.
 type replicator struct {
 	members []*member
 	prefix  string
 	mu      sync.Mutex
 	paused  map[string]bool
 }
+
+// replicateEvery is how often each pair copies; copyTimeout bounds each
+// read and write.
+const (
+	replicateEvery = 20 * time.Millisecond
+	copyTimeout    = 150 * time.Millisecond
+)
 
 func newReplicator(members []*member, prefix string) *replicator {
 	return &replicator{members: members, prefix: prefix, paused: map[string]bool{}}
@@ -202,41 +208,56 @@ func (r *replicator) pause(member string, on bool) {
 	r.paused[member] = on
 }
 
+func (r *replicator) isPaused(member string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.paused[member]
+}
+
+// run copies every pair of members until ctx is done.
 func (r *replicator) run(ctx context.Context) {
-	t := time.NewTicker(20 * time.Millisecond)
+	var wg sync.WaitGroup
+	for _, src := range r.members {
+		for _, dst := range r.members {
+			if dst == src {
+				continue
+			}
+			wg.Go(func() { r.link(ctx, src, dst) })
+		}
+	}
+	wg.Wait()
+}
+
+// link copies src's heartbeat key to dst every replicateEvery. Each pair
+// has its own connections, so a hung member cannot hold a connection that
+// another pair waits for.
+func (r *replicator) link(ctx context.Context, src, dst *member) {
+	from, to := pairClient(src), pairClient(dst)
+	defer from.Close()
+	defer to.Close()
+	key := r.prefix + "{" + src.region + "}"
+	t := time.NewTicker(replicateEvery)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			r.copyOnce(ctx)
 		}
+		if r.isPaused(dst.name) {
+			continue
+		}
+		gctx, cancel := context.WithTimeout(ctx, copyTimeout)
+		// A member down or no heartbeat yet: the next round retries.
+		if val, err := from.Get(gctx, key).Result(); err == nil {
+			_ = to.Set(gctx, key, val, 0).Err()
+		}
+		cancel()
 	}
 }
 
-func (r *replicator) copyOnce(ctx context.Context) {
-	for _, src := range r.members {
-		key := r.prefix + "{" + src.region + "}"
-		gctx, cancel := context.WithTimeout(ctx, 150*time.Millisecond)
-		val, err := src.client.Get(gctx, key).Result()
-		cancel()
-		if err != nil {
-			continue // source down or no heartbeat yet
-		}
-		for _, dst := range r.members {
-			if dst == src {
-				continue
-			}
-			r.mu.Lock()
-			paused := r.paused[dst.name]
-			r.mu.Unlock()
-			if paused {
-				continue
-			}
-			sctx, cancel := context.WithTimeout(ctx, 150*time.Millisecond)
-			_ = dst.client.Set(sctx, key, val, 0).Err()
-			cancel()
-		}
-	}
+// pairClient is a one-connection client of m for one replication link.
+func pairClient(m *member) *redis.Client {
+	return redis.NewClient(&redis.Options{Addr: m.hostPort(), DialTimeout: copyTimeout, ReadTimeout: copyTimeout,
+		WriteTimeout: copyTimeout, MaxRetries: -1, PoolSize: 1})
 }

@@ -489,7 +489,7 @@ func (n *Node) logChanges(prev, cur *policy.Snapshot) {
 					"from", old.Verdict, "to", m.Verdict, "votes", voteSummary(m), "reason", m.Reason)
 			}
 			if old.Lagging != m.Lagging {
-				n.logger.Info("member lag state changed", "member", name, "lagging", m.Lagging, "lag", m.Lag)
+				n.logger.Info("member lag state changed", "member", name, "lagging", m.Lagging, "lag", policy.Readable(m.Lag))
 			}
 			if !old.Settled && m.Settled && m.Verdict == policy.Up {
 				n.logger.Info("member completed failback hold", "member", name)
@@ -515,9 +515,9 @@ func (n *Node) logChanges(prev, cur *policy.Snapshot) {
 	for _, e := range cur.Events {
 		args := []any{"db", e.Database, "region", e.Region, "from", e.From, "to", e.To, "reason", e.Reason}
 		if e.Kind.IsFailover() {
-			args = append(args, "detection", e.Detection)
+			args = append(args, "detection", policy.Readable(e.Detection))
 			if e.RPOKnown {
-				args = append(args, "rpo_estimate", e.RPOEstimate)
+				args = append(args, "rpo_estimate", policy.Readable(e.RPOEstimate))
 			} else {
 				args = append(args, "rpo_estimate", "unknown")
 			}
