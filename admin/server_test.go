@@ -286,7 +286,7 @@ func TestMutationResultShowsOverrides(t *testing.T) {
 	if res.Node != "ns1" || res.Action != "drain" || !slices.Equal(res.Overrides.Drained, []string{"cache-euw"}) {
 		t.Errorf("drain result = %+v", res)
 	}
-	if err := c.Force(ctx, "sessions", "sessions-use"); err != nil {
+	if err := errOf(c.Force(ctx, "sessions", "sessions-use", admin.Change{})); err != nil {
 		t.Fatal(err)
 	}
 	st, err := c.Status(ctx)
@@ -304,10 +304,10 @@ func TestMutationResultShowsOverrides(t *testing.T) {
 			t.Error("status does not show sessions-use forced")
 		}
 	}
-	if err := c.Unforce(ctx, "sessions"); err != nil {
+	if err := errOf(c.Unforce(ctx, "sessions", admin.Change{})); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Undrain(ctx, "cache-euw"); err != nil {
+	if err := errOf(c.Undrain(ctx, "cache-euw", admin.Change{})); err != nil {
 		t.Fatal(err)
 	}
 	if st, err = c.Status(ctx); err != nil || len(st.Overrides.Drained) != 0 || len(st.Overrides.Forced) != 0 {
@@ -321,15 +321,15 @@ func TestClientErrorsMatchSentinels(t *testing.T) {
 	good, _ := admin.NewClient("ns1", ts.URL, testToken)
 	bad, _ := admin.NewClient("ns1", ts.URL, "wrong")
 
-	err := good.Drain(ctx, "nope")
+	err := errOf(good.Drain(ctx, "nope", admin.Change{}))
 	var apiErr *admin.APIError
 	if !errors.Is(err, admin.ErrNotFound) || !errors.As(err, &apiErr) || apiErr.StatusCode != 404 || apiErr.Code != "not_found" {
 		t.Errorf("drain unknown = %v, want ErrNotFound (404)", err)
 	}
-	if err := good.Force(ctx, "cache", ""); !errors.Is(err, admin.ErrBadRequest) {
+	if err := errOf(good.Force(ctx, "cache", "", admin.Change{})); !errors.Is(err, admin.ErrBadRequest) {
 		t.Errorf("force empty member = %v, want ErrBadRequest", err)
 	}
-	if err := bad.Drain(ctx, "cache-use"); !errors.Is(err, admin.ErrUnauthorized) {
+	if err := errOf(bad.Drain(ctx, "cache-use", admin.Change{})); !errors.Is(err, admin.ErrUnauthorized) {
 		t.Errorf("drain with wrong token = %v, want ErrUnauthorized", err)
 	}
 }
