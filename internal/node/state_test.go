@@ -322,3 +322,30 @@ func TestAdminOverTLS(t *testing.T) {
 		}
 	}
 }
+
+// A version 1 state file (overrides as maps) is read: its drains and
+// forces become records taken by this node, and the next save writes
+// version 2.
+func TestVersion1StateFileMigrated(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "ns1.state")
+	writeFile(t, state, []byte(`{"version": 1, "node": "ns1", "saved_at": "2026-03-01T12:00:00Z",
+		"overrides": {"Drained": {"cache-e": true}, "Forced": {"cache": "cache-w"}}, "engine": {}}`))
+	f := newFixture(t, state)
+	ov := f.node.Overrides()
+	if !ov.Drained["cache-e"] || ov.Forced["cache"] != "cache-w" {
+		t.Fatalf("overrides after a version 1 file = %+v, want cache-e drained and cache forced to cache-w", ov)
+	}
+	for _, r := range f.node.OverrideRecords() {
+		if r.Stamp.Node != "ns1" || r.Who != admin.WhoLocal || !strings.Contains(r.Reason, "version 1") {
+			t.Errorf("migrated record %+v, want taken by ns1, local, reason naming version 1", r)
+		}
+	}
+	if c := f.status(t).State; c != nil && c.Corrupt != nil {
+		t.Errorf("a version 1 file was reported unusable: %+v", c.Corrupt)
+	}
+	f.stop(t)
+	st, _, err := loadState(state)
+	if err != nil || st.Version != stateVersion || len(st.Overrides) != 2 {
+		t.Fatalf("state after a save: %+v, %v; want version %d with 2 records", st, err, stateVersion)
+	}
+}
