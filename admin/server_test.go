@@ -222,6 +222,15 @@ func TestMutations(t *testing.T) {
 		{name: "two objects", method: "POST", path: "/v1/databases/cache/force", token: testToken, body: `{"member":"cache-use"}{}`, wantCode: 400},
 		{name: "member of another database", method: "POST", path: "/v1/databases/cache/force", token: testToken, body: `{"member":"sessions-use"}`, wantCode: 400, wantInErr: "not a member"},
 		{name: "GET is not a mutation", method: "GET", path: "/v1/members/cache-euw/drain", token: testToken, wantCode: 405},
+		{name: "drain with reason and for", method: "POST", path: "/v1/members/cache-euw/drain", token: testToken, body: `{"reason":"maintenance","for":"30m"}`, wantCode: 200, wantCall: "drain cache-euw"},
+		{name: "for not a duration", method: "POST", path: "/v1/members/cache-euw/drain", token: testToken, body: `{"for":"soon"}`, wantCode: 400, wantInErr: `for "soon": want a positive duration`},
+		{name: "for negative", method: "POST", path: "/v1/databases/cache/force", token: testToken, body: `{"member":"cache-use","for":"-1m"}`, wantCode: 400, wantInErr: "positive duration"},
+		{name: "for on a removal", method: "POST", path: "/v1/members/cache-euw/undrain", token: testToken, body: `{"for":"1m"}`, wantCode: 400, wantInErr: "a removal does not expire"},
+		{name: "reason too long", method: "POST", path: "/v1/members/cache-euw/drain", token: testToken, body: `{"reason":"` + strings.Repeat("x", 501) + `"}`, wantCode: 400, wantInErr: "reason is 501 bytes"},
+		// The nodes' exchange is a mutation like any other.
+		{name: "exchange without token", method: "POST", path: "/v1/overrides/exchange", body: `{"from":"ns2","records":[]}`, wantCode: 401, wantInErr: "Bearer"},
+		{name: "exchange with a wrong token", method: "POST", path: "/v1/overrides/exchange", token: "guess", body: `{"from":"ns2","records":[]}`, wantCode: 401, wantInErr: "wrong admin token"},
+		{name: "exchange on a backend without a set", method: "POST", path: "/v1/overrides/exchange", token: testToken, body: `{"from":"ns2","records":[]}`, wantCode: 404, wantInErr: "no replicated override set"},
 		// CSRF: a cross-site form or fetch sends only "simple" content types
 		// without a preflight.
 		{name: "CSRF text/plain", method: "POST", path: "/v1/members/cache-euw/drain", token: testToken, header: map[string]string{"Content-Type": "text/plain"}, wantCode: 415, wantInErr: "Content-Type: application/json"},
