@@ -65,9 +65,9 @@ func NewClient(node, addr, token string, opts ...ClientOption) (*Client, error) 
 	return c, nil
 }
 
-// nodeClient returns a client of node n at AdminURL(n), verifying its
+// NodeClient returns a client of node n at AdminURL(n), verifying its
 // certificate with n.AdminTLS.CA when that is set.
-func nodeClient(n config.Node, token string) (*Client, error) {
+func NodeClient(n config.Node, token string) (*Client, error) {
 	var opts []ClientOption
 	if n.AdminTLS.CA != "" {
 		pool, err := config.LoadCAFile("nodes["+n.Name+"].admin_tls.ca", n.AdminTLS.CA)
@@ -147,28 +147,34 @@ func (c *Client) Status(ctx context.Context) (*Status, error) {
 	return &st, nil
 }
 
-// Drain drains member on the node.
-func (c *Client) Drain(ctx context.Context, member string) error {
-	_, err := c.Mutate(ctx, http.MethodPost, "/v1/members/"+url.PathEscape(member)+"/drain", nil)
-	return err
+// Drain drains member on the node (and, through it, on every node).
+func (c *Client) Drain(ctx context.Context, member string, ch Change) (*Result, error) {
+	return c.Mutate(ctx, http.MethodPost, "/v1/members/"+url.PathEscape(member)+"/drain", changeRequest("", ch))
 }
 
-// Undrain clears member's drain on the node.
-func (c *Client) Undrain(ctx context.Context, member string) error {
-	_, err := c.Mutate(ctx, http.MethodPost, "/v1/members/"+url.PathEscape(member)+"/undrain", nil)
-	return err
+// Undrain clears member's drain.
+func (c *Client) Undrain(ctx context.Context, member string, ch Change) (*Result, error) {
+	return c.Mutate(ctx, http.MethodPost, "/v1/members/"+url.PathEscape(member)+"/undrain", changeRequest("", ch))
 }
 
-// Force makes the node answer member to every client of db.
-func (c *Client) Force(ctx context.Context, db, member string) error {
-	_, err := c.Mutate(ctx, http.MethodPost, "/v1/databases/"+url.PathEscape(db)+"/force", ForceRequest{Member: member})
-	return err
+// Force makes every client of db get member.
+func (c *Client) Force(ctx context.Context, db, member string, ch Change) (*Result, error) {
+	return c.Mutate(ctx, http.MethodPost, "/v1/databases/"+url.PathEscape(db)+"/force", changeRequest(member, ch))
 }
 
-// Unforce returns db to health-based answers on the node.
-func (c *Client) Unforce(ctx context.Context, db string) error {
-	_, err := c.Mutate(ctx, http.MethodDelete, "/v1/databases/"+url.PathEscape(db)+"/force", nil)
-	return err
+// Unforce returns db to health-based answers.
+func (c *Client) Unforce(ctx context.Context, db string, ch Change) (*Result, error) {
+	return c.Mutate(ctx, http.MethodDelete, "/v1/databases/"+url.PathEscape(db)+"/force", changeRequest("", ch))
+}
+
+// changeRequest is the body of an override call (ch.Who is the server's
+// to set).
+func changeRequest(member string, ch Change) ChangeRequest {
+	req := ChangeRequest{Member: member, Reason: ch.Reason}
+	if ch.For > 0 {
+		req.For = ch.For.String()
+	}
+	return req
 }
 
 // AckCorruptState acknowledges the node's report of a corrupt state file
@@ -318,7 +324,7 @@ func FanOut(ctx context.Context, nodes []config.Node, token string, timeout time
 	var wg sync.WaitGroup
 	for i, n := range nodes {
 		results[i] = NodeResult{Node: n.Name, URL: AdminURL(n)}
-		c, err := nodeClient(n, token)
+		c, err := NodeClient(n, token)
 		if err != nil {
 			results[i].Err = err
 			continue

@@ -80,7 +80,7 @@ func TestFanOutDrainsEveryNode(t *testing.T) {
 	}
 	res := admin.FanOut(context.Background(), nodes, testToken, 0,
 		func(ctx context.Context, _ int, c *admin.Client) error {
-			return c.Drain(ctx, "cache-use")
+			return errOf(c.Drain(ctx, "cache-use", admin.Change{}))
 		})
 	for _, r := range res {
 		if r.Err != nil {
@@ -204,7 +204,7 @@ func TestFanOutOverTLS(t *testing.T) {
 					if _, err := c.Status(ctx); err != nil {
 						return err
 					}
-					return c.Drain(ctx, "cache-use")
+					return errOf(c.Drain(ctx, "cache-use", admin.Change{}))
 				})
 			err := res[0].Err
 			if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {

@@ -178,7 +178,7 @@ func (f *fakeBackend) Calls() []string {
 	return append([]string(nil), f.calls...)
 }
 
-func (f *fakeBackend) Drain(member string) error {
+func (f *fakeBackend) Drain(member string, _ admin.Change) error {
 	if _, _, ok := f.cfg.Member(member); !ok {
 		return fmt.Errorf("%w: member %q", admin.ErrNotFound, member)
 	}
@@ -189,7 +189,7 @@ func (f *fakeBackend) Drain(member string) error {
 	return nil
 }
 
-func (f *fakeBackend) Undrain(member string) error {
+func (f *fakeBackend) Undrain(member string, _ admin.Change) error {
 	if _, _, ok := f.cfg.Member(member); !ok {
 		return fmt.Errorf("%w: member %q", admin.ErrNotFound, member)
 	}
@@ -200,7 +200,7 @@ func (f *fakeBackend) Undrain(member string) error {
 	return nil
 }
 
-func (f *fakeBackend) Force(db, member string) error {
+func (f *fakeBackend) Force(db, member string, _ admin.Change) error {
 	if _, ok := f.cfg.Database(db); !ok {
 		return fmt.Errorf("%w: database %q", admin.ErrNotFound, db)
 	}
@@ -214,7 +214,7 @@ func (f *fakeBackend) Force(db, member string) error {
 	return nil
 }
 
-func (f *fakeBackend) Unforce(db string) error {
+func (f *fakeBackend) Unforce(db string, _ admin.Change) error {
 	if _, ok := f.cfg.Database(db); !ok {
 		return fmt.Errorf("%w: database %q", admin.ErrNotFound, db)
 	}
@@ -224,3 +224,6 @@ func (f *fakeBackend) Unforce(db string) error {
 	f.mu.Unlock()
 	return nil
 }
+
+// errOf drops the Result of an override call.
+func errOf(_ *admin.Result, err error) error { return err }

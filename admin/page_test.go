@@ -93,7 +93,7 @@ func TestStatusStream(t *testing.T) {
 		t.Fatalf("first event: node %q, %d members, drained %v", first.Node, len(first.Members), first.Overrides.Drained)
 	}
 	start := time.Now()
-	if err := b.Drain("cache-use"); err != nil {
+	if err := b.Drain("cache-use", admin.Change{Who: "local"}); err != nil {
 		t.Fatal(err)
 	}
 	second := next()

@@ -33,6 +33,25 @@ func RenderStatus(w io.Writer, st *Status) error {
 	for _, l := range stateLines(st.State) {
 		p("%s\n", l)
 	}
+	for _, ps := range st.Peers {
+		if ps.LastError != "" {
+			p("OVERRIDE EXCHANGE WITH %s FAILING (%d failures, last success %s): %s\n", ps.Node, ps.Failures, fmtTime(ps.LastExchange), ps.LastError)
+		}
+	}
+	if len(st.Overrides.Records) > 0 {
+		p("\nOVERRIDE\tTAKEN BY\tWHO\tWHEN\tEXPIRES\tNODES\tREASON\n")
+		for _, r := range st.Overrides.Records {
+			what := r.Kind + " " + r.Target
+			if r.Member != "" {
+				what += "=" + r.Member
+			}
+			expires := "never"
+			if !r.Expires.IsZero() {
+				expires = fmtTime(r.Expires)
+			}
+			p("%s\t%s\t%s\t%s\t%s\t%s\t%s\n", what, r.Node, r.Who, fmtTime(r.At), expires, missingText(r), orDash(r.Reason))
+		}
+	}
 
 	p("\nMEMBER\tDATABASE\tREGION\tVERDICT\tVANTAGES\tLAG\tRTT\tFLAGS\n")
 	for _, m := range st.Members {

@@ -53,14 +53,14 @@ type Backend interface {
 	Snapshot() *policy.Snapshot
 	// Config returns the config in force.
 	Config() *config.Config
-	// Overrides returns a copy of the operator overrides.
+	// Overrides returns a copy of the operator overrides in force.
 	Overrides() policy.Overrides
 	// Drain and Undrain set and clear a member's drain.
-	Drain(member string) error
-	Undrain(member string) error
+	Drain(member string, c Change) error
+	Undrain(member string, c Change) error
 	// Force answers member to every client of db; Unforce clears it.
-	Force(db, member string) error
-	Unforce(db string) error
+	Force(db, member string, c Change) error
+	Unforce(db string, c Change) error
 	// Ready reports whether the node serves DNS.
 	Ready() bool
 }
@@ -75,11 +75,36 @@ type Result struct {
 	Overrides OverrideStatus `json:"overrides"`
 }
 
-// ForceRequest is the JSON body of POST /v1/databases/{db}/force.
-type ForceRequest struct {
-	// Member is the member every client of the database gets.
-	Member string `json:"member"`
+// Change says who asks for an override change, why, and for how long.
+type Change struct {
+	// Who is the caller as the server authenticated it: "admin-token"
+	// (the bearer token of security.admin_token_file) or "local" (no
+	// token, on loopback, with security.insecure). Set by the server.
+	Who string
+	// Reason is the operator's explanation, free text.
+	Reason string
+	// For, when positive, ends a drain or force that long after the node
+	// takes it, on every node at the same moment. Zero: until removed.
+	For time.Duration
 }
+
+// ChangeRequest is the JSON body of the override calls: POST
+// /v1/members/{name}/drain and /undrain, POST and DELETE
+// /v1/databases/{db}/force. Every field is optional except Member for a
+// force; an empty body is an empty request.
+type ChangeRequest struct {
+	// Member is, for a force, the member every client of the database
+	// gets.
+	Member string `json:"member,omitempty"`
+	// Reason is the operator's explanation, e.g. "maintenance".
+	Reason string `json:"reason,omitempty"`
+	// For is how long a drain or force lasts, as a Go duration ("30m");
+	// empty: until removed.
+	For string `json:"for,omitempty"`
+}
+
+// maxReason bounds the length of a change's reason.
+const maxReason = 500
 
 // errorBody is the JSON reply of a failed call.
 type errorBody struct {
@@ -111,6 +136,7 @@ type Server struct {
 	logger   hclog.Logger
 	handler  http.Handler
 	shutting atomic.Bool
+	refusals refusalLog
 }
 
 // NewServer returns the admin API of node, served from b.
@@ -138,17 +164,23 @@ func NewServer(b Backend, node string, token string, insecure bool, reg *prometh
 	mux.HandleFunc("GET /v1/status/stream", s.statusStream)
 	mux.Handle("GET /{$}", pageHandler())
 	mux.Handle("GET /page/", pageHandler())
-	mux.HandleFunc("POST /v1/members/{name}/drain", s.mutating("drain", func(r *http.Request) error {
-		return s.b.Drain(r.PathValue("name"))
+	mux.HandleFunc("POST /v1/members/{name}/drain", s.override("drain", func(r *http.Request, req ChangeRequest, c Change) error {
+		return s.b.Drain(r.PathValue("name"), c)
 	}))
-	mux.HandleFunc("POST /v1/members/{name}/undrain", s.mutating("undrain", func(r *http.Request) error {
-		return s.b.Undrain(r.PathValue("name"))
+	mux.HandleFunc("POST /v1/members/{name}/undrain", s.override("undrain", func(r *http.Request, req ChangeRequest, c Change) error {
+		return s.b.Undrain(r.PathValue("name"), c)
 	}))
-	mux.HandleFunc("POST /v1/databases/{db}/force", s.mutating("force", s.force))
-	mux.HandleFunc("DELETE /v1/databases/{db}/force", s.mutating("unforce", func(r *http.Request) error {
-		return s.b.Unforce(r.PathValue("db"))
+	mux.HandleFunc("POST /v1/databases/{db}/force", s.override("force", func(r *http.Request, req ChangeRequest, c Change) error {
+		if req.Member == "" {
+			return fmt.Errorf("%w: member is missing: send {\"member\": \"NAME\"}", ErrBadRequest)
+		}
+		return s.b.Force(r.PathValue("db"), req.Member, c)
 	}))
-	mux.HandleFunc("POST /v1/state/ack-corrupt", s.mutating("ack-state", s.ackState))
+	mux.HandleFunc("DELETE /v1/databases/{db}/force", s.override("unforce", func(r *http.Request, req ChangeRequest, c Change) error {
+		return s.b.Unforce(r.PathValue("db"), c)
+	}))
+	mux.HandleFunc("POST /v1/state/ack-corrupt", s.mutating("ack-state", func(r *http.Request, _ string) error { return s.ackState(r) }))
+	mux.HandleFunc("POST /v1/overrides/exchange", s.exchange)
 	if reg != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 			Registry:          reg,
@@ -227,6 +259,10 @@ func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
 // pushes.
 func (s *Server) statusDoc() *Status {
 	st := NewStatus(s.node, s.b.Snapshot(), s.b.Config(), s.b.Overrides())
+	st.Overrides = s.overrideStatus()
+	if ro, ok := s.b.(ReplicatedOverrides); ok {
+		st.Peers = peerStatuses(ro.OverridePeers())
+	}
 	st.Ready = s.ready()
 	if al, ok := s.b.(AgentLister); ok {
 		st.Agents = append(st.Agents, al.Agents()...)
@@ -237,31 +273,87 @@ func (s *Server) statusDoc() *Status {
 	return st
 }
 
-// mutating wraps a state-changing handler: it checks the Host header, the
-// Content-Type and the bearer token, runs apply and answers the resulting
-// overrides or the mapped error.
-func (s *Server) mutating(action string, apply func(*http.Request) error) http.HandlerFunc {
+// mutating wraps a state-changing handler: it checks the caller (admit),
+// runs apply with the caller's name and answers the resulting overrides or
+// the mapped error.
+func (s *Server) mutating(action string, apply func(r *http.Request, who string) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		err := checkHost(r, s.b.Config())
-		if err == nil {
-			err = checkContentType(r)
-		}
-		if err == nil {
-			err = s.authorize(r)
-		}
-		if err != nil {
-			s.logger.Warn("admin call refused", "action", action, "remote", r.RemoteAddr, "error", err)
-			s.writeError(w, err)
+		who, ok := s.admit(w, r, action)
+		if !ok {
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
-		if err := apply(r); err != nil {
+		if err := apply(r, who); err != nil {
 			s.writeError(w, err)
 			return
 		}
 		s.logger.Debug("admin call applied", "action", action, "path", r.URL.Path, "remote", r.RemoteAddr)
-		writeJSON(w, http.StatusOK, Result{Node: s.node, Action: action, Overrides: newOverrideStatus(s.b.Overrides())})
+		writeJSON(w, http.StatusOK, Result{Node: s.node, Action: action, Overrides: s.overrideStatus()})
 	}
+}
+
+// admit checks a mutating call's Host header, Content-Type and bearer
+// token, and returns who the caller is. A refusal is answered, and logged
+// (rate-limited: a peer or script retrying with a wrong token does not
+// flood the log).
+func (s *Server) admit(w http.ResponseWriter, r *http.Request, action string) (string, bool) {
+	err := checkHost(r, s.b.Config())
+	if err == nil {
+		err = checkContentType(r)
+	}
+	who := ""
+	if err == nil {
+		who, err = s.authorize(r)
+	}
+	if err != nil {
+		if n, log := s.refusals.allow(action, time.Now()); log {
+			s.logger.Warn("admin call refused", "action", action, "remote", r.RemoteAddr, "error", err, "refusals_not_logged", n)
+		}
+		s.writeError(w, err)
+		return "", false
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+	return who, true
+}
+
+// override wraps an override call: after admit, it decodes the optional
+// ChangeRequest body and hands apply the Change it describes.
+func (s *Server) override(action string, apply func(*http.Request, ChangeRequest, Change) error) http.HandlerFunc {
+	return s.mutating(action, func(r *http.Request, who string) error {
+		req, err := decodeChange(r.Body)
+		if err != nil {
+			return err
+		}
+		c := Change{Who: who, Reason: req.Reason}
+		if req.For != "" {
+			if action == "undrain" || action == "unforce" {
+				return fmt.Errorf("%w: for: a removal does not expire; send for only with drain and force", ErrBadRequest)
+			}
+			d, err := time.ParseDuration(req.For)
+			if err != nil || d <= 0 {
+				return fmt.Errorf("%w: for %q: want a positive duration such as \"30m\" or \"2h\"", ErrBadRequest, req.For)
+			}
+			c.For = d
+		}
+		return apply(r, req, c)
+	})
+}
+
+// decodeChange reads a ChangeRequest; an empty body is an empty request.
+func decodeChange(body io.Reader) (ChangeRequest, error) {
+	var req ChangeRequest
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil && !errors.Is(err, io.EOF) {
+		return req, fmt.Errorf("%w: body must be JSON like {\"reason\": \"maintenance\", \"for\": \"30m\"} (and \"member\" for a force): %v", ErrBadRequest, err)
+	}
+	if dec.More() {
+		return req, fmt.Errorf("%w: body must be one JSON object", ErrBadRequest)
+	}
+	req.Member, req.Reason = strings.TrimSpace(req.Member), strings.TrimSpace(req.Reason)
+	if len(req.Reason) > maxReason {
+		return req, fmt.Errorf("%w: reason is %d bytes: keep it under %d", ErrBadRequest, len(req.Reason), maxReason)
+	}
+	return req, nil
 }
 
 // auth is what mutating calls are checked against.
@@ -281,46 +373,38 @@ func (s *Server) SetAuth(token string, insecure bool) {
 	s.auth.Store(a)
 }
 
-// authorize checks the bearer token in constant time. Both sides are hashed
-// first so that the comparison does not leak the token's length either.
-func (s *Server) authorize(r *http.Request) error {
+// The callers authorize names: who took a change.
+const (
+	// WhoToken: a caller with the admin token.
+	WhoToken = "admin-token"
+	// WhoLocal: an unauthenticated caller on loopback (security.insecure).
+	WhoLocal = "local"
+)
+
+// authorize checks the bearer token in constant time and returns who the
+// caller is (WhoToken or WhoLocal). Both sides are hashed first so that
+// the comparison does not leak the token's length either.
+func (s *Server) authorize(r *http.Request) (string, error) {
 	a := s.auth.Load()
 	if !a.hasToken {
 		if !a.insecure {
-			return fmt.Errorf("%w: this node has no admin token: set security.admin_token_file (or security.insecure: true in a lab, on a loopback admin address)", ErrForbidden)
+			return "", fmt.Errorf("%w: this node has no admin token: set security.admin_token_file (or security.insecure: true in a lab, on a loopback admin address)", ErrForbidden)
 		}
 		if ip := localIP(r); !ip.IsLoopback() {
-			return fmt.Errorf("%w: security.insecure opens mutations only on loopback and this call arrived on %s: set security.admin_token_file", ErrForbidden, ip)
+			return "", fmt.Errorf("%w: security.insecure opens mutations only on loopback and this call arrived on %s: set security.admin_token_file", ErrForbidden, ip)
 		}
-		return nil
+		return WhoLocal, nil
 	}
 	const prefix = "Bearer "
 	h := r.Header.Get("Authorization")
 	if len(h) < len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
-		return fmt.Errorf("%w: send Authorization: Bearer <admin token>", ErrUnauthorized)
+		return "", fmt.Errorf("%w: send Authorization: Bearer <admin token>", ErrUnauthorized)
 	}
 	got := sha256.Sum256([]byte(strings.TrimSpace(h[len(prefix):])))
 	if subtle.ConstantTimeCompare(got[:], a.tokenHash[:]) != 1 {
-		return fmt.Errorf("%w: wrong admin token", ErrUnauthorized)
+		return "", fmt.Errorf("%w: wrong admin token", ErrUnauthorized)
 	}
-	return nil
-}
-
-func (s *Server) force(r *http.Request) error {
-	var req ForceRequest
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		return fmt.Errorf("%w: body must be JSON like {\"member\": \"NAME\"}: %v", ErrBadRequest, err)
-	}
-	if dec.More() {
-		return fmt.Errorf("%w: body must be one JSON object", ErrBadRequest)
-	}
-	req.Member = strings.TrimSpace(req.Member)
-	if req.Member == "" {
-		return fmt.Errorf("%w: member is missing: send {\"member\": \"NAME\"}", ErrBadRequest)
-	}
-	return s.b.Force(r.PathValue("db"), req.Member)
+	return WhoToken, nil
 }
 
 // writeError maps err to its HTTP status: the one place that decides it.

@@ -222,6 +222,15 @@ func TestMutations(t *testing.T) {
 		{name: "two objects", method: "POST", path: "/v1/databases/cache/force", token: testToken, body: `{"member":"cache-use"}{}`, wantCode: 400},
 		{name: "member of another database", method: "POST", path: "/v1/databases/cache/force", token: testToken, body: `{"member":"sessions-use"}`, wantCode: 400, wantInErr: "not a member"},
 		{name: "GET is not a mutation", method: "GET", path: "/v1/members/cache-euw/drain", token: testToken, wantCode: 405},
+		{name: "drain with reason and for", method: "POST", path: "/v1/members/cache-euw/drain", token: testToken, body: `{"reason":"maintenance","for":"30m"}`, wantCode: 200, wantCall: "drain cache-euw"},
+		{name: "for not a duration", method: "POST", path: "/v1/members/cache-euw/drain", token: testToken, body: `{"for":"soon"}`, wantCode: 400, wantInErr: `for "soon": want a positive duration`},
+		{name: "for negative", method: "POST", path: "/v1/databases/cache/force", token: testToken, body: `{"member":"cache-use","for":"-1m"}`, wantCode: 400, wantInErr: "positive duration"},
+		{name: "for on a removal", method: "POST", path: "/v1/members/cache-euw/undrain", token: testToken, body: `{"for":"1m"}`, wantCode: 400, wantInErr: "a removal does not expire"},
+		{name: "reason too long", method: "POST", path: "/v1/members/cache-euw/drain", token: testToken, body: `{"reason":"` + strings.Repeat("x", 501) + `"}`, wantCode: 400, wantInErr: "reason is 501 bytes"},
+		// The nodes' exchange is a mutation like any other.
+		{name: "exchange without token", method: "POST", path: "/v1/overrides/exchange", body: `{"from":"ns2","records":[]}`, wantCode: 401, wantInErr: "Bearer"},
+		{name: "exchange with a wrong token", method: "POST", path: "/v1/overrides/exchange", token: "guess", body: `{"from":"ns2","records":[]}`, wantCode: 401, wantInErr: "wrong admin token"},
+		{name: "exchange on a backend without a set", method: "POST", path: "/v1/overrides/exchange", token: testToken, body: `{"from":"ns2","records":[]}`, wantCode: 404, wantInErr: "no replicated override set"},
 		// CSRF: a cross-site form or fetch sends only "simple" content types
 		// without a preflight.
 		{name: "CSRF text/plain", method: "POST", path: "/v1/members/cache-euw/drain", token: testToken, header: map[string]string{"Content-Type": "text/plain"}, wantCode: 415, wantInErr: "Content-Type: application/json"},
@@ -286,7 +295,7 @@ func TestMutationResultShowsOverrides(t *testing.T) {
 	if res.Node != "ns1" || res.Action != "drain" || !slices.Equal(res.Overrides.Drained, []string{"cache-euw"}) {
 		t.Errorf("drain result = %+v", res)
 	}
-	if err := c.Force(ctx, "sessions", "sessions-use"); err != nil {
+	if err := errOf(c.Force(ctx, "sessions", "sessions-use", admin.Change{})); err != nil {
 		t.Fatal(err)
 	}
 	st, err := c.Status(ctx)
@@ -304,10 +313,10 @@ func TestMutationResultShowsOverrides(t *testing.T) {
 			t.Error("status does not show sessions-use forced")
 		}
 	}
-	if err := c.Unforce(ctx, "sessions"); err != nil {
+	if err := errOf(c.Unforce(ctx, "sessions", admin.Change{})); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Undrain(ctx, "cache-euw"); err != nil {
+	if err := errOf(c.Undrain(ctx, "cache-euw", admin.Change{})); err != nil {
 		t.Fatal(err)
 	}
 	if st, err = c.Status(ctx); err != nil || len(st.Overrides.Drained) != 0 || len(st.Overrides.Forced) != 0 {
@@ -321,15 +330,15 @@ func TestClientErrorsMatchSentinels(t *testing.T) {
 	good, _ := admin.NewClient("ns1", ts.URL, testToken)
 	bad, _ := admin.NewClient("ns1", ts.URL, "wrong")
 
-	err := good.Drain(ctx, "nope")
+	err := errOf(good.Drain(ctx, "nope", admin.Change{}))
 	var apiErr *admin.APIError
 	if !errors.Is(err, admin.ErrNotFound) || !errors.As(err, &apiErr) || apiErr.StatusCode != 404 || apiErr.Code != "not_found" {
 		t.Errorf("drain unknown = %v, want ErrNotFound (404)", err)
 	}
-	if err := good.Force(ctx, "cache", ""); !errors.Is(err, admin.ErrBadRequest) {
+	if err := errOf(good.Force(ctx, "cache", "", admin.Change{})); !errors.Is(err, admin.ErrBadRequest) {
 		t.Errorf("force empty member = %v, want ErrBadRequest", err)
 	}
-	if err := bad.Drain(ctx, "cache-use"); !errors.Is(err, admin.ErrUnauthorized) {
+	if err := errOf(bad.Drain(ctx, "cache-use", admin.Change{})); !errors.Is(err, admin.ErrUnauthorized) {
 		t.Errorf("drain with wrong token = %v, want ErrUnauthorized", err)
 	}
 }

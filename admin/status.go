@@ -42,6 +42,9 @@ type Status struct {
 	// State is the health of the node's state file (save failures, a
 	// corrupt file found at start); absent without a state file.
 	State *StateStatus `json:"state,omitempty"`
+	// Peers are the node's override exchanges with the other nodes, by
+	// name.
+	Peers []PeerSync `json:"peers,omitempty"`
 }
 
 // MemberStatus is one member's health as the node sees it.
@@ -174,6 +177,10 @@ type OverrideStatus struct {
 	Drained []string `json:"drained"`
 	// Forced maps a database to the member it is forced to.
 	Forced map[string]string `json:"forced"`
+	// Records are the overrides in force with who took them, why, when
+	// and until when, and whether every node holds them (nodes that keep
+	// a replicated set), sorted by kind and target.
+	Records []OverrideRecord `json:"records,omitempty"`
 }
 
 // VantageCounts returns how many voting vantages say up, how many say

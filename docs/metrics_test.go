@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,6 +18,7 @@ import (
 	"github.com/aagtm/aagtm/config"
 	"github.com/aagtm/aagtm/dnsserver"
 	"github.com/aagtm/aagtm/ingest"
+	"github.com/aagtm/aagtm/overrides"
 	"github.com/aagtm/aagtm/policy"
 	"github.com/aagtm/aagtm/sentinel"
 )
@@ -45,7 +47,7 @@ func (r *recorder) MustRegister(cs ...prometheus.Collector) {
 func (r *recorder) Unregister(prometheus.Collector) bool { return true }
 
 // registeredMetrics returns the metrics a node registers, by every package
-// that registers some (admin's policy and state-file metrics, dnsserver, ingest, sentinel), built as
+// that registers some (admin's policy and state-file metrics, dnsserver, ingest, sentinel, overrides), built as
 // the node builds them but with a recorder for registry.
 func registeredMetrics(t *testing.T) []*prometheus.Desc {
 	t.Helper()
@@ -59,6 +61,7 @@ func registeredMetrics(t *testing.T) []*prometheus.Desc {
 		t.Fatalf("load the example config: %v", err)
 	}
 	ingest.New(cfg, hclog.NewNullLogger(), func([]policy.Observation) {}, ingest.WithRegisterer(rec))
+	overrides.NewSyncer(overrides.NewSet("ns1", time.Now), "ns1", nil, hclog.NewNullLogger(), rec, nil)
 	return rec.descs
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/aagtm/aagtm/admin"
 	"github.com/aagtm/aagtm/internal/testenv"
+	"github.com/aagtm/aagtm/overrides"
 	"github.com/aagtm/aagtm/policy"
 )
 
@@ -69,6 +70,7 @@ type opSettings struct {
 	extraDB      string        // YAML of more databases, indented by 2
 	brokenRegion string        // replaces cache-use's region (to make the config invalid)
 	agentTokens  bool          // one token per agent: agents[].token_file = <dir>/<region>.token
+	adminProxies bool          // the config names a proxy per node as its admin address (see opEnv.proxies)
 }
 
 func defaultOpSettings() opSettings {
@@ -87,6 +89,12 @@ type opEnv struct {
 	nodes                     []*proc
 	starts                    []int // per node: how many times started
 	agents                    []*proc
+	// proxies, with set.adminProxies, stand between each node's admin
+	// listener (admin[i], passed to serve --admin) and everyone who
+	// calls it by the config (other nodes, the CLI with -c).
+	proxies []*tcpProxy
+	// nodeEnv adds environment variables to a node's process.
+	nodeEnv map[int][]string
 }
 
 // opDeploy starts the members, writes the config and starts the nodes and,
@@ -94,7 +102,7 @@ type opEnv struct {
 // agents: every region its own member).
 func opDeploy(t *testing.T, set opSettings) *opEnv {
 	t.Helper()
-	e := &opEnv{t: t, dir: t.TempDir(), set: set, members: map[string]*testenv.Redis{}}
+	e := &opEnv{t: t, dir: t.TempDir(), set: set, members: map[string]*testenv.Redis{}, nodeEnv: map[int][]string{}}
 	for _, r := range opRegions {
 		e.members[r.member] = testenv.StartRedis(t, testenv.WithBind(r.bind))
 	}
@@ -106,6 +114,11 @@ func opDeploy(t *testing.T, set opSettings) *opEnv {
 		e.admin = append(e.admin, port(tcpPort))
 		e.report = append(e.report, port(tcpPort))
 		e.state = append(e.state, filepath.Join(e.dir, fmt.Sprintf("ns%d.state", i)))
+	}
+	if set.adminProxies {
+		for _, a := range e.admin {
+			e.proxies = append(e.proxies, startProxy(t, a))
+		}
 	}
 	e.cfgPath = writeFile(t, e.dir, "aagtm.yaml", e.render(set))
 	e.nodes = make([]*proc, set.nodes)
@@ -155,8 +168,12 @@ func (e *opEnv) render(set opSettings) string {
 	}
 	b.WriteString("nodes:\n")
 	for i := range e.dns {
+		admin := e.admin[i]
+		if set.adminProxies {
+			admin = e.proxies[i].Addr()
+		}
 		fmt.Fprintf(&b, "  - {name: ns%d, report: %q, dns: [%q], admin: %q, state_file: %q}\n",
-			i+1, e.report[i], e.dns[i], e.admin[i], e.state[i])
+			i+1, e.report[i], e.dns[i], admin, e.state[i])
 	}
 	b.WriteString("security:\n  insecure: true\n")
 	if set.adminToken != "" {
@@ -173,7 +190,7 @@ func (e *opEnv) nodeName(i int) string { return fmt.Sprintf("ns%d", i+1) }
 func (e *opEnv) startNode(i int) *proc {
 	e.starts[i]++
 	name := fmt.Sprintf("serve %s (start %d)", e.nodeName(i), e.starts[i])
-	e.nodes[i] = start(e.t, name, "serve", "-c", e.cfgPath, "--node", e.nodeName(i), "--log-level", "info")
+	e.nodes[i] = startEnv(e.t, name, e.nodeEnv[i], "serve", "-c", e.cfgPath, "--node", e.nodeName(i), "--admin", e.admin[i], "--log-level", "info")
 	return e.nodes[i]
 }
 
@@ -301,10 +318,20 @@ func memberOf(t *testing.T, st *admin.Status, name string) admin.MemberStatus {
 // savedState is the node's state file as the tests read it (the node's own
 // type is internal).
 type savedState struct {
-	Version   int              `json:"version"`
-	Node      string           `json:"node"`
-	Overrides policy.Overrides `json:"overrides"`
-	Engine    policy.State     `json:"engine"`
+	Version   int                `json:"version"`
+	Node      string             `json:"node"`
+	Overrides []overrides.Record `json:"overrides"`
+	Engine    policy.State       `json:"engine"`
+}
+
+// drained reports whether the saved override set drains member.
+func (s *savedState) drained(member string) bool {
+	for _, r := range s.Overrides {
+		if r.Kind == overrides.Drain && r.Target == member && r.InForce(time.Now()) {
+			return true
+		}
+	}
+	return false
 }
 
 // readState decodes a state file.

@@ -140,8 +140,8 @@ func TestCorruptStateFileKeptAside(t *testing.T) {
 			if err != nil {
 				t.Fatalf("state file still unusable after a drain: %v", err)
 			}
-			if st.Version != 1 || !st.Overrides.Drained["cache-aps"] {
-				t.Errorf("state after drain: version %d, drained %v; want 1 and cache-aps", st.Version, st.Overrides.Drained)
+			if st.Version != 2 || !st.drained("cache-aps") {
+				t.Errorf("state after drain: version %d, overrides %+v; want 2 and cache-aps drained", st.Version, st.Overrides)
 			}
 			if out, code := runCmd(t, 10*time.Second, "undrain", "cache-aps", "-c", e.cfgPath); code != 0 {
 				t.Fatalf("undrain failed (%d):\n%s", code, out)
@@ -264,26 +264,52 @@ func TestDrainForceFanOut(t *testing.T) {
 	})
 
 	t.Run("one node down", func(t *testing.T) {
+		// A drain taken by ns1 alone succeeds; ns2, started later, pulls it
+		// from ns1 before it serves: drained from its first answer, with no
+		// retry.
 		e.stopNode(1)
-		out, code := runCmd(t, 15*time.Second, "drain", "cache-use", "-c", e.cfgPath)
-		if code != 1 || !regexp.MustCompile(`(?m)^ns1\s+ok$`).MatchString(out) || !regexp.MustCompile(`(?m)^ns2\s+FAILED: .*connection refused`).MatchString(out) ||
-			!strings.Contains(out, "1 of 2 nodes failed") {
-			t.Fatalf("drain with ns2 down: exit %d, want 1, ns1 ok, ns2 FAILED:\n%s", code, out)
+		out, code := runCmd(t, 15*time.Second, "drain", "cache-use", "-c", e.cfgPath, "--reason", "maintenance")
+		if code != 0 || !regexp.MustCompile(`(?m)^ns1\s+ok$`).MatchString(out) || !regexp.MustCompile(`(?m)^ns2\s+FAILED: .*connection refused`).MatchString(out) ||
+			!strings.Contains(out, "taken by ns1; ns2 converge") {
+			t.Fatalf("drain with ns2 down: exit %d, want 0, ns1 ok, ns2 FAILED and converging:\n%s", code, out)
 		}
 		if got := answerA(e.dns[0], "cache.gtm.optest", opClient("us-east")); got != opEuw {
-			t.Errorf("ns1 answers us-east %q after the partial drain, want %s", got, opEuw)
+			t.Errorf("ns1 answers us-east %q after the drain, want %s", got, opEuw)
 		}
-		// Retrying once ns2 is back converges both (drain is idempotent).
 		e.startNode(1)
-		e.waitServing(1)
-		out, code = runCmd(t, 10*time.Second, "drain", "cache-use", "-c", e.cfgPath)
-		if code != 0 {
-			t.Fatalf("drain retry: exit %d:\n%s", code, out)
+		first := firstAnswer(t, e.dns[1], opClient("us-east"))
+		took := e.waitAnswer(1, "us-east", opEuw, 3*time.Second)
+		t.Logf("ns2 started after the drain: first answer %s; drained %s after it began serving (no retry)", first, took.Round(time.Millisecond))
+		st, err := status(e.admin[1])
+		if err != nil {
+			t.Fatal(err)
 		}
-		for i := range e.nodes {
-			if got := answerA(e.dns[i], "cache.gtm.optest", opClient("us-east")); got != opEuw {
-				t.Errorf("%s answers us-east %q after the retried drain, want %s", e.nodeName(i), got, opEuw)
-			}
+		rec := overrideIn(t, st, "drain", "cache-use")
+		if rec.Node != "ns1" || rec.Who != "admin-token" || rec.Reason != "maintenance" || !rec.Expires.IsZero() {
+			t.Errorf("ns2's record of the drain = %+v, want taken by ns1 with the admin token for maintenance, no expiry", rec)
+		}
+		waitFor(t, 5*time.Second, "ns1 to see that ns2 holds the drain", func() bool {
+			st, err := status(e.admin[0])
+			return err == nil && overrideIn(t, st, "drain", "cache-use").Everywhere
+		})
+		out, _ = runCmd(t, 10*time.Second, "status", "-c", e.cfgPath)
+		if !regexp.MustCompile(`(?m)^drain cache-use\s+ns1\s+admin-token\s+\S+\s+never\s+all\s+maintenance$`).MatchString(out) {
+			t.Errorf("aagtm status does not list the drain with who, why, when, expiry and nodes:\n%s", out)
+		}
+	})
+
+	t.Run("state file lost", func(t *testing.T) {
+		// ns1 loses its state file: restarted, it pulls the drain from ns2.
+		e.stopNode(0)
+		if err := os.Remove(e.state[0]); err != nil {
+			t.Fatal(err)
+		}
+		e.startNode(0)
+		if got := firstAnswer(t, e.dns[0], opClient("us-east")); got != opEuw {
+			t.Errorf("ns1 restarted without its state file answers us-east %q first, want %s (the drain pulled from ns2)", got, opEuw)
+		}
+		if log := e.nodes[0].out.String(); !strings.Contains(log, "pulled the override set from the other nodes") || !strings.Contains(log, "answered=1") {
+			t.Errorf("ns1 log lacks the pull from ns2:\n%s", tail(log, 30))
 		}
 		if out, code := runCmd(t, 10*time.Second, "undrain", "cache-use", "-c", e.cfgPath); code != 0 {
 			t.Fatalf("undrain: exit %d:\n%s", code, out)
@@ -466,4 +492,16 @@ func TestStatusCommand(t *testing.T) {
 			t.Errorf("status with every node down: exit %d, want 1, both unreachable, 'no node answered':\n%s", code, out)
 		}
 	})
+}
+
+// overrideIn returns the override record of kind and target in st's
+// status (the zero record when it has none).
+func overrideIn(t *testing.T, st *admin.Status, kind, target string) admin.OverrideRecord {
+	t.Helper()
+	for _, r := range st.Overrides.Records {
+		if r.Kind == kind && r.Target == target {
+			return r
+		}
+	}
+	return admin.OverrideRecord{}
 }

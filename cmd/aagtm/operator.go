@@ -172,8 +172,38 @@ estimate. A node that does not answer is reported and the others still shown.`,
 	return cmd
 }
 
+// changeFlags are the why and how long of an override change.
+type changeFlags struct {
+	reason string
+	ttl    time.Duration
+}
+
+func (c *changeFlags) register(cmd *cobra.Command, expires bool) {
+	cmd.Flags().StringVar(&c.reason, "reason", "", "why, recorded with the change and shown by aagtm status (e.g. \"maintenance\")")
+	if expires {
+		cmd.Flags().DurationVar(&c.ttl, "for", 0, "end the override by itself this long after it is taken, on every node at the same moment (e.g. 30m; default: until removed)")
+	}
+}
+
+func (c *changeFlags) change() (admin.Change, error) {
+	if c.ttl < 0 {
+		return admin.Change{}, usagef("--for %s: give a positive duration such as 30m", c.ttl)
+	}
+	return admin.Change{Reason: c.reason, For: c.ttl}, nil
+}
+
+// overrideHelp is the part of the override commands' help on how a change
+// spreads.
+const overrideHelp = `The change is sent to every node in the config (or the --admin addresses);
+the command succeeds when one node has taken it: the nodes exchange their
+override sets over their admin listeners (with the admin token), so the
+others, including nodes that are down now, converge from it within seconds
+of reaching it. Each node's result is printed. Exit status 1 only when no
+node took the change.`
+
 func newDrainCmd(g *globalFlags, drain bool) *cobra.Command {
 	var o operatorFlags
+	var cf changeFlags
 	use, short := "drain MEMBER", "Drain a member on every node: answered only when nothing else is eligible"
 	if !drain {
 		use, short = "undrain MEMBER", "Undo a drain on every node"
@@ -181,62 +211,80 @@ func newDrainCmd(g *globalFlags, drain bool) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   use,
 		Short: short,
-		Long: short + `.
-
-The change is sent to every node in the config (or the --admin addresses) and
-persisted in each node's state file. Each node's result is printed; a node
-that is down is reported and the others still changed. Exit status 1 when any
-node failed, so scripts can retry.`,
+		Long:  short + ".\n\n" + overrideHelp,
+		Example: `  aagtm drain cache-use --reason "maintenance" --for 30m
+  aagtm undrain cache-use --reason "maintenance done"`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			ch, err := cf.change()
+			if err != nil {
+				return err
+			}
 			nodes, token, err := o.targets(g, cmd, true)
 			if err != nil {
 				return err
 			}
 			results := admin.FanOut(cmd.Context(), nodes, token, o.timeout, func(ctx context.Context, _ int, c *admin.Client) error {
+				var err error
 				if drain {
-					return c.Drain(ctx, args[0])
+					_, err = c.Drain(ctx, args[0], ch)
+				} else {
+					_, err = c.Undrain(ctx, args[0], ch)
 				}
-				return c.Undrain(ctx, args[0])
+				return err
 			})
-			return report(cmd.OutOrStdout(), results)
+			return reportChange(cmd.OutOrStdout(), results)
 		},
 	}
 	o.register(cmd, true)
+	cf.register(cmd, drain)
 	return cmd
 }
 
 func newForceCmd(g *globalFlags) *cobra.Command {
 	var o operatorFlags
+	var cf changeFlags
 	var clear bool
 	cmd := &cobra.Command{
 		Use:   "force DATABASE [MEMBER]",
 		Short: "Answer one member for a database on every node, whatever its health (--clear to undo)",
 		Long: `force makes every node answer MEMBER for DATABASE to every client, whatever the
 health checks say: for planned maintenance or when the operator knows better.
---clear returns the database to health-based answers. Sent to every node and
-persisted; each node's result is printed.`,
-		Example: `  aagtm force sessions sessions-euw
+--clear returns the database to health-based answers.
+
+` + overrideHelp,
+		Example: `  aagtm force sessions sessions-euw --reason "us-east maintenance" --for 2h
   aagtm force sessions --clear`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if clear != (len(args) == 1) {
 				return usagef("give DATABASE MEMBER to force, or DATABASE --clear to undo")
 			}
+			ch, err := cf.change()
+			if err != nil {
+				return err
+			}
+			if clear && ch.For > 0 {
+				return usagef("--for applies to a force, not to --clear")
+			}
 			nodes, token, err := o.targets(g, cmd, true)
 			if err != nil {
 				return err
 			}
 			results := admin.FanOut(cmd.Context(), nodes, token, o.timeout, func(ctx context.Context, _ int, c *admin.Client) error {
+				var err error
 				if clear {
-					return c.Unforce(ctx, args[0])
+					_, err = c.Unforce(ctx, args[0], ch)
+				} else {
+					_, err = c.Force(ctx, args[0], args[1], ch)
 				}
-				return c.Force(ctx, args[0], args[1])
+				return err
 			})
-			return report(cmd.OutOrStdout(), results)
+			return reportChange(cmd.OutOrStdout(), results)
 		},
 	}
 	o.register(cmd, true)
+	cf.register(cmd, true)
 	cmd.Flags().BoolVar(&clear, "clear", false, "clear the forced answer")
 	return cmd
 }
@@ -267,6 +315,30 @@ The moved-aside file is kept: delete it when you no longer need it.`,
 	}
 	o.register(cmd, true)
 	return cmd
+}
+
+// reportChange prints each node's result of an override change and
+// succeeds when one node took it: the others converge from it.
+func reportChange(w io.Writer, results []admin.NodeResult) error {
+	var took, failed []string
+	for _, r := range results {
+		if r.Err != nil {
+			failed = append(failed, r.Node)
+			fmt.Fprintf(w, "%-20s FAILED: %v\n", r.Node, r.Err)
+			continue
+		}
+		took = append(took, r.Node)
+		fmt.Fprintf(w, "%-20s ok\n", r.Node)
+	}
+	if len(took) == 0 {
+		return fmt.Errorf("no node took the change (%d of %d failed)", len(failed), len(results))
+	}
+	fmt.Fprintf(w, "taken by %s", strings.Join(took, ", "))
+	if len(failed) > 0 {
+		fmt.Fprintf(w, "; %s converge from them once they reach them (aagtm status shows which nodes hold each override)", strings.Join(failed, ", "))
+	}
+	fmt.Fprintln(w)
+	return nil
 }
 
 // report prints each node's result and fails when any node failed.

@@ -1,6 +1,7 @@
 // Package node is the composition root of a GTM node (`aagtm serve`): it
-// wires the report ingest, the policy engine, the DNS server and the admin
-// API together, owns their goroutines, persists state and applies reloads.
+// wires the report ingest, the policy engine, the override set (and its
+// exchange with the other nodes), the DNS server and the admin API
+// together, owns their goroutines, persists state and applies reloads.
 //
 // It holds no decision logic (that is policy), answers no query itself (that
 // is dnsserver) and reads no files but its state file: the caller loads the
@@ -28,6 +29,7 @@ import (
 	"github.com/aagtm/aagtm/config"
 	"github.com/aagtm/aagtm/dnsserver"
 	"github.com/aagtm/aagtm/ingest"
+	"github.com/aagtm/aagtm/overrides"
 	"github.com/aagtm/aagtm/policy"
 	"github.com/aagtm/aagtm/sentinel"
 )
@@ -70,13 +72,17 @@ type Node struct {
 
 	cfg atomic.Pointer[config.Config]
 
-	evalMu    sync.Mutex     // serialises evaluate
-	viewCfg   *config.Config // config of the last DNS view (evalMu)
-	viewAt    time.Time      // when the last DNS view was built (evalMu)
-	mu        sync.Mutex     // guards engine, overrides, corrupt
-	engine    *policy.Engine
-	overrides policy.Overrides
-	corrupt   *admin.CorruptState // an unusable state file found at start, until acknowledged
+	evalMu  sync.Mutex     // serialises evaluate
+	viewCfg *config.Config // config of the last DNS view (evalMu)
+	viewAt  time.Time      // when the last DNS view was built (evalMu)
+	mu      sync.Mutex     // guards engine, corrupt
+	engine  *policy.Engine
+	corrupt *admin.CorruptState // an unusable state file found at start, until acknowledged
+
+	set      *overrides.Set     // the override set, replicated among the nodes
+	syncer   *overrides.Syncer  // exchanges set with the other nodes
+	inForce  []overrides.Record // overrides in force at the last evaluation (evalMu)
+	savedSet atomic.Uint64      // set version in the state file
 
 	// saveMu serialises writes of the state file, and an override from
 	// its save to its commit, so an older state never replaces a newer one.
@@ -143,15 +149,15 @@ func New(cfg *config.Config, name string, logger hclog.Logger, opts Options) (*N
 	base := logger.Named("node")
 	logger = base.With("node", name)
 	n := &Node{
-		name:      name,
-		logger:    logger,
-		opts:      opts,
-		now:       opts.Now,
-		engine:    policy.New(cfg),
-		overrides: policy.Overrides{Drained: map[string]bool{}, Forced: map[string]string{}},
-		wake:      make(chan struct{}, 1),
-		started:   make(chan struct{}),
-		registry:  opts.Registry,
+		name:     name,
+		logger:   logger,
+		opts:     opts,
+		now:      opts.Now,
+		engine:   policy.New(cfg),
+		set:      overrides.NewSet(name, opts.Now),
+		wake:     make(chan struct{}, 1),
+		started:  make(chan struct{}),
+		registry: opts.Registry,
 	}
 	n.cfg.Store(cfg)
 	n.metrics = admin.NewPolicyMetrics(opts.Registry)
@@ -178,6 +184,11 @@ func New(cfg *config.Config, name string, logger hclog.Logger, opts Options) (*N
 		return nil, err
 	}
 	n.admin = admin.NewServer(n, name, token, cfg.Security.Insecure, opts.Registry, logger)
+	peers, err := peersOf(cfg, name, token)
+	if err != nil {
+		return nil, err
+	}
+	n.syncer = overrides.NewSyncer(n.set, name, peers, logger, opts.Registry, n.peerChanged)
 	if t := self.AdminTLS; t.Enabled() {
 		cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
 		if err != nil {
@@ -227,15 +238,16 @@ func (n *Node) restore() {
 		return
 	}
 	n.engine.Restore(st.Engine)
-	if st.Overrides.Drained != nil {
-		n.overrides.Drained = st.Overrides.Drained
+	recs := st.Overrides
+	if st.legacy != nil {
+		recs = n.migrate(*st.legacy)
 	}
-	if st.Overrides.Forced != nil {
-		n.overrides.Forced = st.Overrides.Forced
+	if _, err := n.set.Merge(recs...); err != nil {
+		n.logger.Warn("state file holds invalid override records: skipped", "path", path, "error", err)
 	}
 	n.corrupt = st.Corrupt
 	n.logger.Info("restored last state", "path", n.opts.StateFile, "saved_at", st.SavedAt,
-		"drained", len(n.overrides.Drained), "forced", len(n.overrides.Forced))
+		"overrides_in_force", len(n.set.InForce(n.now())), "override_records", len(recs))
 	if c := st.Corrupt; c != nil {
 		n.logger.Error("an unusable state file found earlier is not acknowledged yet: run aagtm ack-state once its drains and forces are re-applied",
 			"moved_to", c.MovedTo, "found_at", c.At, "lost", c.Lost)
@@ -261,6 +273,7 @@ func (n *Node) observe(obs []policy.Observation) {
 // in-flight work drains, and the state is saved.
 func (n *Node) Run(ctx context.Context) error {
 	cfg := n.cfg.Load()
+	n.pullOverrides(ctx)
 	n.evaluate() // serve the restored (or fail-open) decision from the first query
 
 	ingestLis, err := net.Listen("tcp", n.opts.Ingest)
@@ -292,6 +305,7 @@ func (n *Node) Run(ctx context.Context) error {
 		g.Go(func() error { return n.sentinel.Run(gctx) })
 	}
 	g.Go(func() error { n.loop(gctx); return nil })
+	g.Go(func() error { n.syncer.Run(gctx); return nil })
 	g.Go(func() error {
 		select {
 		case <-n.dns.Ready():
@@ -442,8 +456,11 @@ func (n *Node) evaluate() {
 	// once.
 	n.evalMu.Lock()
 	defer n.evalMu.Unlock()
+	now := n.now()
+	inForce := n.set.InForce(now)
+	n.logExpired(now, inForce)
 	n.mu.Lock()
-	snap := n.engine.Evaluate(n.now(), n.overridesCopyLocked())
+	snap := n.engine.Evaluate(now, policyOverrides(inForce))
 	n.mu.Unlock()
 	prev := n.snap.Swap(snap)
 	cfg := n.cfg.Load()
@@ -554,21 +571,11 @@ func voteSummary(m *policy.MemberStatus) string {
 	return fmt.Sprintf("%d up/%d down/%d abstaining", up, down, abstain)
 }
 
-func (n *Node) overridesCopyLocked() policy.Overrides {
-	o := policy.Overrides{Drained: make(map[string]bool, len(n.overrides.Drained)), Forced: make(map[string]string, len(n.overrides.Forced))}
-	for k, v := range n.overrides.Drained {
-		o.Drained[k] = v
-	}
-	for k, v := range n.overrides.Forced {
-		o.Forced[k] = v
-	}
-	return o
-}
-
-// saveIfChanged writes the state file when answers changed since the last
-// successful save (overrides are saved as they change, by override).
+// saveIfChanged writes the state file when answers or the override set
+// changed since the last successful save (local override changes are
+// saved before they apply; those learnt from peers here).
 func (n *Node) saveIfChanged() {
-	if snap := n.snap.Load(); snap != nil && snap.Serial == n.savedSerial.Load() {
+	if snap := n.snap.Load(); snap != nil && snap.Serial == n.savedSerial.Load() && n.set.Version() == n.savedSet.Load() {
 		return
 	}
 	n.saveNow()
@@ -583,18 +590,22 @@ func (n *Node) saveNow() {
 	n.saveMu.Lock()
 	defer n.saveMu.Unlock()
 	snap := n.snap.Load()
+	version := n.set.Version()
 	n.mu.Lock()
-	st := n.persistedLocked(n.overridesCopyLocked(), n.corrupt)
+	st := n.persistedLocked(n.set.Records(), n.corrupt)
 	n.mu.Unlock()
-	if err := n.writeState(st); err == nil && snap != nil {
-		n.savedSerial.Store(snap.Serial)
+	if err := n.writeState(st); err == nil {
+		n.savedSet.Store(version)
+		if snap != nil {
+			n.savedSerial.Store(snap.Serial)
+		}
 	}
 }
 
-// persistedLocked is the state to save with overrides o and corrupt-file
-// report c; n.mu is held.
-func (n *Node) persistedLocked(o policy.Overrides, c *admin.CorruptState) *persisted {
-	return &persisted{Version: stateVersion, Node: n.name, SavedAt: n.now().UTC(), Overrides: o, Engine: n.engine.Export(), Corrupt: c}
+// persistedLocked is the state to save with override records recs and
+// corrupt-file report c; n.mu is held.
+func (n *Node) persistedLocked(recs []overrides.Record, c *admin.CorruptState) *persisted {
+	return &persisted{Version: stateVersion, Node: n.name, SavedAt: n.now().UTC(), Overrides: recs, Engine: n.engine.Export(), Corrupt: c}
 }
 
 // writeState saves st (n.saveMu is held) and records the outcome: a
@@ -643,8 +654,13 @@ func (n *Node) Reload(cfg *config.Config) error {
 	if err := n.ingest.Reconfigure(cfg); err != nil {
 		return fmt.Errorf("report ingest rejects the new config, keeping the old one: %w", err)
 	}
+	peers, err := peersOf(cfg, n.name, token)
+	if err != nil {
+		return fmt.Errorf("keeping the old config: %w", err)
+	}
 	old := n.cfg.Load()
 	n.admin.SetAuth(token, cfg.Security.Insecure)
+	n.syncer.SetPeers(peers)
 	n.dns.SetRateLimit(cfg.DNS.RateLimit)
 	n.dns.SetMaxUDPSize(cfg.DNS.MaxUDPSize)
 	n.dns.SetCookieSecrets(cookieSecrets)
@@ -687,13 +703,6 @@ func (n *Node) Snapshot() *policy.Snapshot { return n.snap.Load() }
 // Config returns the config in force.
 func (n *Node) Config() *config.Config { return n.cfg.Load() }
 
-// Overrides returns a copy of the operator overrides.
-func (n *Node) Overrides() policy.Overrides {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.overridesCopyLocked()
-}
-
 // Ready reports whether the node serves its listeners.
 func (n *Node) Ready() bool { return n.ready.Load() }
 
@@ -721,87 +730,6 @@ func (n *Node) Agents() []admin.AgentStatus {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
-}
-
-// Drain marks a member drained: answered only when nothing else is eligible.
-func (n *Node) Drain(member string) error {
-	return n.override(func(cfg *config.Config, o *policy.Overrides) error {
-		if _, _, ok := cfg.Member(member); !ok {
-			return fmt.Errorf("%w: member %q", admin.ErrNotFound, member)
-		}
-		o.Drained[member] = true
-		return nil
-	}, hclog.Info, "member drained by operator", "member", member)
-}
-
-// Undrain clears a drain.
-func (n *Node) Undrain(member string) error {
-	return n.override(func(cfg *config.Config, o *policy.Overrides) error {
-		if _, _, ok := cfg.Member(member); !ok {
-			return fmt.Errorf("%w: member %q", admin.ErrNotFound, member)
-		}
-		delete(o.Drained, member)
-		return nil
-	}, hclog.Info, "member undrained by operator", "member", member)
-}
-
-// Force answers member to every client of db, whatever its health.
-func (n *Node) Force(db, member string) error {
-	return n.override(func(cfg *config.Config, o *policy.Overrides) error {
-		d, ok := cfg.Database(db)
-		if !ok {
-			return fmt.Errorf("%w: database %q", admin.ErrNotFound, db)
-		}
-		found := false
-		for _, m := range d.Members {
-			found = found || m.Name == member
-		}
-		if !found {
-			return fmt.Errorf("%w: %q is not a member of database %s", admin.ErrBadRequest, member, db)
-		}
-		o.Forced[db] = member
-		return nil
-	}, hclog.Warn, "answer forced by operator", "db", db, "member", member)
-}
-
-// Unforce returns db to health-based answers.
-func (n *Node) Unforce(db string) error {
-	return n.override(func(cfg *config.Config, o *policy.Overrides) error {
-		if _, ok := cfg.Database(db); !ok {
-			return fmt.Errorf("%w: database %q", admin.ErrNotFound, db)
-		}
-		delete(o.Forced, db)
-		return nil
-	}, hclog.Info, "forced answer cleared by operator", "db", db)
-}
-
-// override applies change to a copy of the overrides, persists the copy
-// and only then puts it in force, re-evaluates and logs msg at level: a
-// change that cannot be saved is not applied at all (the error names the
-// state file and the cause, a 500), so what the API reports, what DNS
-// serves and what survives a restart never disagree.
-func (n *Node) override(change func(*config.Config, *policy.Overrides) error, level hclog.Level, msg string, args ...any) error {
-	n.saveMu.Lock()
-	defer n.saveMu.Unlock()
-	n.mu.Lock()
-	next := n.overridesCopyLocked()
-	if err := change(n.cfg.Load(), &next); err != nil {
-		n.mu.Unlock()
-		return err
-	}
-	st := n.persistedLocked(next, n.corrupt)
-	n.mu.Unlock()
-	if n.opts.StateFile != "" {
-		if err := n.writeState(st); err != nil {
-			return fmt.Errorf("not applied: %w", err)
-		}
-	}
-	n.mu.Lock()
-	n.overrides = next
-	n.mu.Unlock()
-	n.logger.Log(level, msg, args...)
-	n.evaluate()
-	return nil
 }
 
 // saveHealth is the outcome of the node's recent state saves, for status.
@@ -850,7 +778,7 @@ func (n *Node) AckCorruptState() (*admin.CorruptState, error) {
 	defer n.saveMu.Unlock()
 	n.mu.Lock()
 	c := n.corrupt
-	st := n.persistedLocked(n.overridesCopyLocked(), nil)
+	st := n.persistedLocked(n.set.Records(), nil)
 	n.mu.Unlock()
 	if c == nil {
 		return nil, nil

@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/miekg/dns"
 
+	"github.com/aagtm/aagtm/admin"
 	"github.com/aagtm/aagtm/api"
 	"github.com/aagtm/aagtm/config"
 	"github.com/aagtm/aagtm/internal/testenv"
@@ -167,25 +168,25 @@ func TestNodeFailoverDrainForceAndReload(t *testing.T) {
 	testenv.WaitFor(t, 10*time.Second, "failback to east", func() bool { return f.answer(t, east) == "127.0.0.31" })
 
 	// Drain and force take effect at once and validate their arguments.
-	if err := f.node.Drain("cache-e"); err != nil {
+	if err := f.node.Drain("cache-e", admin.Change{}); err != nil {
 		t.Fatal(err)
 	}
 	if got := f.answer(t, east); got != "127.0.0.32" {
 		t.Errorf("after drain: east got %s, want 127.0.0.32", got)
 	}
-	if err := f.node.Drain("nope"); err == nil {
+	if err := f.node.Drain("nope", admin.Change{}); err == nil {
 		t.Error("draining an unknown member succeeded")
 	}
-	if err := f.node.Undrain("cache-e"); err != nil {
+	if err := f.node.Undrain("cache-e", admin.Change{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.node.Force("cache", "cache-w"); err != nil {
+	if err := f.node.Force("cache", "cache-w", admin.Change{}); err != nil {
 		t.Fatal(err)
 	}
 	if got := f.answer(t, east); got != "127.0.0.32" {
 		t.Errorf("after force: east got %s, want 127.0.0.32", got)
 	}
-	if err := f.node.Force("cache", "nope"); err == nil {
+	if err := f.node.Force("cache", "nope", admin.Change{}); err == nil {
 		t.Error("forcing a member of another database succeeded")
 	}
 
@@ -217,7 +218,7 @@ func TestNodeRestoresStateAndIgnoresCorruptFile(t *testing.T) {
 	f := newFixture(t, state)
 	east := "10.1.0.1"
 	testenv.WaitFor(t, 5*time.Second, "east answer", func() bool { return f.answer(t, east) == "127.0.0.31" })
-	if err := f.node.Drain("cache-e"); err != nil {
+	if err := f.node.Drain("cache-e", admin.Change{}); err != nil {
 		t.Fatal(err)
 	}
 	f.stop(t)

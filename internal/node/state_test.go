@@ -17,6 +17,7 @@ import (
 	"github.com/aagtm/aagtm/admin"
 	"github.com/aagtm/aagtm/config"
 	"github.com/aagtm/aagtm/internal/testenv"
+	"github.com/aagtm/aagtm/overrides"
 	"github.com/aagtm/aagtm/policy"
 )
 
@@ -102,7 +103,7 @@ func TestStateSaveFailureRefusesOverride(t *testing.T) {
 
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 			defer cancel()
-			err := f.adminClient(t).Drain(ctx, "cache-e")
+			err := errOf(f.adminClient(t).Drain(ctx, "cache-e", admin.Change{}))
 			var apiErr *admin.APIError
 			if !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusInternalServerError ||
 				!strings.Contains(apiErr.Message, state) || !strings.Contains(apiErr.Message, tc.wantCause) {
@@ -153,7 +154,7 @@ func TestUnusableStateFileKeptAsideUntilAcknowledged(t *testing.T) {
 		}, "corrupt", "drain of cache-e"},
 		{"not JSON", func(t *testing.T, state string, _ []byte) { writeFile(t, state, []byte("{not json")) }, "corrupt", "no drain or force readable"},
 		{"newer version", func(t *testing.T, state string, saved []byte) {
-			writeFile(t, state, bytes.Replace(saved, []byte(`"version": 1`), []byte(`"version": 9`), 1))
+			writeFile(t, state, bytes.Replace(saved, []byte(`"version": 2`), []byte(`"version": 9`), 1))
 		}, "version 9", "drain of cache-e"},
 		{"unreadable: a folder", func(t *testing.T, state string, _ []byte) {
 			if err := os.Remove(state); err != nil {
@@ -169,7 +170,7 @@ func TestUnusableStateFileKeptAsideUntilAcknowledged(t *testing.T) {
 			dir := t.TempDir()
 			state := filepath.Join(dir, "ns1.state")
 			f := newFixture(t, state)
-			if err := f.node.Drain("cache-e"); err != nil {
+			if err := f.node.Drain("cache-e", admin.Change{}); err != nil {
 				t.Fatal(err)
 			}
 			f.stop(t)
@@ -205,7 +206,7 @@ func TestUnusableStateFileKeptAsideUntilAcknowledged(t *testing.T) {
 			}
 			// New state is written to the path, not over the kept file, and
 			// the report survives a restart.
-			if err := f.node.Drain("cache-w"); err != nil {
+			if err := f.node.Drain("cache-w", admin.Change{}); err != nil {
 				t.Fatal(err)
 			}
 			f.stop(t)
@@ -234,20 +235,34 @@ func TestUnusableStateFileKeptAsideUntilAcknowledged(t *testing.T) {
 	}
 }
 
-// salvageOverrides reads drains and forces up to the first damaged byte.
+// salvageOverrides reads drains and forces up to the first damaged byte,
+// from version 2 files (records) and version 1 files (maps).
 func TestSalvageOverrides(t *testing.T) {
-	full, err := json.MarshalIndent(&persisted{Version: 1, Node: "ns1", Overrides: policyOverrides(map[string]bool{"a": true, "b": true}, map[string]string{"db": "a"})}, "", "  ")
+	stamp := overrides.Stamp{Wall: 1, Node: "ns1"}
+	full, err := json.MarshalIndent(&persisted{Version: stateVersion, Node: "ns1", Overrides: []overrides.Record{
+		{Kind: overrides.Drain, Target: "a", Stamp: stamp, Who: "local"},
+		{Kind: overrides.Drain, Target: "b", Stamp: stamp, Who: "local"},
+		{Kind: overrides.Drain, Target: "c", Removed: true, Stamp: stamp, Who: "local"},
+		{Kind: overrides.Force, Target: "db", Member: "a", Stamp: stamp, Who: "local"},
+	}}, "", "  ")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cut := bytes.Index(full, []byte(`"b": true`)) + 3
+	v1, err := json.MarshalIndent(map[string]any{"version": 1, "node": "ns1",
+		"overrides": policy.Overrides{Drained: map[string]bool{"a": true, "b": true}, Forced: map[string]string{"db": "a"}}}, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := bytes.Index(full, []byte(`"target": "b"`)) + 8
 	tests := []struct {
 		name string
 		data []byte
 		want string
 	}{
-		{"whole", full, "drain of a, drain of b, force of db to a"},
+		{"whole", full, "drain of a, drain of b, force of db to a ("},
 		{"cut in the second drain", full[:cut], "drain of a (as far"},
+		{"version 1", v1, "drain of a, drain of b, force of db to a ("},
+		{"version 1 cut", v1[:bytes.Index(v1, []byte(`"b": true`))+3], "drain of a (as far"},
 		{"empty", nil, "no drain or force readable"},
 		{"garbage", []byte("\x00\x01"), "no drain or force readable"},
 	}
@@ -265,9 +280,8 @@ func writeFile(t *testing.T, path string, data []byte) {
 	}
 }
 
-func policyOverrides(drained map[string]bool, forced map[string]string) policy.Overrides {
-	return policy.Overrides{Drained: drained, Forced: forced}
-}
+// errOf drops the Result of an override call.
+func errOf(_ *admin.Result, err error) error { return err }
 
 // With nodes[].admin_tls the node serves its admin API over HTTPS only,
 // and the CLI's client, verifying with admin_tls.ca, drains through it.
@@ -295,7 +309,7 @@ func TestAdminOverTLS(t *testing.T) {
 		if !strings.HasPrefix(c.URL(), "https://") {
 			t.Errorf("client calls %s, want https", c.URL())
 		}
-		return c.Drain(ctx, "cache-e")
+		return errOf(c.Drain(ctx, "cache-e", admin.Change{}))
 	})
 	if res[0].Err != nil || !n.Overrides().Drained["cache-e"] {
 		t.Fatalf("drain over HTTPS: %v, drained %v", res[0].Err, n.Overrides().Drained)
@@ -306,5 +320,32 @@ func TestAdminOverTLS(t *testing.T) {
 		if resp.StatusCode == http.StatusOK {
 			t.Error("the HTTPS admin listener answered plain HTTP")
 		}
+	}
+}
+
+// A version 1 state file (overrides as maps) is read: its drains and
+// forces become records taken by this node, and the next save writes
+// version 2.
+func TestVersion1StateFileMigrated(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "ns1.state")
+	writeFile(t, state, []byte(`{"version": 1, "node": "ns1", "saved_at": "2026-03-01T12:00:00Z",
+		"overrides": {"Drained": {"cache-e": true}, "Forced": {"cache": "cache-w"}}, "engine": {}}`))
+	f := newFixture(t, state)
+	ov := f.node.Overrides()
+	if !ov.Drained["cache-e"] || ov.Forced["cache"] != "cache-w" {
+		t.Fatalf("overrides after a version 1 file = %+v, want cache-e drained and cache forced to cache-w", ov)
+	}
+	for _, r := range f.node.OverrideRecords() {
+		if r.Stamp.Node != "ns1" || r.Who != admin.WhoLocal || !strings.Contains(r.Reason, "version 1") {
+			t.Errorf("migrated record %+v, want taken by ns1, local, reason naming version 1", r)
+		}
+	}
+	if c := f.status(t).State; c != nil && c.Corrupt != nil {
+		t.Errorf("a version 1 file was reported unusable: %+v", c.Corrupt)
+	}
+	f.stop(t)
+	st, _, err := loadState(state)
+	if err != nil || st.Version != stateVersion || len(st.Overrides) != 2 {
+		t.Fatalf("state after a save: %+v, %v; want version %d with 2 records", st, err, stateVersion)
 	}
 }
