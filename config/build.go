@@ -217,6 +217,12 @@ func buildRegions(p *problems, raw *rawConfig, cfg *Config) {
 				p.add(sp, "%s has host bits set: did you mean %s?", s, pfx.Masked())
 				continue
 			}
+			if pfx.Addr().Is4In6() {
+				// An IPv4-mapped prefix (masked, so at least /96) means
+				// the IPv4 clients it maps: ClientRegion compares
+				// addresses unmapped.
+				pfx = netip.PrefixFrom(pfx.Addr().Unmap(), pfx.Bits()-96)
+			}
 			if other, dup := owner[pfx]; dup {
 				p.add(sp, "%s is also a subnet of region %s: an identical prefix cannot pick a region; keep it in one", pfx, other)
 				continue

@@ -304,6 +304,39 @@ func TestMatchRegionLongestPrefix(t *testing.T) {
 	}
 }
 
+// TestClientRegion: the region DNS and Sentinel give a client address,
+// the default region when no subnet matches; an IPv4-mapped subnet holds
+// the IPv4 clients it maps.
+func TestClientRegion(t *testing.T) {
+	yaml := strings.Replace(validYAML, "10.2.0.0/16, 10.1.5.0/24", "10.2.0.0/16, 10.1.5.0/24, \"::ffff:10.3.0.0/112\"", 1)
+	yaml = strings.Replace(yaml, "default_region: us-east", "default_region: eu-west", 1)
+	cfg, err := Parse([]byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.ClientRegions(); strings.Join(got, ",") != "eu-west,us-east" {
+		t.Errorf("ClientRegions = %v, want the declared regions", got)
+	}
+	cases := []struct {
+		addr, wantRegion, wantMatched string
+	}{
+		{"10.1.0.7", "us-east", "10.1.0.0/16"},
+		{"10.1.5.7", "eu-west", "10.1.5.0/24"},
+		{"10.3.0.9", "eu-west", "10.3.0.0/16"},        // the mapped subnet, unmapped
+		{"::ffff:10.3.0.9", "eu-west", "10.3.0.0/16"}, // a mapped client too
+		{"192.0.2.1", "eu-west", "invalid Prefix"},    // no subnet: the default region
+		{"2001:db8::1", "eu-west", "invalid Prefix"},
+	}
+	for _, c := range cases {
+		t.Run(c.addr, func(t *testing.T) {
+			r, p := cfg.ClientRegion(netip.MustParseAddr(c.addr))
+			if r != c.wantRegion || p.String() != c.wantMatched {
+				t.Fatalf("got %q %v, want %q %s", r, p, c.wantRegion, c.wantMatched)
+			}
+		})
+	}
+}
+
 func TestPreference(t *testing.T) {
 	cfg := &Config{Regions: []Region{{Name: "a"}, {Name: "b", Prefer: []string{"c"}}, {Name: "c"}}}
 	cases := map[string]string{"a": "a,b,c", "b": "b,c,a", "c": "c,a,b", "zz": "a,b,c"}

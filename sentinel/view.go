@@ -66,10 +66,7 @@ func buildView(cfg *config.Config, snap *policy.Snapshot, self string) *view {
 		v.serial = snap.Serial
 	}
 	v.downAfter = strconv.FormatInt(cfg.Probes.Interval.Milliseconds()*int64(cfg.Probes.Fall), 10)
-	regions := cfg.RegionNames()
-	if _, ok := cfg.Region(cfg.DefaultRegion); !ok && cfg.DefaultRegion != "" {
-		regions = append(regions, cfg.DefaultRegion)
-	}
+	regions := cfg.ClientRegions()
 	for i := range cfg.Databases {
 		db := &cfg.Databases[i]
 		v.names = append(v.names, db.Name)
@@ -155,14 +152,11 @@ func peersOf(cfg *config.Config, self string) []peer {
 	return out
 }
 
-// regionOf is the client region of a connection from addr, by the rule
-// DNS uses for a resolver's address (config.MatchRegion, else the default
-// region).
+// regionOf is the client region of a connection from addr: the rule DNS
+// applies to a resolver's or ECS address (config.ClientRegion).
 func (v *view) regionOf(addr netip.Addr) string {
-	if r, _, ok := v.cfg.MatchRegion(addr); ok {
-		return r
-	}
-	return v.cfg.DefaultRegion
+	r, _ := v.cfg.ClientRegion(addr)
+	return r
 }
 
 // lookup returns the master of name for a client in region. name is a
