@@ -531,6 +531,7 @@ func buildMember(p *problems, path string, r rawMember, db string, cfg *Config) 
 	} else if err := checkRedisURL(m.Redis); err != nil {
 		p.add(path+".redis", "%q is not a redis URL: %v", RedactURL(m.Redis), err)
 	}
+	m.Port = memberPort(p, path+".port", r.Port, m.Redis)
 	m.REST = REST{URL: strings.TrimRight(strings.TrimSpace(r.REST.URL), "/"), BDB: r.REST.BDB, InsecureSkipVerify: r.REST.InsecureSkipVerify}
 	m.REST.LagTolerance = p.duration(path+".rest.lag_tolerance", r.REST.LagTolerance, DefaultRESTLagTolerance)
 	if cfg.Probes.HasCheck(CheckREST) {
@@ -542,6 +543,24 @@ func buildMember(p *problems, path string, r rawMember, db string, cfg *Config) 
 		}
 	}
 	return m
+}
+
+// memberPort is the port of members[].port: set, it must be a TCP port;
+// unset, the port of the redis URL, DefaultRedisPort when the URL names
+// none (or is missing or invalid, which is reported on its own).
+func memberPort(p *problems, path string, set *int, redisURL string) int {
+	if set != nil {
+		if *set < 1 || *set > 65535 {
+			p.add(path, "%d is not a TCP port: give 1–65535, or leave it out to use the redis URL's port", *set)
+		}
+		return *set
+	}
+	if u, err := url.Parse(redisURL); err == nil {
+		if port, err := strconv.Atoi(u.Port()); err == nil && port > 0 {
+			return port
+		}
+	}
+	return DefaultRedisPort
 }
 
 func orDefault(s, def string) string {

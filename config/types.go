@@ -167,6 +167,9 @@ type Member struct {
 	// Redis is the URL the probes connect to: redis:// or rediss://, with
 	// optional user, password and database number.
 	Redis string
+	// Port is the port the Sentinel endpoint answers for the member: the
+	// configured port, else the Redis URL's, else DefaultRedisPort.
+	Port int
 	// REST is the Redis Software lag-aware availability endpoint, used by
 	// the rest check.
 	REST REST
