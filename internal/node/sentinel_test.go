@@ -17,7 +17,6 @@ import (
 
 	"github.com/aagtm/aagtm/config"
 	"github.com/aagtm/aagtm/internal/testenv"
-	"github.com/aagtm/aagtm/probes"
 )
 
 // sentinelYAML has three regions whose client subnets are loopback
@@ -52,11 +51,11 @@ security: {insecure: true, sentinel_password_file: %q}
 
 const sentinelPassword = "s3ntinel-pw"
 
-// sentinelNode is a running node with a TLS, password-protected Sentinel
-// endpoint, three real members and one in-process agent per region.
+// sentinelNode is a running node (the fixture's, with its in-process
+// agents) with a TLS, password-protected Sentinel endpoint and three real
+// members.
 type sentinelNode struct {
 	node    *Node
-	cfg     *config.Config
 	tls     *tls.Config // trusts the test CA
 	members map[string]*testenv.Redis
 	tlsPort int // cache-aps's TLS port
@@ -82,7 +81,6 @@ func startSentinelNode(t *testing.T) *sentinelNode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.cfg = cfg
 	pem, err := os.ReadFile(ca.Path)
 	if err != nil {
 		t.Fatal(err)
@@ -91,40 +89,9 @@ func startSentinelNode(t *testing.T) *sentinelNode {
 	roots.AppendCertsFromPEM(pem)
 	s.tls = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
 
-	n, err := New(cfg, "ns1", logger(t), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.node = n
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
-	var agents []func() error
-	for _, a := range cfg.Agents {
-		agent, err := probes.NewAgent(cfg, a.ID, logger(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		agentDone := make(chan error, 1)
-		go func() { agentDone <- agent.Run(ctx) }()
-		agents = append(agents, func() error { return <-agentDone })
-	}
-	t.Cleanup(func() {
-		cancel()
-		for _, wait := range agents {
-			_ = wait()
-		}
-		if err := <-done; err != nil {
-			t.Errorf("node Run: %v", err)
-		}
-	})
-	select {
-	case <-n.Started():
-	case err := <-done:
-		t.Fatalf("node stopped at start: %v", err)
-	case <-time.After(5 * time.Second):
-		t.Fatal("node did not start")
-	}
+	f := &fixture{cfg: cfg, members: s.members}
+	f.start(t)
+	s.node = f.node
 	return s
 }
 
@@ -184,7 +151,7 @@ func TestSentinelAgreesWithDNSPerRegion(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			waitUntil(t, 10*time.Second, "DNS to answer "+tt.wantIP+" to "+tt.src, func() bool {
+			testenv.WaitFor(t, 10*time.Second, "DNS to answer "+tt.wantIP+" to "+tt.src, func() bool {
 				return s.dnsFrom(t, tt.src) == tt.wantIP
 			})
 			c := s.sentinelFrom(tt.src, sentinelPassword)
@@ -209,7 +176,7 @@ func TestSentinelAgreesWithDNSPerRegion(t *testing.T) {
 // redis-server with requirepass) and the right one is accepted.
 func TestSentinelTLSAndPassword(t *testing.T) {
 	s := startSentinelNode(t)
-	waitUntil(t, 10*time.Second, "an answer for the default region", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "an answer for the default region", func() bool {
 		return s.dnsFrom(t, "127.0.0.1") == "127.0.0.1"
 	})
 
@@ -278,16 +245,4 @@ func rawReplyErr(ctx context.Context, c *redis.Client, args []any) string {
 		return err.Error()
 	}
 	return ""
-}
-
-// waitUntil polls cond every 50ms until it holds or timeout passes.
-func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
