@@ -1,13 +1,12 @@
 package admin
 
 import (
-	"errors"
-	"fmt"
 	"sync"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/aagtm/aagtm/internal/promreg"
 	"github.com/aagtm/aagtm/policy"
 )
 
@@ -89,16 +88,7 @@ func NewPolicyMetrics(reg prometheus.Registerer) *PolicyMetrics {
 		}, []string{"member", "agent"}),
 		rttSeq: map[[2]string]uint64{},
 	}
-	if err := reg.Register(m); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(*PolicyMetrics); ok {
-				return existing
-			}
-		}
-		panic(fmt.Sprintf("admin: register policy metrics: %v", err))
-	}
-	return m
+	return promreg.Register(reg, m)
 }
 
 // Observe records a new snapshot: gauges follow it, and its events and the

@@ -194,6 +194,12 @@ func buildRegions(p *problems, raw *rawConfig, cfg *Config) {
 				p.add(sp, "%s has host bits set: did you mean %s?", s, pfx.Masked())
 				continue
 			}
+			if pfx.Addr().Is4In6() {
+				// An IPv4-mapped prefix (masked, so at least /96) means
+				// the IPv4 clients it maps: ClientRegion compares
+				// addresses unmapped.
+				pfx = netip.PrefixFrom(pfx.Addr().Unmap(), pfx.Bits()-96)
+			}
 			if other, dup := owner[pfx]; dup {
 				p.add(sp, "%s is also a subnet of region %s: an identical prefix cannot pick a region; keep it in one", pfx, other)
 				continue
@@ -403,6 +409,7 @@ func buildMember(p *problems, path string, r rawMember, db string, cfg *Config) 
 	} else if err := checkRedisURL(m.Redis); err != nil {
 		p.add(path+".redis", "%q is not a redis URL: %v", RedactURL(m.Redis), err)
 	}
+	m.Port = memberPort(p, path+".port", r.Port, m.Redis)
 	m.REST = REST{URL: strings.TrimRight(strings.TrimSpace(r.REST.URL), "/"), BDB: r.REST.BDB, InsecureSkipVerify: r.REST.InsecureSkipVerify}
 	p.setting(path+".rest.lag_tolerance", "databases.<name>.members[].rest.lag_tolerance", r.REST.LagTolerance, &m.REST.LagTolerance)
 	if cfg.Probes.HasCheck(CheckREST) {
@@ -414,6 +421,24 @@ func buildMember(p *problems, path string, r rawMember, db string, cfg *Config) 
 		}
 	}
 	return m
+}
+
+// memberPort is the port of members[].port: set, it must be a TCP port;
+// unset, the port of the redis URL, DefaultRedisPort when the URL names
+// none (or is missing or invalid, which is reported on its own).
+func memberPort(p *problems, path string, set *int, redisURL string) int {
+	if set != nil {
+		if *set < 1 || *set > 65535 {
+			p.add(path, "%d is not a TCP port: give 1–65535, or leave it out to use the redis URL's port", *set)
+		}
+		return *set
+	}
+	if u, err := url.Parse(redisURL); err == nil {
+		if port, err := strconv.Atoi(u.Port()); err == nil && port > 0 {
+			return port
+		}
+	}
+	return DefaultRedisPort
 }
 
 func orDefault(s, def string) string {

@@ -90,6 +90,10 @@ func TestParseErrorsNameFieldAndFix(t *testing.T) {
 		{"bad address", "addresses: [10.1.0.10]", "addresses: [10.1.0.300]", `members[0].addresses[0]: "10.1.0.300" is not an IP address`},
 		{"addresses and cname", "addresses: [10.1.0.10]", "addresses: [10.1.0.10], cname: x.example.", "has both addresses and cname"},
 		{"neither", "addresses: [10.1.0.10], ", "", "has neither addresses nor cname"},
+		{"member port 0", "addresses: [10.1.0.10]", "addresses: [10.1.0.10], port: 0", "databases.cache.members[0].port: 0 is not a TCP port: give 1–65535, or leave it out to use the redis URL's port"},
+		{"member port too big", "addresses: [10.1.0.10]", "addresses: [10.1.0.10], port: 65536", "databases.cache.members[0].port: 65536 is not a TCP port"},
+		{"member port negative", "addresses: [10.1.0.10]", "addresses: [10.1.0.10], port: -1", "databases.cache.members[0].port: -1 is not a TCP port"},
+		{"member port text", "addresses: [10.1.0.10]", "addresses: [10.1.0.10], port: http", "members[0].port"},
 		{"bad redis url", `redis: "redis://10.1.0.10:12000"`, `redis: "http://10.1.0.10"`, "members[0].redis"},
 		{"redis url password masked", `redis: "redis://10.1.0.10:12000"`, `redis: "http://u:hunter2@10.1.0.10"`, "xxxxx"},
 		{"timeout not below interval", "checks: [ping, lag]", "checks: [ping, lag]\n  timeout: 1s", "probes.timeout: 1s must be shorter than probes.interval (1s)"},
@@ -308,6 +312,67 @@ func TestMatchRegionLongestPrefix(t *testing.T) {
 			r, p, ok := cfg.MatchRegion(netip.MustParseAddr(c.addr))
 			if r != c.wantRegion || ok != c.wantOK || (ok && p.Bits() != c.wantBits) {
 				t.Fatalf("got %q %v %v", r, p, ok)
+			}
+		})
+	}
+}
+
+// TestMemberPort: members[].port is what Sentinel answers; by default the
+// redis URL's port, 6379 when the URL names none.
+func TestMemberPort(t *testing.T) {
+	tests := []struct {
+		name, from, to string
+		want           int
+	}{
+		{"url port", "", "", 12000},
+		{"explicit port", "addresses: [10.1.0.10]", "addresses: [10.1.0.10], port: 16379", 16379},
+		{"url without port", `redis: "redis://10.1.0.10:12000"`, `redis: "redis://10.1.0.10"`, DefaultRedisPort},
+		{"explicit port, url without", `redis: "redis://10.1.0.10:12000"`, `redis: "redis://10.1.0.10", port: 1`, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if !strings.Contains(validYAML, tt.from) {
+				t.Fatalf("test edit %q does not apply", tt.from)
+			}
+			cfg, err := Parse([]byte(strings.Replace(validYAML, tt.from, tt.to, 1)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m, _, _ := cfg.Member("cache-use"); m.Port != tt.want {
+				t.Errorf("port %d, want %d", m.Port, tt.want)
+			}
+		})
+	}
+}
+
+// TestClientRegion: the region DNS and Sentinel give a client address,
+// the default region when no subnet matches; an IPv4-mapped subnet holds
+// the IPv4 clients it maps.
+func TestClientRegion(t *testing.T) {
+	yaml := strings.Replace(validYAML, "10.2.0.0/16, 10.1.5.0/24", "10.2.0.0/16, 10.1.5.0/24, \"::ffff:10.3.0.0/112\"", 1)
+	yaml = strings.Replace(yaml, "default_region: us-east", "default_region: eu-west", 1)
+	cfg, err := Parse([]byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.ClientRegions(); strings.Join(got, ",") != "eu-west,us-east" {
+		t.Errorf("ClientRegions = %v, want the declared regions", got)
+	}
+	cases := []struct {
+		addr, wantRegion, wantMatched string
+	}{
+		{"10.1.0.7", "us-east", "10.1.0.0/16"},
+		{"10.1.5.7", "eu-west", "10.1.5.0/24"},
+		{"10.3.0.9", "eu-west", "10.3.0.0/16"},        // the mapped subnet, unmapped
+		{"::ffff:10.3.0.9", "eu-west", "10.3.0.0/16"}, // a mapped client too
+		{"192.0.2.1", "eu-west", "invalid Prefix"},    // no subnet: the default region
+		{"2001:db8::1", "eu-west", "invalid Prefix"},
+	}
+	for _, c := range cases {
+		t.Run(c.addr, func(t *testing.T) {
+			r, p := cfg.ClientRegion(netip.MustParseAddr(c.addr))
+			if r != c.wantRegion || p.String() != c.wantMatched {
+				t.Fatalf("got %q %v, want %q %s", r, p, c.wantRegion, c.wantMatched)
 			}
 		})
 	}

@@ -47,6 +47,7 @@ type rawMember struct {
 	Addresses []string `mapstructure:"addresses"`
 	CNAME     string   `mapstructure:"cname"`
 	Redis     string   `mapstructure:"redis"`
+	Port      *int     `mapstructure:"port"` // nil: the redis URL's port
 	REST      rawREST  `mapstructure:"rest"`
 }
 

@@ -169,6 +169,11 @@ var (
 	DefaultDNSTCPMaxQueries = defaultInt("dns.tcp.max_queries")
 )
 
+// DefaultRedisPort is Redis's own port, that of a redis URL naming none:
+// the last fallback of databases.<name>.members[].port, whose default is
+// the URL's port.
+const DefaultRedisPort = 6379
+
 // overridable returns the settings AAGTM_* variables and --path flags can
 // set, by path.
 func (t *table) overridable() map[string]Setting {

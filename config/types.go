@@ -94,6 +94,7 @@ type Region struct {
 	Name string
 	// Subnets are the client networks that belong to this region. When
 	// subnets of several regions overlap, the longest prefix wins.
+	// IPv4-mapped IPv6 prefixes are stored as the IPv4 prefix they map.
 	Subnets []netip.Prefix
 	// Prefer is this region's nearness order of regions, nearest first.
 	// Regions it leaves out follow in declaration (name) order.
@@ -167,6 +168,9 @@ type Member struct {
 	// Redis is the URL the probes connect to: redis:// or rediss://, with
 	// optional user, password and database number.
 	Redis string
+	// Port is the port the Sentinel endpoint answers for the member: the
+	// configured port, else the Redis URL's, else DefaultRedisPort.
+	Port int
 	// REST is the Redis Software lag-aware availability endpoint, used by
 	// the rest check.
 	REST REST
@@ -506,6 +510,29 @@ func (c *Config) MatchRegion(addr netip.Addr) (region string, prefix netip.Prefi
 		}
 	}
 	return region, prefix, ok
+}
+
+// ClientRegion is the region of a client at addr: the one rule that DNS
+// (for the ECS or resolver address) and the Sentinel endpoint (for the
+// connection's source address) both apply. It is the region of the
+// longest subnet containing addr (MatchRegion), else DefaultRegion;
+// matched is that subnet, the zero Prefix when the default applies.
+func (c *Config) ClientRegion(addr netip.Addr) (region string, matched netip.Prefix) {
+	if r, p, ok := c.MatchRegion(addr); ok {
+		return r, p
+	}
+	return c.DefaultRegion, netip.Prefix{}
+}
+
+// ClientRegions lists every region ClientRegion can return: the declared
+// regions in order, then DefaultRegion if it is not one of them (only in
+// a config that was not validated).
+func (c *Config) ClientRegions() []string {
+	out := c.RegionNames()
+	if _, ok := c.Region(c.DefaultRegion); !ok && c.DefaultRegion != "" {
+		out = append(out, c.DefaultRegion)
+	}
+	return out
 }
 
 // Preference returns the nearness order of every declared region as seen

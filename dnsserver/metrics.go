@@ -1,12 +1,12 @@
 package dnsserver
 
 import (
-	"errors"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/aagtm/aagtm/internal/promreg"
 )
 
 // The type label values: common types by name, the rest "other", so the
@@ -48,44 +48,44 @@ type metrics struct {
 // newMetrics creates and registers the collectors; nil when reg is nil.
 // A collector already registered (a second Server on one registry) is
 // shared.
-func newMetrics(reg prometheus.Registerer, log hclog.Logger) *metrics {
+func newMetrics(reg prometheus.Registerer) *metrics {
 	if reg == nil {
 		return nil
 	}
-	queries := register(reg, log, prometheus.NewCounterVec(prometheus.CounterOpts{
+	queries := promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "aagtm_dns_queries_total",
 		Help: "DNS queries answered, by query type (common types, else other) and response code (none: dropped by rate limiting).",
 	}, []string{"type", "rcode"}))
-	limited := register(reg, log, prometheus.NewCounterVec(prometheus.CounterOpts{
+	limited := promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "aagtm_dns_rate_limited_total",
 		Help: "UDP responses over the response rate limit, by action: drop (nothing sent) or slip (empty truncated reply sent).",
 	}, []string{"action"}))
-	malformed := register(reg, log, prometheus.NewCounter(prometheus.CounterOpts{
+	malformed := promreg.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "aagtm_dns_malformed_total",
 		Help: "DNS requests that could not be parsed: answered FORMERR when the header parsed, dropped otherwise.",
 	}))
-	duration := register(reg, log, prometheus.NewHistogram(prometheus.HistogramOpts{
+	duration := promreg.Register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "aagtm_dns_request_duration_seconds",
 		Help:    "Time to answer a DNS query, from the parsed request to the reply written.",
 		Buckets: []float64{5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 5e-2},
 	}))
-	cookies := register(reg, log, prometheus.NewCounterVec(prometheus.CounterOpts{
+	cookies := promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "aagtm_dns_cookies_total",
 		Help: "DNS queries with a COOKIE option, by state: client_only (first contact), bad (a server cookie not valid here: BADCOOKIE over UDP) or good (a valid server cookie: no rate limit, no amplification cap).",
 	}, []string{"state"}))
-	capped := register(reg, log, prometheus.NewCounter(prometheus.CounterOpts{
+	capped := promreg.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "aagtm_dns_amplification_capped_total",
 		Help: "UDP replies without a valid server cookie that were larger than dns.udp_amplification_limit times the query, sent as an empty truncated reply instead.",
 	}))
-	tcpConns := register(reg, log, prometheus.NewGauge(prometheus.GaugeOpts{
+	tcpConns := promreg.Register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "aagtm_dns_tcp_connections",
 		Help: "DNS TCP connections open now (at most dns.tcp.max_connections).",
 	}))
-	tcpRefused := register(reg, log, prometheus.NewCounterVec(prometheus.CounterOpts{
+	tcpRefused := promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "aagtm_dns_tcp_refused_total",
 		Help: "DNS TCP connections reset on accept, by the cap they would exceed: max_connections or max_connections_per_source.",
 	}, []string{"limit"}))
-	tcpClosed := register(reg, log, prometheus.NewCounterVec(prometheus.CounterOpts{
+	tcpClosed := promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "aagtm_dns_tcp_closed_total",
 		Help: "DNS TCP connections closed, by reason: read_timeout (no first query in dns.tcp.read_timeout), idle_timeout (no next query in dns.tcp.idle_timeout), max_queries (dns.tcp.max_queries answered), peer (the client closed or failed), shutdown.",
 	}, []string{"reason"}))
@@ -118,23 +118,6 @@ func newMetrics(reg prometheus.Registerer, log hclog.Logger) *metrics {
 	m.limited[drop] = limited.WithLabelValues("drop")
 	m.limited[slip] = limited.WithLabelValues("slip")
 	return m
-}
-
-// register registers c, or returns the collector already registered in
-// its place. Any other error is logged and c is used unregistered.
-func register[C prometheus.Collector](reg prometheus.Registerer, log hclog.Logger, c C) C {
-	err := reg.Register(c)
-	if err == nil {
-		return c
-	}
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		if existing, ok := are.ExistingCollector.(C); ok {
-			return existing
-		}
-	}
-	log.Error("metric not registered", "error", err)
-	return c
 }
 
 // observe records one handled query.

@@ -7,13 +7,15 @@ import (
 	"github.com/aagtm/aagtm/config"
 )
 
-// regionTable maps a client address to a region, with the same rule as
-// config.MatchRegion (longest matching subnet; the default region when none
-// matches), and computes the ECS scope that answer is valid for.
+// regionTable maps a client address to a region by config.ClientRegion,
+// the rule the Sentinel endpoint applies too, and computes the ECS scope
+// that answer is valid for.
 type regionTable struct {
-	// names are the region names by index: the declared regions in order,
-	// then the default region if it is not one of them.
+	cfg *config.Config // nil: every address gets def
+	// names are the region names by index: cfg.ClientRegions().
 	names []string
+	// index maps a region name to its index in names.
+	index map[string]int
 	// subnets are every region subnet, in config order.
 	subnets []regionSubnet
 	// def is the default region's index, -1 when there is none.
@@ -26,21 +28,17 @@ type regionSubnet struct {
 }
 
 func newRegionTable(cfg *config.Config) regionTable {
-	t := regionTable{def: -1}
-	for i, r := range cfg.Regions {
-		t.names = append(t.names, r.Name)
-		for _, p := range r.Subnets {
-			if p = unmapPrefix(p); p.IsValid() {
-				t.subnets = append(t.subnets, regionSubnet{prefix: p, region: i})
-			}
-		}
-		if r.Name == cfg.DefaultRegion {
-			t.def = i
-		}
+	t := regionTable{cfg: cfg, names: cfg.ClientRegions(), index: map[string]int{}, def: -1}
+	for i, name := range t.names {
+		t.index[name] = i
 	}
-	if t.def < 0 && cfg.DefaultRegion != "" {
-		t.def = len(t.names)
-		t.names = append(t.names, cfg.DefaultRegion)
+	if i, ok := t.index[cfg.DefaultRegion]; ok {
+		t.def = i
+	}
+	for i, r := range cfg.Regions {
+		for _, p := range r.Subnets { // IPv4-mapped prefixes unmapped by config
+			t.subnets = append(t.subnets, regionSubnet{prefix: p, region: i})
+		}
 	}
 	return t
 }
@@ -52,14 +50,12 @@ func newRegionTable(cfg *config.Config) regionTable {
 // (or, for the default region, anywhere near addr).
 func (t *regionTable) lookup(addr netip.Addr) (region, scope int) {
 	addr = addr.Unmap()
-	if !addr.IsValid() {
+	if t.cfg == nil || !addr.IsValid() {
 		return t.def, 0
 	}
 	region, best := t.def, -1
-	for _, s := range t.subnets {
-		if s.prefix.Bits() > best && s.prefix.Contains(addr) {
-			region, best = s.region, s.prefix.Bits()
-		}
+	if name, matched := t.cfg.ClientRegion(addr); matched.IsValid() {
+		region, best = t.index[name], matched.Bits()
 	}
 	scope = max(best, 0)
 	for _, s := range t.subnets {
@@ -73,17 +69,6 @@ func (t *regionTable) lookup(addr netip.Addr) (region, scope int) {
 		}
 	}
 	return region, scope
-}
-
-// unmapPrefix returns p masked, an IPv4-mapped IPv6 prefix as IPv4.
-func unmapPrefix(p netip.Prefix) netip.Prefix {
-	if a := p.Addr(); a.Is4In6() {
-		if p.Bits() < 96 {
-			return netip.Prefix{}
-		}
-		p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
-	}
-	return p.Masked()
 }
 
 // commonBits returns the number of leading bits a and b (same family)

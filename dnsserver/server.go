@@ -104,7 +104,7 @@ func New(opts Options, logger hclog.Logger) *Server {
 	_, _ = rand.Read(s.nodeSecret[:]) // crypto/rand.Read never fails (Go 1.24+)
 	s.SetCookieSecrets(opts.CookieSecrets)
 	s.SetUDPAmplificationLimit(opts.UDPAmplificationLimit)
-	s.metrics = newMetrics(opts.Registerer, s.log)
+	s.metrics = newMetrics(opts.Registerer)
 	s.conns = newConnLimiter(opts.TCP, s.metrics)
 	s.bufs.New = func() any { b := make([]byte, 4096); return &b }
 	s.msgs.New = func() any { return new(dns.Msg) }

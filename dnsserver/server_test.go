@@ -619,12 +619,8 @@ func TestRegionScope(t *testing.T) {
 		if tbl.names[region] != tt.region || scope != tt.scope {
 			t.Errorf("%s: region %s scope %d, want %s %d", tt.addr, tbl.names[region], scope, tt.region, tt.scope)
 		}
-		want, _, ok := cfg.MatchRegion(netip.MustParseAddr(tt.addr))
-		if !ok {
-			want = cfg.DefaultRegion
-		}
-		if tbl.names[region] != want {
-			t.Errorf("%s: region %s, config.MatchRegion says %s", tt.addr, tbl.names[region], want)
+		if want, _ := cfg.ClientRegion(netip.MustParseAddr(tt.addr)); tbl.names[region] != want {
+			t.Errorf("%s: region %s, config.ClientRegion says %s", tt.addr, tbl.names[region], want)
 		}
 	}
 }

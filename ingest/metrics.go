@@ -1,10 +1,9 @@
 package ingest
 
 import (
-	"errors"
-	"fmt"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/aagtm/aagtm/internal/promreg"
 )
 
 // metrics are the ingest's Prometheus metrics (see README.md). A nil *metrics
@@ -44,27 +43,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Member entries dropped because this node's config does not know the member.",
 		}),
 	}
-	m.reports = register(reg, m.reports)
-	m.refused = register(reg, m.refused)
-	m.streams = register(reg, m.streams)
-	m.unknownMembs = register(reg, m.unknownMembs)
+	m.reports = promreg.Register(reg, m.reports)
+	m.refused = promreg.Register(reg, m.refused)
+	m.streams = promreg.Register(reg, m.streams)
+	m.unknownMembs = promreg.Register(reg, m.unknownMembs)
 	return m
-}
-
-// register registers c with reg, or returns the collector already
-// registered under the same name (several ingests may share a registry in
-// tests). Any other conflict panics, like MustRegister.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		panic(fmt.Sprintf("ingest: register ingest metrics: %v", err))
-	}
-	return c
 }
 
 func (m *metrics) report(agent, result string) {

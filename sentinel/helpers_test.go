@@ -35,11 +35,11 @@ func testConfig() *config.Config {
 		Probes:        config.Probes{Interval: 250 * time.Millisecond, Fall: 2},
 		Databases: []config.Database{
 			{Name: "cache", Host: "cache." + zone, Members: []config.Member{
-				{Name: "cache-euw", Region: "eu-west", Redis: "redis://10.2.0.10:12000"},
-				{Name: "cache-use", Region: "us-east", Redis: "rediss://user:pw@10.1.0.10:12001/0"},
+				{Name: "cache-euw", Region: "eu-west", Redis: "redis://10.2.0.10:12000", Port: 12000},
+				{Name: "cache-use", Region: "us-east", Redis: "rediss://user:pw@10.1.0.10:12001/0", Port: 12001},
 			}},
 			{Name: "cloud", Host: "cloud." + zone, Members: []config.Member{
-				{Name: "cloud-1", Region: "us-east", CNAME: "redis-1.cloud.example.net.", Redis: "redis://redis-1.cloud.example.net"},
+				{Name: "cloud-1", Region: "us-east", CNAME: "redis-1.cloud.example.net.", Redis: "redis://redis-1.cloud.example.net", Port: 6379},
 			}},
 			{Name: "pending", Host: "pending." + zone},
 		},

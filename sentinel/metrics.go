@@ -1,10 +1,11 @@
 package sentinel
 
 import (
-	"errors"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/aagtm/aagtm/internal/promreg"
 )
 
 // metricCommands are the command label values; anything else counts as
@@ -51,26 +52,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	if reg == nil {
 		return m
 	}
-	m.connections = register(reg, m.connections)
-	m.accepted = register(reg, m.accepted)
-	m.commands = register(reg, m.commands)
-	m.published = register(reg, m.published)
-	m.protoErrors = register(reg, m.protoErrors)
+	m.connections = promreg.Register(reg, m.connections)
+	m.accepted = promreg.Register(reg, m.accepted)
+	m.commands = promreg.Register(reg, m.commands)
+	m.published = promreg.Register(reg, m.published)
+	m.protoErrors = promreg.Register(reg, m.protoErrors)
 	return m
-}
-
-// register registers c, or returns the collector already registered
-// under its name (a second Server on one registry shares it).
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-	}
-	return c
 }
 
 // command counts one command.

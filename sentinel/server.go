@@ -142,13 +142,7 @@ func switches(prev, next *view) []switchEvent {
 	var out []switchEvent
 	for _, db := range next.names {
 		old := prev.masters[db]
-		regions := append(next.cfg.RegionNames(), next.cfg.DefaultRegion)
-		seen := map[string]bool{}
-		for _, r := range regions {
-			if seen[r] {
-				continue
-			}
-			seen[r] = true
+		for _, r := range next.cfg.ClientRegions() {
 			from, to := old[r], next.masters[db][r]
 			if from.valid() && to.valid() && (from.host != to.host || from.port != to.port) {
 				out = append(out, switchEvent{db: db, region: r, from: from, to: to})

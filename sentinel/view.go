@@ -3,7 +3,6 @@ package sentinel
 import (
 	"net"
 	"net/netip"
-	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -11,9 +10,6 @@ import (
 	"github.com/aagtm/aagtm/config"
 	"github.com/aagtm/aagtm/policy"
 )
-
-// defaultRedisPort is the port of a member whose URL names none.
-const defaultRedisPort = 6379
 
 // master is the address a database name answers for one client region.
 type master struct {
@@ -66,10 +62,7 @@ func buildView(cfg *config.Config, snap *policy.Snapshot, self string) *view {
 		v.serial = snap.Serial
 	}
 	v.downAfter = strconv.FormatInt(cfg.Probes.Interval.Milliseconds()*int64(cfg.Probes.Fall), 10)
-	regions := cfg.RegionNames()
-	if _, ok := cfg.Region(cfg.DefaultRegion); !ok && cfg.DefaultRegion != "" {
-		regions = append(regions, cfg.DefaultRegion)
-	}
+	regions := cfg.ClientRegions()
 	for i := range cfg.Databases {
 		db := &cfg.Databases[i]
 		v.names = append(v.names, db.Name)
@@ -95,13 +88,17 @@ func buildView(cfg *config.Config, snap *policy.Snapshot, self string) *view {
 
 // masterOf is the address a Sentinel client should connect to for answer
 // a: its first record, the one DNS lists first (a CNAME answer is one
-// record), with the member's Redis port. A SERVFAIL answer has none.
+// record), with the member's port (members[].port, by default its redis
+// URL's). A SERVFAIL answer has none.
 func masterOf(cfg *config.Config, a *policy.Answer) master {
 	if a.ServFail || len(a.Records) == 0 {
 		return master{}
 	}
 	rec := a.Records[0]
-	m := master{member: rec.Member, port: strconv.Itoa(MemberPort(cfg, rec.Member))}
+	m := master{member: rec.Member, port: strconv.Itoa(config.DefaultRedisPort)}
+	if member, _, ok := cfg.Member(rec.Member); ok {
+		m.port = strconv.Itoa(member.Port)
+	}
 	switch rec.Kind {
 	case policy.RecordCNAME:
 		m.host = strings.TrimSuffix(rec.Target, ".")
@@ -111,24 +108,6 @@ func masterOf(cfg *config.Config, a *policy.Answer) master {
 		}
 	}
 	return m
-}
-
-// MemberPort is the port Sentinel clients are sent to for member: the
-// port of its redis URL, 6379 when the URL names none.
-func MemberPort(cfg *config.Config, member string) int {
-	m, _, ok := cfg.Member(member)
-	if !ok {
-		return defaultRedisPort
-	}
-	u, err := url.Parse(m.Redis)
-	if err != nil || u.Port() == "" {
-		return defaultRedisPort
-	}
-	p, err := strconv.Atoi(u.Port())
-	if err != nil {
-		return defaultRedisPort
-	}
-	return p
 }
 
 // peersOf lists the Sentinel endpoints of the nodes other than self that
@@ -155,14 +134,11 @@ func peersOf(cfg *config.Config, self string) []peer {
 	return out
 }
 
-// regionOf is the client region of a connection from addr, by the rule
-// DNS uses for a resolver's address (config.MatchRegion, else the default
-// region).
+// regionOf is the client region of a connection from addr: the rule DNS
+// applies to a resolver's or ECS address (config.ClientRegion).
 func (v *view) regionOf(addr netip.Addr) string {
-	if r, _, ok := v.cfg.MatchRegion(addr); ok {
-		return r
-	}
-	return v.cfg.DefaultRegion
+	r, _ := v.cfg.ClientRegion(addr)
+	return r
 }
 
 // lookup returns the master of name for a client in region. name is a
