@@ -15,12 +15,12 @@ import (
 )
 
 // udpBatch is the number of datagrams read (recvmmsg) and written
-// (sendmmsg) per system call. Under load a read returns what the socket
-// holds, up to udpBatch; 32 amortises the system call over enough replies
-// that the call's cost no longer dominates, while a batch's replies wait
-// at most 32 answers (a few microseconds) before they are sent. Measured
-// with bench/dns/run.sh: 8 left throughput on the table, 64 gained nothing
-// over 32.
+// (sendmmsg) per system call. A read returns what the socket holds, up to
+// udpBatch, so at low load a batch is one query and nothing waits; under
+// load 32 spreads each system call over enough replies that its cost no
+// longer dominates (an answer is a few hundred nanoseconds, a system call
+// a few microseconds), while the first reply of a batch waits for at
+// most 31 answers. gdnsd's udp_recv_width allows up to 64.
 const udpBatch = 32
 
 // batchConn is the batched I/O of an ipv4.PacketConn or ipv6.PacketConn
