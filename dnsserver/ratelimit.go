@@ -136,9 +136,9 @@ func (l *limiter) check(client netip.Addr, key string, now time.Time) verdict {
 		b.tokens = min(l.burst, b.tokens+float64(t-b.last)*l.rate)
 		b.last = t
 	}
-	// A clock stepping back can make t earlier than b.last: that refills
-	// nothing, rather than taking tokens back (and limiting a client
-	// within its burst).
+	// Times may come out of order (a caller's, a test's): a t earlier
+	// than b.last refills nothing, rather than taking tokens back (and
+	// limiting a client within its burst).
 	v := pass
 	if b.tokens >= 1 {
 		b.tokens--
