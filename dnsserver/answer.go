@@ -151,6 +151,9 @@ func answerInto(m, req *dns.Msg, a asker, v *view) (*dns.Msg, outcome) {
 	}
 	switch {
 	case certainlyFits(m, limit):
+	case m.Len() <= limit:
+		// Fits uncompressed (m.Compress is unset): sent as it is, as
+		// Truncate would, and as the fast path sends its prepared replies.
 	case limit < size:
 		out.capped = capReply(m, limit)
 	default:
@@ -449,6 +452,12 @@ func resolve(q dns.Question, client netip.Addr, e *edns, v *view) result {
 // resolveHost answers at a database hostname, for the client's region.
 func resolveHost(q dns.Question, h *host, client netip.Addr, e *edns, v *view) result {
 	a, scope := hostAnswerFor(h, client, e, v)
+	return hostResult(q, a, scope, v)
+}
+
+// hostResult is the reply to q at a database hostname whose answer for
+// the client's region is a (nil: none), chosen with ECS scope scope.
+func hostResult(q dns.Question, a *hostAnswer, scope int, v *view) result {
 	if a == nil || a.servFail {
 		return result{rcode: dns.RcodeServerFailure}
 	}
@@ -495,14 +504,21 @@ func resolveWhy(q dns.Question, h *host, client netip.Addr, e *edns, v *view) re
 // query has one, else from the resolver's address, and returns that
 // region's answer with the ECS scope of the choice.
 func hostAnswerFor(h *host, client netip.Addr, e *edns, v *view) (*hostAnswer, int) {
-	if e.client.IsValid() {
-		client = e.client
+	region, scope := v.regionOf(client, e.client)
+	return h.lookup(region, v.regions.def), scope
+}
+
+// regionOf returns the region index of a query from client with ECS
+// address ecs (invalid: none) and the ECS scope of that choice.
+func (v *view) regionOf(client, ecs netip.Addr) (region, scope int) {
+	if ecs.IsValid() {
+		client = ecs
 	}
-	region, scope := v.regions.lookup(client)
-	if e.client.Is4In6() {
+	region, scope = v.regions.lookup(client)
+	if ecs.Is4In6() {
 		scope += 96 // an IPv4 choice, echoed in IPv6 (family 2) bits
 	}
-	return h.lookup(region, v.regions.def), scope
+	return region, scope
 }
 
 // resolveChaos answers the CH class: TXT id.server and hostname.bind name

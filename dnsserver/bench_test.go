@@ -88,44 +88,98 @@ func runHandler(b *testing.B, h dns.Handler, reqs []*dns.Msg, client string) {
 	}
 }
 
-// BenchmarkServeDNS measures the handler (answer, rate limiting, packing,
-// metrics) on 1,000 hostnames, without sockets. Compare with
-// BenchmarkBaseline.
-func BenchmarkServeDNS(b *testing.B) {
-	cfg, snap, names := benchZone(benchHosts)
+// udpBenchCases are the UDP queries of BenchmarkUDPAnswer and
+// TestFastAnswerAllocs, on the hostnames names: the shipped defaults
+// (metrics, rate limiting, amplification cap) with the common query
+// shapes, and an NXDOMAIN, which takes the full path.
+func udpBenchCases(tb testing.TB, names []string) (*udpLoop, netip.Addr, []struct {
+	name string
+	pkts [][]byte
+}) {
+	cfg, snap, _ := benchZone(len(names))
+	s := New(Options{
+		Registerer:            prometheus.NewRegistry(),
+		RateLimit:             config.RateLimit{ResponsesPerSecond: 1 << 30, Slip: 2},
+		UDPAmplificationLimit: config.DefaultDNSUDPAmplificationLimit,
+	}, hclog.NewNullLogger())
+	s.Update(cfg, snap)
+	l := newUDPLoop(s, nil)
+	client := netip.MustParseAddr("10.1.0.1")
+	issued := l.cookies.make([]byte("clientck"), client, cookieTime(time.Now()))
 	upper := make([]string, len(names))
 	for i, n := range names {
 		upper[i] = strings.ToUpper(n[:1]) + n[1:]
 	}
-	newServer := func(opts Options) *Server {
-		s := New(opts, hclog.NewNullLogger())
-		s.Update(cfg, snap)
-		return s
+	packed := func(names []string, opts ...func(*dns.Msg)) [][]byte {
+		var out [][]byte
+		for _, n := range names {
+			b, err := query(n, dns.TypeA, opts...).Pack()
+			if err != nil {
+				tb.Fatal(err)
+			}
+			out = append(out, b)
+		}
+		return out
 	}
-	plain := newServer(Options{})
-	full := newServer(Options{
-		Registerer: prometheus.NewRegistry(),
-		RateLimit:  config.RateLimit{ResponsesPerSecond: 1 << 30, Slip: 2},
-	})
-	shipped := newServer(Options{
-		Registerer:            prometheus.NewRegistry(),
-		RateLimit:             config.RateLimit{ResponsesPerSecond: 1 << 30, Slip: 2},
-		UDPAmplificationLimit: config.DefaultDNSUDPAmplificationLimit,
-	})
-	client := netip.MustParseAddr("10.1.0.1")
-	issued := shipped.cookies.Load().make([]byte("clientck"), client, cookieTime(time.Now()))
-	b.Run("A", func(b *testing.B) { runHandler(b, plain, benchQueries(names), "10.1.0.1") })
-	b.Run("A/metrics+ratelimit", func(b *testing.B) { runHandler(b, full, benchQueries(names), "10.1.0.1") })
-	b.Run("A/metrics+ratelimit+amplification", func(b *testing.B) { runHandler(b, shipped, benchQueries(names), "10.1.0.1") })
-	b.Run("A/EDNS+cookie", func(b *testing.B) {
-		runHandler(b, shipped, benchQueries(names, withCookie(hex.EncodeToString(issued[:]))), "10.1.0.1")
-	})
-	b.Run("A/EDNS", func(b *testing.B) { runHandler(b, plain, benchQueries(names, withEDNS(1232)), "10.1.0.1") })
-	b.Run("A/ECS", func(b *testing.B) { runHandler(b, plain, benchQueries(names, withECS("10.2.3.0/24")), "10.1.0.1") })
-	b.Run("A/mixed-case", func(b *testing.B) { runHandler(b, plain, benchQueries(upper), "10.1.0.1") })
-	b.Run("NXDOMAIN", func(b *testing.B) {
-		runHandler(b, plain, benchQueries([]string{"nope." + zone}), "10.1.0.1")
-	})
+	return l, client, []struct {
+		name string
+		pkts [][]byte
+	}{
+		{"A", packed(names)},
+		{"A/EDNS", packed(names, withEDNS(1232))},
+		{"A/EDNS+cookie", packed(names, withCookie(hex.EncodeToString(issued[:])))},
+		{"A/ECS", packed(names, withECS("10.2.3.0/24"))},
+		{"A/mixed-case", packed(upper)},
+		{"NXDOMAIN", packed([]string{"nope." + zone})},
+	}
+}
+
+// BenchmarkUDPAnswer measures a UDP loop's answer to one query (fast path
+// or full path, rate limiting, packing, metric counts added per batch) on
+// 1,000 hostnames, without sockets. Compare with BenchmarkBaseline.
+func BenchmarkUDPAnswer(b *testing.B) {
+	_, _, names := benchZone(benchHosts)
+	l, client, cases := udpBenchCases(b, names)
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			dst := make([]byte, 0, 4096)
+			b.ReportAllocs()
+			now := time.Now()
+			for i := 0; b.Loop(); i++ {
+				if l.answer(dst, c.pkts[i%len(c.pkts)], client, now) == nil {
+					b.Fatal("no reply")
+				}
+				if i%udpBatch == 0 {
+					l.s.metrics.flush(&l.tally, time.Microsecond)
+				}
+			}
+		})
+	}
+}
+
+// TestFastAnswerAllocs: the fast path's answer allocates nothing (the
+// garbage collector stays out of the query path), rate limiting and
+// metric counts included.
+func TestFastAnswerAllocs(t *testing.T) {
+	_, _, names := benchZone(benchHosts)
+	l, client, cases := udpBenchCases(t, names)
+	dst := make([]byte, 0, 4096)
+	now := time.Now()
+	for _, c := range cases {
+		if c.name == "NXDOMAIN" {
+			continue // the full path
+		}
+		t.Run(c.name, func(t *testing.T) {
+			i := 0
+			allocs := testing.AllocsPerRun(1000, func() {
+				l.answer(dst, c.pkts[i%len(c.pkts)], client, now)
+				i++
+			})
+			if allocs != 0 {
+				t.Errorf("%v allocations per answer, want 0", allocs)
+			}
+		})
+	}
 }
 
 // BenchmarkBaseline is the bare minimum a miekg/dns handler does: a static

@@ -120,7 +120,7 @@ func unhex(b byte) (byte, bool) {
 // check validates c's server cookie for client at now.
 func (j *cookieJar) check(c *cookie, client netip.Addr, now uint32) cookieState {
 	switch {
-	case c.opt == nil:
+	case c.n == 0:
 		return cookieNone
 	case c.n == clientCookieLen:
 		return cookieClientOnly
@@ -152,14 +152,23 @@ func (j *cookieJar) check(c *cookie, client netip.Addr, now uint32) cookieState 
 // with the current secret and less than half an hour old (RFC 9018 §4.3),
 // else a fresh one made with the current secret.
 func (j *cookieJar) reply(c *cookie, state cookieState, client netip.Addr, now uint32) *dns.EDNS0_COOKIE {
-	if state == cookieGood && c.current {
-		ts := binary.BigEndian.Uint32(c.raw[clientCookieLen+4 : clientCookieLen+8])
-		if age := int32(now - ts); age >= 0 && age < cookieRenewAge {
-			return c.opt
-		}
+	if echoCookie(c, state, now) {
+		return c.opt
 	}
 	out := j.make(c.raw[:clientCookieLen], client, now)
 	return &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: hex.EncodeToString(out[:])}
+}
+
+// echoCookie reports whether the reply to c carries c itself: a good
+// server cookie made with the current secret less than half an hour ago
+// (RFC 9018 §4.3). Otherwise the reply carries a fresh one.
+func echoCookie(c *cookie, state cookieState, now uint32) bool {
+	if state != cookieGood || !c.current {
+		return false
+	}
+	ts := binary.BigEndian.Uint32(c.raw[clientCookieLen+4 : clientCookieLen+8])
+	age := int32(now - ts)
+	return age >= 0 && age < cookieRenewAge
 }
 
 // make returns client cookie | server cookie for client at now, made with

@@ -5,9 +5,12 @@
 // NS with glue, and for every database hostname and client region the
 // ready-made answer records and the `_why` explanation). Update builds a new
 // view from a config and a policy snapshot and swaps it in atomically, so a
-// query never sees half a change. The query path takes no lock (except the
-// sharded one of the optional response rate limiter), does no I/O and
-// computes nothing the view could hold.
+// query never sees half a change. The query path takes no lock, does no
+// I/O and computes nothing the view could hold. Each UDP socket is served
+// by a loop that reads and writes datagrams in batches and answers the
+// common query (A or AAAA for a database hostname) on a fast path, from
+// reply bytes prepared with the view, byte for byte what the full path
+// would send; the loop owns its rate limiter and metric counts.
 //
 // At the edge it answers DNS Cookies (RFC 7873, RFC 9018 server cookies),
 // caps UDP replies to queries without a valid server cookie at a multiple

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -124,8 +125,17 @@ func testSnapshot(gen int) *policy.Snapshot {
 }
 
 // startServer runs a server on 127.0.0.1:0 until the test ends and returns
-// it with its address.
+// it with its address. Every UDP fast path reply is checked against the
+// full path's (checkFastPath).
 func startServer(t testing.TB, opts Options, cfg *config.Config, snap *policy.Snapshot) (*Server, string) {
+	t.Helper()
+	s, addr, _ := startCheckedServer(t, opts, cfg, snap)
+	return s, addr
+}
+
+// startCheckedServer is startServer also returning the number of fast
+// path replies so far.
+func startCheckedServer(t testing.TB, opts Options, cfg *config.Config, snap *policy.Snapshot) (*Server, string, *atomic.Int64) {
 	t.Helper()
 	if opts.Listen == nil {
 		opts.Listen = []string{"127.0.0.1:0"}
@@ -137,6 +147,7 @@ func startServer(t testing.TB, opts Options, cfg *config.Config, snap *policy.Sn
 	if cfg != nil {
 		s.Update(cfg, snap)
 	}
+	hits := checkFastPath(t, s)
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- s.Run(ctx) }()
@@ -160,7 +171,7 @@ func startServer(t testing.TB, opts Options, cfg *config.Config, snap *policy.Sn
 			t.Error("Run did not return after cancel")
 		}
 	})
-	return s, s.Addrs()[0].String()
+	return s, s.Addrs()[0].String(), hits
 }
 
 // testSecret is the cookie secret of the tests that call answer directly

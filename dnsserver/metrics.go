@@ -1,6 +1,9 @@
 package dnsserver
 
 import (
+	"math"
+	"sort"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -39,7 +42,7 @@ type metrics struct {
 	cookies      [cookieGood + 1]prometheus.Counter
 	capped       prometheus.Counter
 	malformed    prometheus.Counter
-	duration     prometheus.Histogram
+	duration     *durationHistogram
 	tcpConns     prometheus.Gauge
 	tcpRefusedBy [refusedReasons]prometheus.Counter
 	tcpClosedBy  [closedReasons]prometheus.Counter
@@ -64,11 +67,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Name: "aagtm_dns_malformed_total",
 		Help: "DNS requests that could not be parsed: answered FORMERR when the header parsed, dropped otherwise.",
 	}))
-	duration := promreg.Register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name:    "aagtm_dns_request_duration_seconds",
-		Help:    "Time to answer a DNS query, from the parsed request to the reply written.",
-		Buckets: []float64{5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 5e-2},
-	}))
+	duration := promreg.Register(reg, newDurationHistogram(
+		"aagtm_dns_request_duration_seconds",
+		"Time to answer a DNS query: over UDP from its batch of queries read to the batch's replies written, over TCP from the parsed request to the reply written.",
+		[]float64{5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 5e-2},
+	))
 	cookies := promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "aagtm_dns_cookies_total",
 		Help: "DNS queries with a COOKIE option, by state: client_only (first contact), bad (a server cookie not valid here: BADCOOKIE over UDP) or good (a valid server cookie: no rate limit, no amplification cap).",
@@ -120,17 +123,31 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	return m
 }
 
-// observe records one handled query.
-func (m *metrics) observe(req, resp *dns.Msg, out outcome, v verdict, start time.Time) {
-	if m == nil {
-		return
-	}
-	if out.cookie != cookieNone {
-		m.cookies[out.cookie].Inc()
-	}
+// tally counts handled queries before they are added to the metrics:
+// a UDP loop keeps its own and adds it once per batch, so the query path
+// writes no shared counter.
+type tally struct {
+	queries [typeOther + 1][rcodeNone + 1]uint64
+	limited [3]uint64
+	cookies [cookieGood + 1]uint64
+	capped  uint64
+	n       uint64
+}
+
+// add counts one query of type index ti answered with rcode index ri
+// (rcodeNone: not answered).
+func (t *tally) add(ti, ri int, out outcome, v verdict) {
+	t.n++
+	t.queries[ti][ri]++
+	t.cookies[out.cookie]++ // cookieNone counts nothing: never flushed
 	if out.capped {
-		m.capped.Inc()
+		t.capped++
 	}
+	t.limited[v]++ // pass counts nothing: never flushed
+}
+
+// addMsg counts the query req answered with resp (nil: not answered).
+func (t *tally) addMsg(req, resp *dns.Msg, out outcome, v verdict) {
 	ti := typeOther
 	if len(req.Question) == 1 {
 		ti = typeIndex(req.Question[0].Qtype)
@@ -139,11 +156,91 @@ func (m *metrics) observe(req, resp *dns.Msg, out outcome, v verdict, start time
 	if resp != nil {
 		ri = rcodeIndex(resp.Rcode)
 	}
-	m.queries[ti][ri].Inc()
-	if v != pass {
-		m.limited[v].Inc()
+	t.add(ti, ri, out, v)
+}
+
+// flush adds t to the metrics, each query taking d, and zeroes t.
+func (m *metrics) flush(t *tally, d time.Duration) {
+	if m == nil || t.n == 0 {
+		*t = tally{}
+		return
 	}
-	m.duration.Observe(time.Since(start).Seconds())
+	for ti := range t.queries {
+		for ri, n := range t.queries[ti] {
+			if n > 0 {
+				m.queries[ti][ri].Add(float64(n))
+			}
+		}
+	}
+	for c := cookieClientOnly; c <= cookieGood; c++ {
+		if n := t.cookies[c]; n > 0 {
+			m.cookies[c].Add(float64(n))
+		}
+	}
+	for _, v := range [...]verdict{drop, slip} {
+		if n := t.limited[v]; n > 0 {
+			m.limited[v].Add(float64(n))
+		}
+	}
+	if t.capped > 0 {
+		m.capped.Add(float64(t.capped))
+	}
+	m.duration.observe(d.Seconds(), t.n)
+	*t = tally{}
+}
+
+// observe records one query handled outside a UDP loop (over TCP).
+func (m *metrics) observe(req, resp *dns.Msg, out outcome, v verdict, start time.Time) {
+	if m == nil {
+		return
+	}
+	var t tally
+	t.addMsg(req, resp, out, v)
+	m.flush(&t, time.Since(start))
+}
+
+// durationHistogram is a Prometheus histogram that takes many
+// observations of one value at once (a batch's queries), with one atomic
+// add per bucket instead of one per query.
+type durationHistogram struct {
+	desc   *prometheus.Desc
+	upper  []float64       // bucket upper bounds, ascending
+	counts []atomic.Uint64 // per bucket, not cumulative; the last is +Inf
+	sum    atomic.Uint64   // float64 bits
+}
+
+func newDurationHistogram(name, help string, upper []float64) *durationHistogram {
+	return &durationHistogram{
+		desc:   prometheus.NewDesc(name, help, nil, nil),
+		upper:  upper,
+		counts: make([]atomic.Uint64, len(upper)+1),
+	}
+}
+
+// observe records n observations of seconds.
+func (h *durationHistogram) observe(seconds float64, n uint64) {
+	h.counts[sort.SearchFloat64s(h.upper, seconds)].Add(n)
+	for {
+		old := h.sum.Load()
+		if h.sum.CompareAndSwap(old, math.Float64bits(math.Float64frombits(old)+seconds*float64(n))) {
+			return
+		}
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (h *durationHistogram) Describe(ch chan<- *prometheus.Desc) { ch <- h.desc }
+
+// Collect implements prometheus.Collector.
+func (h *durationHistogram) Collect(ch chan<- prometheus.Metric) {
+	buckets := make(map[float64]uint64, len(h.upper))
+	var count uint64
+	for i, u := range h.upper {
+		count += h.counts[i].Load()
+		buckets[u] = count
+	}
+	count += h.counts[len(h.upper)].Load()
+	ch <- prometheus.MustNewConstHistogram(h.desc, count, math.Float64frombits(h.sum.Load()), buckets)
 }
 
 // tcpOpen adds delta to the open TCP connections.

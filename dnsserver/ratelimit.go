@@ -4,7 +4,6 @@ import (
 	"hash/maphash"
 	"net/netip"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/miekg/dns"
@@ -35,8 +34,10 @@ const (
 
 // limiter is response rate limiting: one token bucket per (client network,
 // response key), refilled at ResponsesPerSecond with a burst of one second's
-// worth. The buckets live in sharded maps, each behind its own mutex; a
-// check is one hash, one lock and one map access.
+// worth. A limiter belongs to one UDP socket's loop, which both the fast
+// and the full path of that socket use, so it takes no lock: a check is one
+// hash and one map access. The buckets live in shards so that sweeping a
+// full shard stays short.
 type limiter struct {
 	rate       float64 // tokens per nanosecond
 	burst      float64
@@ -50,9 +51,7 @@ type limiter struct {
 }
 
 type limiterShard struct {
-	mu sync.Mutex
-	m  map[uint64]bucket
-	_  [48]byte // keep shards on separate cache lines
+	m map[uint64]bucket
 }
 
 type bucket struct {
@@ -126,8 +125,6 @@ func (l *limiter) check(client netip.Addr, key string, now time.Time) verdict {
 	h := l.hash(client, key)
 	t := now.Sub(l.epoch).Nanoseconds()
 	sh := &l.shards[h%limiterShards]
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
 	b, ok := sh.m[h]
 	switch {
 	case !ok:
@@ -139,9 +136,9 @@ func (l *limiter) check(client netip.Addr, key string, now time.Time) verdict {
 		b.tokens = min(l.burst, b.tokens+float64(t-b.last)*l.rate)
 		b.last = t
 	}
-	// Requests are stamped before they queue for the lock, so t may be
-	// earlier than b.last: that refills nothing, rather than taking tokens
-	// back (and limiting a client within its burst).
+	// Times may come out of order (a caller's, a test's): a t earlier
+	// than b.last refills nothing, rather than taking tokens back (and
+	// limiting a client within its burst).
 	v := pass
 	if b.tokens >= 1 {
 		b.tokens--
@@ -157,7 +154,7 @@ func (l *limiter) check(client netip.Addr, key string, now time.Time) verdict {
 }
 
 // sweep forgets the buckets of sh that are full again (as good as new), and
-// clears sh when that frees too little. sh.mu is held.
+// clears sh when that frees too little.
 func (l *limiter) sweep(sh *limiterShard, now int64) {
 	for k, b := range sh.m {
 		if now-b.last >= l.refill {

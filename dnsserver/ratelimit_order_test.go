@@ -8,11 +8,10 @@ import (
 	"github.com/aagtm/aagtm/config"
 )
 
-// TestLimiterOutOfOrderTimes: ServeDNS stamps each request in its own
-// goroutine before taking the bucket's lock, so requests can reach the
-// bucket with earlier times than one already counted. Such a request must
-// not refill backwards (take tokens away): a client within its burst is
-// never limited, whatever order its requests' times arrive in.
+// TestLimiterOutOfOrderTimes: a request can reach a bucket with an earlier
+// time than one already counted (the wall clock stepping back). Such a
+// request must not refill backwards (take tokens away): a client within
+// its burst is never limited, whatever order its requests' times arrive in.
 func TestLimiterOutOfOrderTimes(t *testing.T) {
 	l := newLimiter(config.RateLimit{ResponsesPerSecond: 5, Slip: 2})
 	client := netip.MustParseAddr("127.0.0.1")

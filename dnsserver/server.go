@@ -70,8 +70,7 @@ type Server struct {
 	opts          Options
 	log           hclog.Logger
 	view          atomic.Pointer[view]
-	limiter       atomic.Pointer[limiter] // nil: rate limiting off
-	rl            atomic.Pointer[config.RateLimit]
+	rl            atomic.Pointer[config.RateLimit] // each UDP loop makes its limiter
 	maxUDP        atomic.Int64
 	cookies       atomic.Pointer[cookieJar]
 	nodeSecret    [16]byte // the secret when none is configured
@@ -80,6 +79,12 @@ type Server struct {
 	metrics       *metrics
 	bufs          sync.Pool // *[]byte, packed replies
 	msgs          sync.Pool // *dns.Msg, zeroed replies
+
+	// fastHook, set by tests before Run, sees every reply of the UDP
+	// fast path before rate limiting, with the query and what it was
+	// answered from: the differential tests compare it with the full
+	// path's.
+	fastHook func(query []byte, a asker, v *view, reply []byte)
 
 	running atomic.Bool
 	ready   chan struct{}
@@ -132,7 +137,6 @@ func (s *Server) SetRateLimit(rl config.RateLimit) {
 		return
 	}
 	s.rl.Store(&rl)
-	s.limiter.Store(newLimiter(rl))
 }
 
 // SetCookieSecrets replaces the DNS Cookies server secrets (a config
@@ -199,7 +203,8 @@ func (s *Server) Run(ctx context.Context) error {
 		return errors.New("dnsserver: no listen address")
 	}
 	var (
-		servers []*dns.Server
+		servers []*dns.Server // TCP
+		loops   []*udpLoop
 		closers []func() error
 		addrs   []netip.AddrPort
 	)
@@ -216,10 +221,10 @@ func (s *Server) Run(ctx context.Context) error {
 		addrs = append(addrs, b.addr)
 		for _, pc := range b.udp {
 			closers = append(closers, pc.Close)
-			servers = append(servers, s.dnsServer(pc, nil))
+			loops = append(loops, newUDPLoop(s, pc))
 		}
 		closers = append(closers, b.tcp.Close)
-		servers = append(servers, s.dnsServer(nil, s.conns.listener(b.tcp)))
+		servers = append(servers, s.dnsServer(s.conns.listener(b.tcp)))
 	}
 	s.addrs = addrs
 
@@ -228,19 +233,27 @@ func (s *Server) Run(ctx context.Context) error {
 	started := make([]chan struct{}, len(servers))
 	exited := make([]chan struct{}, len(servers))
 	g, gctx := errgroup.WithContext(ctx)
+	for _, l := range loops {
+		g.Go(func() error {
+			if err := l.run(gctx); err != nil {
+				return fmt.Errorf("dnsserver: serve UDP: %w", err)
+			}
+			return nil
+		})
+	}
 	for i, srv := range servers {
 		started[i], exited[i] = make(chan struct{}), make(chan struct{})
 		srv.NotifyStartedFunc = func() {
 			close(started[i])
 			if pending.Add(-1) == 0 {
-				s.log.Info("listening", "addrs", addrs)
+				s.log.Info("listening", "addrs", addrs, "udp_sockets", len(loops))
 				close(s.ready)
 			}
 		}
 		g.Go(func() error {
 			defer close(exited[i])
 			if err := srv.ActivateAndServe(); err != nil {
-				return fmt.Errorf("dnsserver: serve: %w", err)
+				return fmt.Errorf("dnsserver: serve TCP: %w", err)
 			}
 			return nil
 		})
@@ -248,6 +261,9 @@ func (s *Server) Run(ctx context.Context) error {
 	g.Go(func() error {
 		<-gctx.Done()
 		s.conns.stopping.Store(true)
+		for _, l := range loops {
+			_ = l.pc.Close() // ends its run
+		}
 		sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 		defer cancel()
 		for i, srv := range servers {
@@ -264,17 +280,12 @@ func (s *Server) Run(ctx context.Context) error {
 	return err
 }
 
-// dnsServer returns a miekg/dns server on pc (UDP) or l (TCP) with s as
-// handler.
-func (s *Server) dnsServer(pc net.PacketConn, l net.Listener) *dns.Server {
+// dnsServer returns a miekg/dns server on the TCP listener l with s as
+// handler. UDP is served by the UDP loops (udp.go).
+func (s *Server) dnsServer(l net.Listener) *dns.Server {
 	return &dns.Server{
-		PacketConn: pc,
-		Listener:   l,
-		Handler:    s,
-		// Read buffer for UDP queries: queries larger than the payload size
-		// we advertise are not expected (RFC 6891 §6.2.5); a smaller buffer
-		// keeps the pooled buffers cheap to recreate after each GC.
-		UDPSize:        s.opts.MaxUDPSize,
+		Listener:       l,
+		Handler:        s,
 		MsgAcceptFunc:  acceptMsg,
 		MsgInvalidFunc: func([]byte, error) { s.metrics.invalid() },
 		// TCP: the first query within ReadTimeout of the accept, each
@@ -298,9 +309,9 @@ func acceptMsg(dh dns.Header) dns.MsgAcceptAction {
 	return dns.MsgAccept
 }
 
-// ServeDNS implements dns.Handler: it answers req from the current view,
-// applies rate limiting to UDP replies without a valid server cookie,
-// writes the reply and records metrics.
+// ServeDNS implements dns.Handler, for the queries over TCP: it answers
+// req from the current view, writes the reply and records metrics. UDP
+// queries are answered by the UDP loops, which also rate-limit.
 func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	start := time.Now()
 	client, tcp := remote(w)
@@ -312,14 +323,10 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		cookies:       s.cookies.Load(),
 		amplification: int(s.amplification.Load()),
 	}, s.view.Load())
-	v := pass
-	if lim := s.limiter.Load(); resp != nil && !tcp && lim != nil && out.cookie != cookieGood {
-		resp, v = lim.limit(resp, client, start)
-	}
 	if resp != nil {
 		s.write(w, resp)
 	}
-	s.metrics.observe(req, resp, out, v, start)
+	s.metrics.observe(req, resp, out, pass, start)
 	*m = dns.Msg{}
 	s.msgs.Put(m)
 }
@@ -328,14 +335,22 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 func (s *Server) write(w dns.ResponseWriter, m *dns.Msg) {
 	bp := s.bufs.Get().(*[]byte)
 	defer s.bufs.Put(bp)
-	out, err := m.PackBuffer(*bp)
+	if out := pack(*bp, m, s.log); out != nil {
+		if _, err := w.Write(out); err != nil {
+			s.log.Trace("write reply", "error", err)
+		}
+	}
+}
+
+// pack packs m into buf (a larger one when buf is too small); nil when m
+// does not pack.
+func pack(buf []byte, m *dns.Msg, log hclog.Logger) []byte {
+	out, err := m.PackBuffer(buf)
 	if err != nil {
-		s.log.Trace("pack reply", "error", err)
-		return
+		log.Trace("pack reply", "error", err)
+		return nil
 	}
-	if _, err := w.Write(out); err != nil {
-		s.log.Trace("write reply", "error", err)
-	}
+	return out
 }
 
 // remote returns the client address and whether it came over TCP.

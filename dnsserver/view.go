@@ -37,6 +37,9 @@ type view struct {
 	regions regionTable
 	// maxUDP caps the EDNS0 UDP payload size honoured.
 	maxUDP int
+	// fast holds the UDP fast path's prepared replies by database
+	// hostname (lower case FQDN); nil in the empty view.
+	fast map[string]*fastName
 }
 
 // name is the data of one existing name of the zone. At most one of static,
@@ -117,6 +120,7 @@ func buildView(cfg *config.Config, snap *policy.Snapshot, node string, maxUDP in
 		chaos:   chaosRecords(node),
 		regions: newRegionTable(cfg),
 		maxUDP:  maxUDP,
+		fast:    map[string]*fastName{},
 	}
 	nsTTL := ttlSeconds(cfg.Zone.SOA.TTL)
 
@@ -216,6 +220,7 @@ func buildView(cfg *config.Config, snap *policy.Snapshot, node string, maxUDP in
 		}
 		n.host = h
 		v.add(why).why = h
+		v.prepareFast(hostname, h)
 	}
 
 	// Empty non-terminals: every ancestor of a name, up to the apex,
