@@ -389,20 +389,27 @@ func TestTCPConnectionCaps(t *testing.T) {
 	close(stopUDP)
 	udp.Wait()
 
-	// ...and served once the connections are gone.
+	// ...and served once the connections are gone. Connections still in
+	// the kernel's accept queue when the clients closed them are accepted
+	// and counted later: wait until every attempt is accounted for (or
+	// the deadline), not only until none is open.
+	var refusedTotal, refusedSource, closed float64
 	deadline := time.Now().Add(10 * time.Second)
-	for metricValue(t, reg, "aagtm_dns_tcp_connections") > 0 && time.Now().Before(deadline) {
+	for {
+		refusedTotal = metricValue(t, reg, "aagtm_dns_tcp_refused_total", "limit", "max_connections")
+		refusedSource = metricValue(t, reg, "aagtm_dns_tcp_refused_total", "limit", "max_connections_per_source")
+		closed = 0
+		for _, r := range closedLabels {
+			closed += metricValue(t, reg, "aagtm_dns_tcp_closed_total", "reason", r)
+		}
+		done := int(refusedTotal+refusedSource+closed) == attempts && metricValue(t, reg, "aagtm_dns_tcp_connections") == 0
+		if done || time.Now().After(deadline) {
+			break
+		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	close(stopSampling)
 	sampler.Wait()
-
-	refusedTotal := metricValue(t, reg, "aagtm_dns_tcp_refused_total", "limit", "max_connections")
-	refusedSource := metricValue(t, reg, "aagtm_dns_tcp_refused_total", "limit", "max_connections_per_source")
-	var closed float64
-	for _, r := range closedLabels {
-		closed += metricValue(t, reg, "aagtm_dns_tcp_closed_total", "reason", r)
-	}
 	t.Logf("%d attempts from %d sources in %v: %d dial errors; server held at most %d (cap %d), at most %d per source (cap %d); refused %v over max_connections, %v over max_connections_per_source; client saw %d open, %d reset; UDP answered %d of %d during the storm",
 		attempts, sources, dialTime.Round(time.Millisecond), dialErrs, maxOpen.Load(), caps.MaxConnections, maxPerSource.Load(), caps.MaxConnectionsPerSource,
 		refusedTotal, refusedSource, open, reset, udpAnswered.Load(), udpSent.Load())
