@@ -71,6 +71,8 @@ type Agent struct {
 	running atomic.Bool
 	// wg tracks member probes, which may outlive their round by a little.
 	wg sync.WaitGroup
+	// workers run the member probes.
+	workers *workerPool
 	// roundsWG tracks round goroutines started by Run.
 	roundsWG sync.WaitGroup
 	// pubMu serialises publishing (seq order) with changes of the senders.
@@ -114,6 +116,9 @@ func NewAgent(cfg *config.Config, agentID string, logger hclog.Logger, opts ...A
 		logger: logger.Named("probe").With("agent", agentID),
 		reconf: make(chan struct{}, 1),
 		dials:  newDialBudget(dialBudgetSize, dialBudgetPerHost),
+		// Idle workers outlive a few rounds: at the default interval the
+		// steady state's workers are reused round after round.
+		workers: newWorkerPool(workerIdle),
 	}
 	for _, o := range opts {
 		o(&a.opts)
@@ -288,6 +293,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		a.pubMu.Unlock()
 		a.wg.Wait()
+		a.workers.close()
 		for _, e := range st.endpoints {
 			e.close()
 		}
@@ -556,7 +562,7 @@ func (a *Agent) publish(senders map[string]*sender, rep *api.Report) {
 // ProbeOnce runs one probe round with the agent's current config and
 // returns the report without sending it (for `aagtm check` and tests). It
 // must not be called while Run is running. Member connections stay open for
-// the next ProbeOnce or Run. It returns an error if ctx ends during the
+// the next ProbeOnce or Run, and idle probe workers for workerIdle. It returns an error if ctx ends during the
 // round.
 func (a *Agent) ProbeOnce(ctx context.Context) (*api.Report, error) {
 	if a.running.Load() {
@@ -606,6 +612,9 @@ const (
 	// member probed early in a round is reported at the round's end), so it
 	// must fit in the slack of fall × interval + timeout + 1 s.
 	maxSpread = 500 * time.Millisecond
+	// workerIdle is how long a probe worker waits for its next probe
+	// before it exits (see workerPool).
+	workerIdle = 5 * time.Second
 	// overloadLogEvery rate-limits the warning about probes not measured.
 	overloadLogEvery = 10 * time.Second
 )
@@ -697,11 +706,11 @@ func (a *Agent) round(ctx context.Context, st *agentState) *api.Report {
 		}
 		pr := &probe{
 			t: t, agentID: a.id, region: st.region, seq: roundNo,
-			settings: p, hbRegions: st.dbRegions[st.dbOf[t]],
+			settings: &st.cfg.Probes, hbRegions: st.dbRegions[st.dbOf[t]],
 		}
 		waiting++
 		a.wg.Add(1)
-		go func() {
+		a.workers.run(func() {
 			defer a.wg.Done()
 			defer t.busy.Store(false)
 			if lag := time.Since(at); lag > late {
@@ -709,7 +718,7 @@ func (a *Agent) round(ctx context.Context, st *agentState) *api.Report {
 				return
 			}
 			ch <- done{i, a.probeMember(ctx, st, pr)}
-		}()
+		})
 	}
 	// Every probe started by start+window+late has its deadline by then
 	// plus the timeout.
@@ -820,7 +829,7 @@ func (a *Agent) probeMember(parent context.Context, st *agentState, p *probe) me
 // every applicable check not measured.
 func (a *Agent) notMeasured(st *agentState, t *target, why string) memberResult {
 	var mr memberResult
-	p := &probe{t: t, settings: st.cfg.Probes}
+	p := &probe{t: t, settings: &st.cfg.Probes}
 	for _, c := range st.checks {
 		if !c.skip(p) {
 			mr.results = append(mr.results, fail(c.name(), OutcomeNotMeasured, "%s", why))

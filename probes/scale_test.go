@@ -111,7 +111,7 @@ func TestDialBudgetExhaustedIsNotMeasured(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), p.Timeout)
 			defer cancel()
 			start := time.Now()
-			r := pingCheck{}.run(ctx, &probe{t: tg, c: tg.redis(), settings: p})
+			r := pingCheck{}.run(ctx, &probe{t: tg, c: tg.redis(), settings: &p})
 			if r.outcome != tc.want {
 				t.Fatalf("outcome %s (%s), want %s", r.outcome, r.err, tc.want)
 			}
