@@ -118,7 +118,7 @@ func NewAgent(cfg *config.Config, agentID string, logger hclog.Logger, opts ...A
 		dials:  newDialBudget(dialBudgetSize, dialBudgetPerHost),
 		// Idle workers outlive a few rounds: at the default interval the
 		// steady state's workers are reused round after round.
-		workers: newWorkerPool(workerIdle),
+		workers: newWorkerPool(maxIdleWorkers, workerIdle),
 	}
 	for _, o := range opts {
 		o(&a.opts)
@@ -612,8 +612,13 @@ const (
 	// member probed early in a round is reported at the round's end), so it
 	// must fit in the slack of fall × interval + timeout + 1 s.
 	maxSpread = 500 * time.Millisecond
-	// workerIdle is how long a probe worker waits for its next probe
-	// before it exits (see workerPool).
+	// maxIdleWorkers is how many probe workers wait for the next probe
+	// (see workerPool): more than a healthy round of 10,000 members keeps
+	// busy at once on the 2-core bench machine (a few dozen), few enough
+	// that their stacks (tens of KiB each) stay a few MB.
+	maxIdleWorkers = 256
+	// workerIdle is how long an idle probe worker waits for its next
+	// probe before it exits.
 	workerIdle = 5 * time.Second
 	// overloadLogEvery rate-limits the warning about probes not measured.
 	overloadLogEvery = 10 * time.Second

@@ -2,6 +2,7 @@ package probes
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -11,11 +12,16 @@ import (
 // tenth of the agent's CPU at thousands of members. The pool has no fixed
 // size: a probe finding no idle worker starts one, so a hung server whose
 // probes each wait the whole timeout never delays the probes of other
-// members (a fixed pool would report them as not measured). A worker idle
-// for the pool's idle time exits, so the pool shrinks back after a burst.
+// members (a fixed pool would report them as not measured). At most
+// maxIdle workers wait for more work, each for at most the pool's idle
+// time; the others end after their probe. A burst (a hung server holds
+// each of its members' probes for the whole timeout: thousands at once)
+// therefore leaves no thousands of idle stacks behind.
 type workerPool struct {
-	jobs chan func()
-	idle time.Duration
+	jobs    chan func()
+	idleFor time.Duration
+	maxIdle int32
+	idle    atomic.Int32
 	// live counts running workers, for wait.
 	live sync.WaitGroup
 
@@ -23,8 +29,8 @@ type workerPool struct {
 	stop chan struct{} // closed by close; replaced by the next run
 }
 
-func newWorkerPool(idle time.Duration) *workerPool {
-	return &workerPool{jobs: make(chan func()), idle: idle, stop: make(chan struct{})}
+func newWorkerPool(maxIdle int32, idleFor time.Duration) *workerPool {
+	return &workerPool{jobs: make(chan func()), idleFor: idleFor, maxIdle: maxIdle, stop: make(chan struct{})}
 }
 
 // run hands job to an idle worker, or starts one.
@@ -43,18 +49,32 @@ func (p *workerPool) run(job func()) {
 
 func (p *workerPool) work(job func(), stop <-chan struct{}) {
 	defer p.live.Done()
-	t := time.NewTimer(p.idle)
-	defer t.Stop()
+	var t *time.Timer
 	for {
 		job()
-		t.Reset(p.idle)
+		if p.idle.Add(1) > p.maxIdle {
+			p.idle.Add(-1)
+			break
+		}
+		if t == nil {
+			t = time.NewTimer(p.idleFor)
+		} else {
+			t.Reset(p.idleFor)
+		}
+		var ok bool
 		select {
 		case job = <-p.jobs:
+			ok = true
 		case <-t.C:
-			return
 		case <-stop:
-			return
 		}
+		p.idle.Add(-1)
+		if !ok {
+			break
+		}
+	}
+	if t != nil {
+		t.Stop()
 	}
 }
 
