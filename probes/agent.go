@@ -845,11 +845,14 @@ func (a *Agent) notMeasured(st *agentState, t *target, why string) memberResult 
 
 // report assembles the round's report.
 func (a *Agent) report(st *agentState, results []memberResult) *api.Report {
-	in := make([]lagInput, len(st.targets))
-	for i, t := range st.targets {
-		in[i] = lagInput{member: t.member.Name, database: st.dbOf[t], region: t.member.Region, heartbeats: results[i].heartbeats}
+	var lags map[string]map[string]time.Duration
+	if st.cfg.Probes.HasCheck(config.CheckLag) {
+		in := make([]lagInput, len(st.targets))
+		for i, t := range st.targets {
+			in[i] = lagInput{member: t.member.Name, database: st.dbOf[t], region: t.member.Region, heartbeats: results[i].heartbeats}
+		}
+		lags = computeLag(in)
 	}
-	lags := computeLag(in)
 	rep := &api.Report{
 		AgentId:    a.id,
 		Region:     st.region,
