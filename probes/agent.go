@@ -729,16 +729,7 @@ func (a *Agent) round(ctx context.Context, st *agentState) *api.Report {
 	// plus the timeout.
 	timer := time.NewTimer(time.Until(start.Add(window + late + timeout + roundSlack)))
 	defer timer.Stop()
-collect:
-	for waiting > 0 {
-		select {
-		case d := <-ch:
-			results[d.i], have[d.i] = d.r, true
-			waiting--
-		case <-timer.C:
-			break collect
-		}
-	}
+	collect(ch, waiting, timer.C, func(d done) { results[d.i], have[d.i] = d.r, true })
 	if ctx.Err() != nil {
 		return nil // shutting down: the results say "canceled", not the members' health
 	}
@@ -762,6 +753,31 @@ collect:
 		a.logOverload(measured, n, why)
 	}
 	return a.report(st, results)
+}
+
+// collect passes the results arriving on ch to take until want have
+// arrived or deadline fires; then it still takes those already waiting in
+// ch. Those count: select picks among ready cases at random, so a round
+// whose deadline passed while it was still starting probes (a starved
+// agent) would otherwise drop nearly all of them as not measured.
+func collect[T any](ch <-chan T, want int, deadline <-chan time.Time, take func(T)) {
+	for ; want > 0; want-- {
+		select {
+		case r := <-ch:
+			take(r)
+			continue
+		case <-deadline:
+		}
+		for ; want > 0; want-- {
+			select {
+			case r := <-ch:
+				take(r)
+			default:
+				return
+			}
+		}
+		return
+	}
 }
 
 // logOverload warns, at most once per overloadLogEvery, that members were

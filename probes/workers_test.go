@@ -62,3 +62,40 @@ func TestWorkerPool(t *testing.T) {
 		})
 	}
 }
+
+// TestCollect: results that arrived before the round's deadline are taken
+// even when the deadline has passed too (a starved round that was still
+// starting probes at its deadline), and collection stops at the deadline
+// without waiting for the missing ones.
+func TestCollect(t *testing.T) {
+	tests := []struct {
+		name           string
+		want, buffered int
+		deadlinePassed bool
+	}{
+		{"all in before the deadline", 100, 100, false},
+		{"all in, deadline passed as well", 100, 100, true},
+		{"some missing at the deadline", 100, 60, true},
+		{"none in at the deadline", 10, 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ch := make(chan int, tt.want)
+			for i := range tt.buffered {
+				ch <- i
+			}
+			deadline := make(chan time.Time, 1)
+			if tt.deadlinePassed {
+				deadline <- time.Now()
+			}
+			got := 0
+			collect(ch, tt.want, deadline, func(int) { got++ })
+			if got != tt.buffered {
+				t.Errorf("took %d results, want the %d that had arrived", got, tt.buffered)
+			}
+			if len(ch) != 0 {
+				t.Errorf("%d results left behind", len(ch))
+			}
+		})
+	}
+}
