@@ -73,6 +73,8 @@ type Agent struct {
 	wg sync.WaitGroup
 	// workers run the member probes.
 	workers *workerPool
+	// stalls notices when the agent itself does not run (see stallWatch).
+	stalls *stallWatch
 	// roundsWG tracks round goroutines started by Run.
 	roundsWG sync.WaitGroup
 	// pubMu serialises publishing (seq order) with changes of the senders.
@@ -119,6 +121,7 @@ func NewAgent(cfg *config.Config, agentID string, logger hclog.Logger, opts ...A
 		// Idle workers outlive a few rounds: at the default interval the
 		// steady state's workers are reused round after round.
 		workers: newWorkerPool(maxIdleWorkers, workerIdle),
+		stalls:  newStallWatch(stallTick),
 	}
 	for _, o := range opts {
 		o(&a.opts)
@@ -317,6 +320,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	hbDone := make(chan struct{})
 	go func() { defer close(hbDone); a.heartbeatLoop(hbCtx) }()
 	defer func() { stopHeartbeats(); <-hbDone }()
+	stallCtx, stopStallWatch := context.WithCancel(ctx)
+	stallDone := make(chan struct{})
+	go func() { defer close(stallDone); a.stalls.run(stallCtx) }()
+	defer func() { stopStallWatch(); <-stallDone }()
 
 	a.warmUp(ctx, st)
 	timer := time.NewTimer(0)
@@ -649,6 +656,11 @@ func lateLimit(timeout time.Duration) time.Duration {
 	return max(timeout/2, 50*time.Millisecond)
 }
 
+// stallLimit is how long the agent may have been stalled (not running)
+// during a probe that timed out for the timeout still to count as the
+// member's: a quarter of the timeout.
+func stallLimit(timeout time.Duration) time.Duration { return timeout / 4 }
+
 // memberResult is one member's outcome of a round.
 type memberResult struct {
 	results    []result
@@ -813,10 +825,17 @@ func (a *Agent) probeMember(parent context.Context, st *agentState, p *probe) me
 		if r.outcome == OutcomeTimeout {
 			// The deadline fires at the timeout; returning much later
 			// means this process was not running (stopped, starved), so
-			// the member may have answered in time: not measured.
-			if over := time.Since(started) - timeout; over > lateLimit(timeout) {
+			// the member may have answered in time: not measured. So is
+			// a timeout across which the agent did not run for a quarter
+			// of the timeout or more: the reply may have arrived while
+			// nobody read it.
+			now := time.Now()
+			if over := now.Sub(started) - timeout; over > lateLimit(timeout) {
 				r.outcome = OutcomeNotMeasured
 				r.err = fmt.Sprintf("%s (returned %s past the deadline: the agent was stalled)", r.err, over.Round(time.Millisecond))
+			} else if stalled := a.stalls.during(started, now); stalled >= stallLimit(timeout) {
+				r.outcome = OutcomeNotMeasured
+				r.err = fmt.Sprintf("%s (the agent was stalled %s during the probe)", r.err, stalled.Round(time.Millisecond))
 			}
 		}
 		if !r.ok() {

@@ -1,0 +1,95 @@
+package probes
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/aagtm/aagtm/config"
+	"github.com/aagtm/aagtm/internal/testenv"
+)
+
+// TestStallWatchDuring: wake-ups more than a tick late are stalls, and a
+// span's stalled time is their overlap with it.
+func TestStallWatchDuring(t *testing.T) {
+	const tick = 10 * time.Millisecond
+	base := time.Now().Add(-time.Hour) // long past: nothing is pending now
+	at := func(ms int) time.Time { return base.Add(time.Duration(ms) * time.Millisecond) }
+	// Wakes at 0, 10, 20 (on time), 300 (a 270 ms stall from 30), 310,
+	// 335 (15 ms late: a stall from 320), then the watch stops.
+	wakes := []int{0, 10, 20, 300, 310, 335}
+	tests := []struct {
+		name     string
+		from, to int
+		want     time.Duration
+	}{
+		{"before any stall", 0, 30, 0},
+		{"across the long stall", 0, 500, 270*time.Millisecond + 15*time.Millisecond},
+		{"inside the long stall", 100, 200, 100 * time.Millisecond},
+		{"overlapping its end", 250, 315, 50 * time.Millisecond},
+		{"after every stall", 340, 900, 0},
+	}
+	w := newStallWatch(tick)
+	for _, ms := range wakes {
+		w.woke(at(ms))
+	}
+	w.woke(time.Time{})
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := w.during(at(tt.from), at(tt.to)); got != tt.want {
+				t.Errorf("during(%d ms, %d ms) = %s, want %s", tt.from, tt.to, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestStalledAgentTimeoutNotMeasured: a hung member's probe is a timeout
+// when the agent ran throughout, and not measured when the agent itself
+// was not running during the probe (its stall watch has not woken since
+// long before the probe started, as in a stopped or starved process):
+// the reply may have come while nobody read it.
+func TestStalledAgentTimeoutNotMeasured(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	srv := testenv.StartRedis(t)
+	cfg := testenv.ReportConfig(testenv.Member("m1", use, srv.URL()))
+	cfg.Probes.Interval = time.Second
+	cfg.Probes.Timeout = timeout
+	cfg.Probes.Checks = []config.Check{config.CheckPing}
+	a, err := NewAgent(cfg, agentU, testenv.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, e := range a.pending.endpoints {
+			e.close()
+		}
+	})
+	if _, err := a.ProbeOnce(context.Background()); err != nil { // connect
+		t.Fatal(err)
+	}
+	srv.Stop()
+	t.Cleanup(srv.Cont)
+	tests := []struct {
+		name    string
+		stalled bool
+		want    Outcome
+	}{
+		{"agent running", false, OutcomeTimeout},
+		{"agent stalled", true, OutcomeNotMeasured},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.stalled {
+				a.stalls.woke(time.Now().Add(-time.Minute)) // and not since
+			}
+			rep, err := a.ProbeOnce(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := rep.GetMembers()[0].GetChecks()[0]
+			if c.GetOutcome() != string(tt.want) {
+				t.Errorf("outcome = %s (%s), want %s", c.GetOutcome(), c.GetError(), tt.want)
+			}
+		})
+	}
+}
