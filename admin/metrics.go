@@ -23,9 +23,9 @@ var (
 	descMemberLagging = prometheus.NewDesc("aagtm_policy_member_lagging",
 		"1 when the member's replication lag exceeds its database's lag_tolerance.",
 		[]string{"member"}, nil)
-	descVantageStale = prometheus.NewDesc("aagtm_policy_vantage_stale",
-		"1 when the agent has sent no pass or failure of the member for probes.stale_after (not_measured rounds do not count; its vote is not counted).",
-		[]string{"member", "agent"}, nil)
+	descStaleMembers = prometheus.NewDesc("aagtm_policy_stale_members",
+		"Members of which the agent has sent no pass or failure for probes.stale_after (not_measured rounds do not count; its votes on them are not counted).",
+		[]string{"agent"}, nil)
 	descFailStatic = prometheus.NewDesc("aagtm_policy_fail_static_members",
 		"Members whose verdict no vantage can decide now (none fresh and voting, or fewer than a numeric quorum): their last verdict is kept.",
 		nil, nil)
@@ -45,10 +45,11 @@ var (
 // computed from the latest one at scrape time, counters and histograms
 // count the snapshots' events and new probe RTTs. Safe for concurrent use.
 //
-// Probe RTTs are a histogram per agent, not per (member, agent): with
+// Probe RTTs and staleness are per agent, not per (member, agent): with
 // 10,000 members and three agents that would be 30,000 histograms (over
-// 400,000 series), most of a node's memory and of every scrape. Each
-// member's last RTT per vantage is in the status API (rtt_seconds).
+// 400,000 series) and 30,000 gauges, most of a node's memory and of every
+// scrape. Each member's last RTT and freshness per vantage are in the
+// status API (rtt_seconds, fresh).
 type PolicyMetrics struct {
 	snap atomic.Pointer[policy.Snapshot]
 
@@ -195,7 +196,7 @@ func hasVantage(snap *policy.Snapshot, member, agent string) bool {
 
 // Describe implements prometheus.Collector.
 func (m *PolicyMetrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descMemberUp, descMemberLag, descMemberLagging, descVantageStale, descFailStatic, descDrained, descSerial, descGenerated} {
+	for _, d := range []*prometheus.Desc{descMemberUp, descMemberLag, descMemberLagging, descStaleMembers, descFailStatic, descDrained, descSerial, descGenerated} {
 		ch <- d
 	}
 	m.answerChanges.Describe(ch)
@@ -224,6 +225,7 @@ func (m *PolicyMetrics) Collect(ch chan<- prometheus.Metric) {
 		gauge(descGenerated, float64(snap.Generated.UnixNano())/1e9)
 	}
 	failStatic := 0
+	stale := map[string]int{}
 	for name, ms := range snap.Members {
 		if ms == nil {
 			continue
@@ -238,8 +240,15 @@ func (m *PolicyMetrics) Collect(ch chan<- prometheus.Metric) {
 			gauge(descMemberLag, lag.Seconds(), name, src)
 		}
 		for _, v := range ms.Vantages {
-			gauge(descVantageStale, boolFloat(!v.Fresh), name, v.Agent)
+			if !v.Fresh {
+				stale[v.Agent]++
+			} else if _, ok := stale[v.Agent]; !ok {
+				stale[v.Agent] = 0
+			}
 		}
+	}
+	for agent, n := range stale {
+		gauge(descStaleMembers, float64(n), agent)
 	}
 	gauge(descFailStatic, float64(failStatic))
 }

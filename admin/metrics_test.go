@@ -41,8 +41,8 @@ func TestPolicyMetrics(t *testing.T) {
 		`aagtm_policy_member_up{database="cache",member="cache-euw"} 0`,
 		`aagtm_policy_member_lag_seconds{member="cache-use",source_region="eu-west"} 0.012`,
 		`aagtm_policy_member_lagging{member="cache-use"} 0`,
-		`aagtm_policy_vantage_stale{agent="eu-west",member="cache-euw"} 1`,
-		`aagtm_policy_vantage_stale{agent="us-east",member="cache-euw"} 0`,
+		`aagtm_policy_stale_members{agent="eu-west"} 1`, // of cache-euw
+		`aagtm_policy_stale_members{agent="us-east"} 0`,
 		`aagtm_policy_drained{member="cache-euw"} 1`,
 		"aagtm_policy_fail_static_members 1",
 		`aagtm_policy_answer_changes_total{database="cache",region="eu-west"} 1`,
@@ -82,6 +82,7 @@ func TestPolicyMetrics(t *testing.T) {
 		"aagtm_policy_fail_static_members 0",
 		`aagtm_policy_answer_changes_total{database="cache",region="eu-west"} 1`,
 		`aagtm_probe_rtt_seconds_count{agent="us-east"} 3`,
+		`aagtm_policy_stale_members{agent="eu-west"} 0`, // cache-euw is gone
 		`aagtm_probe_rtt_seconds_count{agent="eu-west"} 1`,
 	} {
 		if !strings.Contains(out, want) {
