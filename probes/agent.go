@@ -657,9 +657,9 @@ func lateLimit(timeout time.Duration) time.Duration {
 }
 
 // stallLimit is how long the agent may have been stalled (not running)
-// during a probe that timed out for the timeout still to count as the
-// member's: a quarter of the timeout.
-func stallLimit(timeout time.Duration) time.Duration { return timeout / 4 }
+// when a probe's deadline passed for its timeout still to count as the
+// member's: an eighth of the timeout.
+func stallLimit(timeout time.Duration) time.Duration { return timeout / 8 }
 
 // memberResult is one member's outcome of a round.
 type memberResult struct {
@@ -826,16 +826,16 @@ func (a *Agent) probeMember(parent context.Context, st *agentState, p *probe) me
 			// The deadline fires at the timeout; returning much later
 			// means this process was not running (stopped, starved), so
 			// the member may have answered in time: not measured. So is
-			// a timeout across which the agent did not run for a quarter
-			// of the timeout or more: the reply may have arrived while
-			// nobody read it.
-			now := time.Now()
-			if over := now.Sub(started) - timeout; over > lateLimit(timeout) {
+			// a timeout whose deadline fell in a stall of the agent that
+			// had lasted stallLimit: a reply arriving in that stall was
+			// never read. A stall earlier in the probe is no excuse: the
+			// reply, had it come before, was read when the stall ended.
+			if over := time.Since(started) - timeout; over > lateLimit(timeout) {
 				r.outcome = OutcomeNotMeasured
 				r.err = fmt.Sprintf("%s (returned %s past the deadline: the agent was stalled)", r.err, over.Round(time.Millisecond))
-			} else if stalled := a.stalls.during(started, now); stalled >= stallLimit(timeout) {
+			} else if stalled := a.stalls.stalledAt(started.Add(timeout)); stalled >= stallLimit(timeout) {
 				r.outcome = OutcomeNotMeasured
-				r.err = fmt.Sprintf("%s (the agent was stalled %s during the probe)", r.err, stalled.Round(time.Millisecond))
+				r.err = fmt.Sprintf("%s (the agent was stalled for the last %s before the deadline)", r.err, stalled.Round(time.Millisecond))
 			}
 		}
 		if !r.ok() {

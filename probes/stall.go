@@ -11,8 +11,8 @@ import (
 // (the host's CPUs busy with other processes, the process stopped, a long
 // GC pause). A probe timing out across such a stall says nothing about the
 // member: its reply may have arrived while nobody read it. The watch keeps
-// the recent stalls so probes can ask how long the agent was stalled
-// during their window.
+// the recent stalls so probes can ask whether the agent was stalled at
+// their deadline, and since when.
 type stallWatch struct {
 	tick time.Duration
 
@@ -74,33 +74,27 @@ func (w *stallWatch) pending(now time.Time) (stall, bool) {
 	return stall{from: due, to: now}, now.Sub(due) >= w.tick
 }
 
-// during returns how long the agent was stalled between from and to: the
-// recorded stalls' overlaps with that span, and the stall still going on
-// if the watch has not woken for two ticks (a probe resuming after a stall
-// may ask before the watch has woken).
-func (w *stallWatch) during(from, to time.Time) time.Duration {
+// stalledAt returns how long the agent had been stalled at t: t minus the
+// start of the stall that spans t (a recorded one, or the one still going
+// on if the watch has not woken for two ticks: a probe resuming after a
+// stall may ask before the watch has woken), or 0 when the agent was
+// running at t.
+func (w *stallWatch) stalledAt(t time.Time) time.Duration {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	var sum time.Duration
-	overlap := func(s stall) {
-		start, end := s.from, s.to
-		if from.After(start) {
-			start = from
-		}
-		if to.Before(end) {
-			end = to
-		}
-		if d := end.Sub(start); d > 0 {
-			sum += d
+	var longest time.Duration
+	spans := func(s stall) {
+		if !s.from.After(t) && !s.to.Before(t) {
+			longest = max(longest, t.Sub(s.from))
 		}
 	}
 	for _, s := range w.stalls {
 		if !s.to.IsZero() {
-			overlap(s)
+			spans(s)
 		}
 	}
 	if s, ok := w.pending(time.Now()); ok {
-		overlap(s)
+		spans(s)
 	}
-	return sum
+	return longest
 }

@@ -9,25 +9,26 @@ import (
 	"github.com/aagtm/aagtm/internal/testenv"
 )
 
-// TestStallWatchDuring: wake-ups more than a tick late are stalls, and a
-// span's stalled time is their overlap with it.
-func TestStallWatchDuring(t *testing.T) {
+// TestStallWatchStalledAt: wake-ups more than a tick late are stalls, and
+// at a moment inside one the agent has been stalled since its start.
+func TestStallWatchStalledAt(t *testing.T) {
 	const tick = 10 * time.Millisecond
 	base := time.Now().Add(-time.Hour) // long past: nothing is pending now
 	at := func(ms int) time.Time { return base.Add(time.Duration(ms) * time.Millisecond) }
-	// Wakes at 0, 10, 20 (on time), 300 (a 270 ms stall from 30), 310,
-	// 335 (15 ms late: a stall from 320), then the watch stops.
+	// Wakes at 0, 10, 20 (on time), 300 (a stall from 30), 310, 335 (a
+	// stall from 320), then the watch stops.
 	wakes := []int{0, 10, 20, 300, 310, 335}
 	tests := []struct {
-		name     string
-		from, to int
-		want     time.Duration
+		name string
+		at   int
+		want time.Duration
 	}{
-		{"before any stall", 0, 30, 0},
-		{"across the long stall", 0, 500, 270*time.Millisecond + 15*time.Millisecond},
-		{"inside the long stall", 100, 200, 100 * time.Millisecond},
-		{"overlapping its end", 250, 315, 50 * time.Millisecond},
-		{"after every stall", 340, 900, 0},
+		{"running, before any stall", 25, 0},
+		{"early in the long stall", 40, 10 * time.Millisecond},
+		{"late in the long stall", 290, 260 * time.Millisecond},
+		{"running between stalls", 315, 0},
+		{"in the short stall", 330, 10 * time.Millisecond},
+		{"running after every stall", 900, 0},
 	}
 	w := newStallWatch(tick)
 	for _, ms := range wakes {
@@ -36,8 +37,8 @@ func TestStallWatchDuring(t *testing.T) {
 	w.woke(time.Time{})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := w.during(at(tt.from), at(tt.to)); got != tt.want {
-				t.Errorf("during(%d ms, %d ms) = %s, want %s", tt.from, tt.to, got, tt.want)
+			if got := w.stalledAt(at(tt.at)); got != tt.want {
+				t.Errorf("stalledAt(%d ms) = %s, want %s", tt.at, got, tt.want)
 			}
 		})
 	}
@@ -45,9 +46,9 @@ func TestStallWatchDuring(t *testing.T) {
 
 // TestStalledAgentTimeoutNotMeasured: a hung member's probe is a timeout
 // when the agent ran throughout, and not measured when the agent itself
-// was not running during the probe (its stall watch has not woken since
-// long before the probe started, as in a stopped or starved process):
-// the reply may have come while nobody read it.
+// was not running at the probe's deadline (its stall watch has not woken
+// since long before, as in a stopped or starved process): the reply may
+// have come while nobody read it.
 func TestStalledAgentTimeoutNotMeasured(t *testing.T) {
 	const timeout = 300 * time.Millisecond
 	srv := testenv.StartRedis(t)
