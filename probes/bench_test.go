@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/aagtm/aagtm/config"
-	"github.com/aagtm/aagtm/internal/testenv"
 )
 
 // BenchmarkRound measures one probe round of n members with an endpoint
@@ -23,27 +22,11 @@ import (
 func BenchmarkRound(b *testing.B) {
 	for _, n := range []int{1000, 3000} {
 		b.Run(fmt.Sprintf("members=%d", n), func(b *testing.B) {
-			srv := testenv.StartRedis(b, testenv.WithArgs("--databases", fmt.Sprint(n), "--maxclients", fmt.Sprint(n+1000)))
-			var members []config.Member
-			for i := range n {
-				members = append(members, testenv.Member(fmt.Sprintf("m%d", i), use, fmt.Sprintf("%s/%d", srv.URL(), i)))
-			}
-			cfg := testenv.ReportConfig(members...)
-			cfg.Probes.Interval = time.Second
-			cfg.Probes.Timeout = 500 * time.Millisecond
-			cfg.Probes.Checks = []config.Check{config.CheckPing}
+			cfg := dbPerMember(b, n, config.CheckPing)
 			runtime.GC()
 			var before runtime.MemStats
 			runtime.ReadMemStats(&before)
-			a, err := NewAgent(cfg, agentU, testenv.Logger(b))
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() {
-				for _, e := range a.pending.endpoints {
-					e.close()
-				}
-			})
+			a := newTestAgent(b, cfg)
 			a.warmUp(context.Background(), a.pending)
 			if _, err := a.ProbeOnce(context.Background()); err != nil {
 				b.Fatal(err)

@@ -56,15 +56,7 @@ func TestStalledAgentTimeoutNotMeasured(t *testing.T) {
 	cfg.Probes.Interval = time.Second
 	cfg.Probes.Timeout = timeout
 	cfg.Probes.Checks = []config.Check{config.CheckPing}
-	a, err := NewAgent(cfg, agentU, testenv.Logger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		for _, e := range a.pending.endpoints {
-			e.close()
-		}
-	})
+	a := newTestAgent(t, cfg)
 	if _, err := a.ProbeOnce(context.Background()); err != nil { // connect
 		t.Fatal(err)
 	}
