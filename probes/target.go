@@ -132,11 +132,12 @@ const (
 	// pipeline (echo, keyspace, lag) gets a connection of a separate pool
 	// with 128 KiB each way: 64 to 320 KiB per member, most of the 300+ MB
 	// that 3,000 members cost. Probe commands and replies are a few dozen
-	// bytes; a longer reply (CLUSTER SLOTS) just takes more reads, a longer
-	// command (AUTH, a custom command) more writes. With these, a member
-	// with its own endpoint costs about 6 KiB of heap.
-	readBufferSize  = 512
-	writeBufferSize = 256
+	// bytes; a longer reply (CLUSTER SLOTS) just takes more reads. With
+	// these, a member with its own endpoint costs about 9 KiB of heap.
+	// (512 and 256 saved 1 KiB a member but made probes time out writing
+	// under load, with the race detector: measure before going lower.)
+	readBufferSize  = 1 << 10
+	writeBufferSize = 512
 )
 
 // errDialBudget is the dial error when the agent's dial budget had no slot
