@@ -569,8 +569,8 @@ func (a *Agent) publish(senders map[string]*sender, rep *api.Report) {
 // ProbeOnce runs one probe round with the agent's current config and
 // returns the report without sending it (for `aagtm check` and tests). It
 // must not be called while Run is running. Member connections stay open for
-// the next ProbeOnce or Run, and idle probe workers for workerIdle. It returns an error if ctx ends during the
-// round.
+// the next ProbeOnce or Run, and idle probe workers for workerIdle. It
+// returns an error if ctx ends during the round.
 func (a *Agent) ProbeOnce(ctx context.Context) (*api.Report, error) {
 	if a.running.Load() {
 		return nil, errors.New("probes: ProbeOnce while the agent is running")
