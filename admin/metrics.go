@@ -22,9 +22,9 @@ var (
 	descMemberLagging = prometheus.NewDesc("aagtm_policy_member_lagging",
 		"1 when the member's replication lag exceeds its database's lag_tolerance.",
 		[]string{"member"}, nil)
-	descVantageStale = prometheus.NewDesc("aagtm_policy_vantage_stale",
-		"1 when the agent has sent no pass or failure of the member for probes.stale_after (not_measured rounds do not count; its vote is not counted).",
-		[]string{"member", "agent"}, nil)
+	descStaleMembers = prometheus.NewDesc("aagtm_policy_stale_members",
+		"Members of which the agent has sent no pass or failure for probes.stale_after (not_measured rounds do not count; its votes on them are not counted).",
+		[]string{"agent"}, nil)
 	descFailStatic = prometheus.NewDesc("aagtm_policy_fail_static_members",
 		"Members whose verdict no vantage can decide now (none fresh and voting, or fewer than a numeric quorum): their last verdict is kept.",
 		nil, nil)
@@ -43,6 +43,12 @@ var (
 // metrics. The node calls Observe with every new snapshot; gauges are
 // computed from the latest one at scrape time, counters and histograms
 // count the snapshots' events and new probe RTTs. Safe for concurrent use.
+//
+// Probe RTTs and staleness are per agent, not per (member, agent): with
+// 10,000 members and three agents that would be 30,000 histograms (over
+// 400,000 series) and 30,000 gauges, most of a node's memory and of every
+// scrape. Each member's last RTT and freshness per vantage are in the
+// status API (rtt_seconds, fresh).
 type PolicyMetrics struct {
 	snap atomic.Pointer[policy.Snapshot]
 
@@ -52,9 +58,12 @@ type PolicyMetrics struct {
 	rpo           prometheus.Histogram
 	probeRTT      *prometheus.HistogramVec
 
-	mu     sync.Mutex // guards last and rttSeq
-	last   *policy.Snapshot
-	rttSeq map[[2]string]uint64 // (member, agent) → last seq whose RTT was observed
+	mu   sync.Mutex // guards last, rttSeq and rttFor
+	last *policy.Snapshot
+	// rttSeq is, per (member, agent), the last seq whose RTT was observed.
+	rttSeq map[[2]string]uint64
+	// rttFor caches each agent's histogram.
+	rttFor map[string]prometheus.Observer
 }
 
 // NewPolicyMetrics creates the policy metrics and registers them with reg.
@@ -83,10 +92,11 @@ func NewPolicyMetrics(reg prometheus.Registerer) *PolicyMetrics {
 		}),
 		probeRTT: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "aagtm_probe_rtt_seconds",
-			Help:    "Round-trip time of the fastest check of a member, per probe agent, as reported to this node.",
+			Help:    "Round-trip time of the fastest check of each member, per probe agent (over all its members), as reported to this node.",
 			Buckets: []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1},
-		}, []string{"member", "agent"}),
+		}, []string{"agent"}),
 		rttSeq: map[[2]string]uint64{},
+		rttFor: map[string]prometheus.Observer{},
 	}
 	return promreg.Register(reg, m)
 }
@@ -120,26 +130,63 @@ func (m *PolicyMetrics) Observe(snap *policy.Snapshot) {
 			m.failovers.WithLabelValues(e.Database, string(e.Kind)).Inc()
 		}
 	}
-	seen := make(map[[2]string]uint64, len(m.rttSeq))
+	// rttSeq is updated in place (rebuilding it would allocate a map of
+	// every vantage per snapshot); entries of members or agents gone from
+	// the snapshot are dropped when there are any.
+	vantages := 0
 	for name, ms := range snap.Members {
 		if ms == nil {
 			continue
 		}
 		for _, v := range ms.Vantages {
+			vantages++
 			key := [2]string{name, v.Agent}
 			last, had := m.rttSeq[key]
-			seen[key] = v.LastSeq
+			if had && v.LastSeq == last {
+				continue
+			}
+			m.rttSeq[key] = v.LastSeq
 			if v.RTT > 0 && v.LastSeq > 0 && (!had || v.LastSeq > last) {
-				m.probeRTT.WithLabelValues(name, v.Agent).Observe(v.RTT.Seconds())
+				m.agentRTT(v.Agent).Observe(v.RTT.Seconds())
 			}
 		}
 	}
-	m.rttSeq = seen
+	if len(m.rttSeq) > vantages {
+		for key := range m.rttSeq {
+			if !hasVantage(snap, key[0], key[1]) {
+				delete(m.rttSeq, key)
+			}
+		}
+	}
+}
+
+// agentRTT returns the RTT histogram of agent. The caller holds mu.
+func (m *PolicyMetrics) agentRTT(agent string) prometheus.Observer {
+	o, ok := m.rttFor[agent]
+	if !ok {
+		o = m.probeRTT.WithLabelValues(agent)
+		m.rttFor[agent] = o
+	}
+	return o
+}
+
+// hasVantage reports whether snap has a vantage of agent on member.
+func hasVantage(snap *policy.Snapshot, member, agent string) bool {
+	ms := snap.Members[member]
+	if ms == nil {
+		return false
+	}
+	for _, v := range ms.Vantages {
+		if v.Agent == agent {
+			return true
+		}
+	}
+	return false
 }
 
 // Describe implements prometheus.Collector.
 func (m *PolicyMetrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descMemberUp, descMemberLag, descMemberLagging, descVantageStale, descFailStatic, descDrained, descSerial, descGenerated} {
+	for _, d := range []*prometheus.Desc{descMemberUp, descMemberLag, descMemberLagging, descStaleMembers, descFailStatic, descDrained, descSerial, descGenerated} {
 		ch <- d
 	}
 	m.answerChanges.Describe(ch)
@@ -168,6 +215,7 @@ func (m *PolicyMetrics) Collect(ch chan<- prometheus.Metric) {
 		gauge(descGenerated, float64(snap.Generated.UnixNano())/1e9)
 	}
 	failStatic := 0
+	stale := map[string]int{}
 	for name, ms := range snap.Members {
 		if ms == nil {
 			continue
@@ -182,8 +230,15 @@ func (m *PolicyMetrics) Collect(ch chan<- prometheus.Metric) {
 			gauge(descMemberLag, lag.Seconds(), name, src)
 		}
 		for _, v := range ms.Vantages {
-			gauge(descVantageStale, boolFloat(!v.Fresh), name, v.Agent)
+			if !v.Fresh {
+				stale[v.Agent]++
+			} else if _, ok := stale[v.Agent]; !ok {
+				stale[v.Agent] = 0
+			}
 		}
+	}
+	for agent, n := range stale {
+		gauge(descStaleMembers, float64(n), agent)
 	}
 	gauge(descFailStatic, float64(failStatic))
 }

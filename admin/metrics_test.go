@@ -41,8 +41,8 @@ func TestPolicyMetrics(t *testing.T) {
 		`aagtm_policy_member_up{database="cache",member="cache-euw"} 0`,
 		`aagtm_policy_member_lag_seconds{member="cache-use",source_region="eu-west"} 0.012`,
 		`aagtm_policy_member_lagging{member="cache-use"} 0`,
-		`aagtm_policy_vantage_stale{agent="eu-west",member="cache-euw"} 1`,
-		`aagtm_policy_vantage_stale{agent="us-east",member="cache-euw"} 0`,
+		`aagtm_policy_stale_members{agent="eu-west"} 1`, // of cache-euw
+		`aagtm_policy_stale_members{agent="us-east"} 0`,
 		`aagtm_policy_drained{member="cache-euw"} 1`,
 		"aagtm_policy_fail_static_members 1",
 		`aagtm_policy_answer_changes_total{database="cache",region="eu-west"} 1`,
@@ -52,7 +52,11 @@ func TestPolicyMetrics(t *testing.T) {
 		"aagtm_policy_rpo_estimate_seconds_count 1",
 		"aagtm_policy_snapshot_serial 7",
 		"aagtm_policy_snapshot_timestamp_seconds ",
-		`aagtm_probe_rtt_seconds_count{agent="us-east",member="cache-use"} 1`,
+		// cache-use's and sessions-use's RTTs from us-east, in one
+		// histogram per agent
+		`aagtm_probe_rtt_seconds_count{agent="us-east"} 2`,
+		`aagtm_probe_rtt_seconds_sum{agent="us-east"} 0.0014`,
+		`aagtm_probe_rtt_seconds_count{agent="eu-west"} 1`,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("metrics lack %q", want)
@@ -77,12 +81,16 @@ func TestPolicyMetrics(t *testing.T) {
 		"aagtm_policy_snapshot_serial 8",
 		"aagtm_policy_fail_static_members 0",
 		`aagtm_policy_answer_changes_total{database="cache",region="eu-west"} 1`,
-		`aagtm_probe_rtt_seconds_count{agent="us-east",member="cache-use"} 2`,
-		`aagtm_probe_rtt_seconds_count{agent="eu-west",member="cache-use"} 1`,
+		`aagtm_probe_rtt_seconds_count{agent="us-east"} 3`,
+		`aagtm_policy_stale_members{agent="eu-west"} 0`, // cache-euw is gone
+		`aagtm_probe_rtt_seconds_count{agent="eu-west"} 1`,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("after the next snapshot, metrics lack %q", want)
 		}
+	}
+	if strings.Contains(out, `aagtm_probe_rtt_seconds_count{agent="us-east",member=`) {
+		t.Error("the RTT histogram is per member again: 30,000 histograms at 10,000 members")
 	}
 	if strings.Contains(out, `member="cache-euw"`) {
 		t.Error("a member gone from the snapshot still has gauges")

@@ -172,6 +172,10 @@ func (e *Engine) applyPending() {
 	for _, o := range e.pending {
 		e.apply(o)
 	}
+	if cap(e.pending) > 2*e.maxPending {
+		e.pending = nil // grown before a Reconfigure lowered the bound
+		return
+	}
 	clear(e.pending)
 	e.pending = e.pending[:0]
 }

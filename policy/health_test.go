@@ -478,3 +478,45 @@ func TestFailureText(t *testing.T) {
 		})
 	}
 }
+
+// TestPendingBounded: observations arriving faster than evaluations are
+// applied once the buffer holds maxPending, and count exactly as if an
+// Evaluate had applied them all.
+func TestPendingBounded(t *testing.T) {
+	const rounds = 3000 // × 3 agents: over twice minPending
+	tests := []struct {
+		name   string
+		checks []CheckResult
+		want   Verdict
+	}{
+		{"failures", []CheckResult{{Check: "ping", Outcome: OutcomeTimeout, Error: "i/o timeout"}}, Down},
+		{"passes", []CheckResult{{Check: "ping", Outcome: OutcomePass, OK: true}}, Up},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, testConfig())
+			most := 0
+			for seq := uint64(1); seq <= rounds; seq++ {
+				h.now = h.now.Add(time.Millisecond)
+				for _, a := range regions {
+					h.e.Observe(Observation{Agent: a, Member: euw, Seq: seq, Time: h.now, Checks: tt.checks})
+					most = max(most, len(h.e.pending))
+				}
+			}
+			if most > h.e.maxPending || h.e.maxPending != minPending {
+				t.Errorf("pending grew to %d, bound %d (want %d)", most, h.e.maxPending, minPending)
+			}
+			h.snap = h.e.Evaluate(h.now, h.ov)
+			st := h.snap.Members[euw]
+			if st.Verdict != tt.want {
+				t.Errorf("verdict = %s, want %s", st.Verdict, tt.want)
+			}
+			for _, v := range st.Vantages {
+				if v.LastSeq != rounds || v.Passes+v.Failures != rounds {
+					t.Errorf("vantage %s: last seq %d, passes %d, failures %d; want every one of %d rounds counted",
+						v.Agent, v.LastSeq, v.Passes, v.Failures, rounds)
+				}
+			}
+		})
+	}
+}

@@ -71,6 +71,10 @@ type Agent struct {
 	running atomic.Bool
 	// wg tracks member probes, which may outlive their round by a little.
 	wg sync.WaitGroup
+	// workers run the member probes.
+	workers *workerPool
+	// stalls notices when the agent itself does not run (see stallWatch).
+	stalls *stallWatch
 	// roundsWG tracks round goroutines started by Run.
 	roundsWG sync.WaitGroup
 	// pubMu serialises publishing (seq order) with changes of the senders.
@@ -114,6 +118,10 @@ func NewAgent(cfg *config.Config, agentID string, logger hclog.Logger, opts ...A
 		logger: logger.Named("probe").With("agent", agentID),
 		reconf: make(chan struct{}, 1),
 		dials:  newDialBudget(dialBudgetSize, dialBudgetPerHost),
+		// Idle workers outlive a few rounds: at the default interval the
+		// steady state's workers are reused round after round.
+		workers: newWorkerPool(maxIdleWorkers, workerIdle),
+		stalls:  newStallWatch(stallTick),
 	}
 	for _, o := range opts {
 		o(&a.opts)
@@ -288,6 +296,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		a.pubMu.Unlock()
 		a.wg.Wait()
+		a.workers.close()
 		for _, e := range st.endpoints {
 			e.close()
 		}
@@ -311,6 +320,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	hbDone := make(chan struct{})
 	go func() { defer close(hbDone); a.heartbeatLoop(hbCtx) }()
 	defer func() { stopHeartbeats(); <-hbDone }()
+	stallCtx, stopStallWatch := context.WithCancel(ctx)
+	stallDone := make(chan struct{})
+	go func() { defer close(stallDone); a.stalls.run(stallCtx) }()
+	defer func() { stopStallWatch(); <-stallDone }()
 
 	a.warmUp(ctx, st)
 	timer := time.NewTimer(0)
@@ -556,8 +569,8 @@ func (a *Agent) publish(senders map[string]*sender, rep *api.Report) {
 // ProbeOnce runs one probe round with the agent's current config and
 // returns the report without sending it (for `aagtm check` and tests). It
 // must not be called while Run is running. Member connections stay open for
-// the next ProbeOnce or Run. It returns an error if ctx ends during the
-// round.
+// the next ProbeOnce or Run, and idle probe workers for workerIdle. It
+// returns an error if ctx ends during the round.
 func (a *Agent) ProbeOnce(ctx context.Context) (*api.Report, error) {
 	if a.running.Load() {
 		return nil, errors.New("probes: ProbeOnce while the agent is running")
@@ -606,6 +619,14 @@ const (
 	// member probed early in a round is reported at the round's end; `aagtm
 	// check` counts it in the bound it prints).
 	maxSpread = 500 * time.Millisecond
+	// maxIdleWorkers is how many probe workers wait for the next probe
+	// (see workerPool): more than a healthy round of 10,000 members keeps
+	// busy at once on the 2-core bench machine (a few dozen), few enough
+	// that their stacks (tens of KiB each) stay a few MB.
+	maxIdleWorkers = 256
+	// workerIdle is how long an idle probe worker waits for its next
+	// probe before it exits.
+	workerIdle = 5 * time.Second
 	// overloadLogEvery rate-limits the warning about probes not measured.
 	overloadLogEvery = 10 * time.Second
 )
@@ -635,6 +656,11 @@ func startLimit(interval time.Duration) time.Duration { return interval / 2 }
 func lateLimit(timeout time.Duration) time.Duration {
 	return max(timeout/2, 50*time.Millisecond)
 }
+
+// stallLimit is how long the agent may have been stalled (not running)
+// when a probe's deadline passed for its timeout still to count as the
+// member's: an eighth of the timeout.
+func stallLimit(timeout time.Duration) time.Duration { return timeout / 8 }
 
 // memberResult is one member's outcome of a round.
 type memberResult struct {
@@ -698,11 +724,11 @@ func (a *Agent) round(ctx context.Context, st *agentState) *api.Report {
 		}
 		pr := &probe{
 			t: t, agentID: a.id, region: st.region, seq: roundNo,
-			settings: p, hbRegions: st.dbRegions[st.dbOf[t]],
+			settings: &st.cfg.Probes, hbRegions: st.dbRegions[st.dbOf[t]],
 		}
 		waiting++
 		a.wg.Add(1)
-		go func() {
+		a.workers.run(func() {
 			defer a.wg.Done()
 			defer t.busy.Store(false)
 			if lag := time.Since(at); lag > late {
@@ -710,22 +736,13 @@ func (a *Agent) round(ctx context.Context, st *agentState) *api.Report {
 				return
 			}
 			ch <- done{i, a.probeMember(ctx, st, pr)}
-		}()
+		})
 	}
 	// Every probe started by start+window+late has its deadline by then
 	// plus the timeout.
 	timer := time.NewTimer(time.Until(start.Add(window + late + timeout + roundSlack)))
 	defer timer.Stop()
-collect:
-	for waiting > 0 {
-		select {
-		case d := <-ch:
-			results[d.i], have[d.i] = d.r, true
-			waiting--
-		case <-timer.C:
-			break collect
-		}
-	}
+	collect(ch, waiting, timer.C, func(d done) { results[d.i], have[d.i] = d.r, true })
 	if ctx.Err() != nil {
 		return nil // shutting down: the results say "canceled", not the members' health
 	}
@@ -749,6 +766,31 @@ collect:
 		a.logOverload(measured, n, why)
 	}
 	return a.report(st, results)
+}
+
+// collect passes the results arriving on ch to take until want have
+// arrived or deadline fires; then it still takes those already waiting in
+// ch. Those count: select picks among ready cases at random, so a round
+// whose deadline passed while it was still starting probes (a starved
+// agent) would otherwise drop nearly all of them as not measured.
+func collect[T any](ch <-chan T, want int, deadline <-chan time.Time, take func(T)) {
+	for ; want > 0; want-- {
+		select {
+		case r := <-ch:
+			take(r)
+			continue
+		case <-deadline:
+		}
+		for ; want > 0; want-- {
+			select {
+			case r := <-ch:
+				take(r)
+			default:
+				return
+			}
+		}
+		return
+	}
 }
 
 // logOverload warns, at most once per overloadLogEvery, that members were
@@ -784,10 +826,17 @@ func (a *Agent) probeMember(parent context.Context, st *agentState, p *probe) me
 		if r.outcome == OutcomeTimeout {
 			// The deadline fires at the timeout; returning much later
 			// means this process was not running (stopped, starved), so
-			// the member may have answered in time: not measured.
+			// the member may have answered in time: not measured. So is
+			// a timeout whose deadline fell in a stall of the agent that
+			// had lasted stallLimit: a reply arriving in that stall was
+			// never read. A stall earlier in the probe is no excuse: the
+			// reply, had it come before, was read when the stall ended.
 			if over := time.Since(started) - timeout; over > lateLimit(timeout) {
 				r.outcome = OutcomeNotMeasured
 				r.err = fmt.Sprintf("%s (returned %s past the deadline: the agent was stalled)", r.err, over.Round(time.Millisecond))
+			} else if stalled := a.stalls.stalledAt(started.Add(timeout)); stalled >= stallLimit(timeout) {
+				r.outcome = OutcomeNotMeasured
+				r.err = fmt.Sprintf("%s (the agent was stalled for the last %s before the deadline)", r.err, stalled.Round(time.Millisecond))
 			}
 		}
 		if !r.ok() {
@@ -821,7 +870,7 @@ func (a *Agent) probeMember(parent context.Context, st *agentState, p *probe) me
 // every applicable check not measured.
 func (a *Agent) notMeasured(st *agentState, t *target, why string) memberResult {
 	var mr memberResult
-	p := &probe{t: t, settings: st.cfg.Probes}
+	p := &probe{t: t, settings: &st.cfg.Probes}
 	for _, c := range st.checks {
 		if !c.skip(p) {
 			mr.results = append(mr.results, fail(c.name(), OutcomeNotMeasured, "%s", why))
@@ -832,11 +881,14 @@ func (a *Agent) notMeasured(st *agentState, t *target, why string) memberResult 
 
 // report assembles the round's report.
 func (a *Agent) report(st *agentState, results []memberResult) *api.Report {
-	in := make([]lagInput, len(st.targets))
-	for i, t := range st.targets {
-		in[i] = lagInput{member: t.member.Name, database: st.dbOf[t], region: t.member.Region, heartbeats: results[i].heartbeats}
+	var lags map[string]map[string]time.Duration
+	if st.cfg.Probes.HasCheck(config.CheckLag) {
+		in := make([]lagInput, len(st.targets))
+		for i, t := range st.targets {
+			in[i] = lagInput{member: t.member.Name, database: st.dbOf[t], region: t.member.Region, heartbeats: results[i].heartbeats}
+		}
+		lags = computeLag(in)
 	}
-	lags := computeLag(in)
 	rep := &api.Report{
 		AgentId:    a.id,
 		Region:     st.region,

@@ -48,7 +48,7 @@ type probe struct {
 	agentID  string
 	region   string
 	seq      uint64
-	settings config.Probes
+	settings *config.Probes
 	// hbRegions are the regions whose heartbeats the lag check reads: the
 	// regions of the member's database.
 	hbRegions []string
@@ -288,7 +288,7 @@ type lagCheck struct{}
 func (lagCheck) name() config.Check { return config.CheckLag }
 func (lagCheck) skip(*probe) bool   { return false }
 func (lagCheck) run(ctx context.Context, p *probe) result {
-	prefix := heartbeatPrefix(p.settings)
+	prefix := heartbeatPrefix(*p.settings)
 	pipe := p.c.Pipeline()
 	cmds := make([]*redis.StringCmd, len(p.hbRegions))
 	for i, r := range p.hbRegions {

@@ -45,7 +45,7 @@ func runCheck(t *testing.T, c config.Check, url string, p config.Probes) result 
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), p.Timeout)
 	defer cancel()
-	pr := &probe{t: tg, c: tg.redis(), agentID: agentU, region: use, seq: 1, settings: p, hbRegions: []string{euw, use}}
+	pr := &probe{t: tg, c: tg.redis(), agentID: agentU, region: use, seq: 1, settings: &p, hbRegions: []string{euw, use}}
 	start := time.Now()
 	r := ck.run(ctx, pr)
 	r.duration = time.Since(start)
@@ -261,12 +261,12 @@ func TestKeyspaceSpreadsKeysWithoutClusterAPI(t *testing.T) {
 func TestKeyspaceSkippedInReadOnlyMode(t *testing.T) {
 	p := checkSettings(time.Second)
 	p.ReadOnly = true
-	if !(keyspaceCheck{}).skip(&probe{settings: p}) {
+	if !(keyspaceCheck{}).skip(&probe{settings: &p}) {
 		t.Fatal("keyspace not skipped in read-only mode")
 	}
 	srv := testenv.StartRedis(t)
 	tg := soloTarget(t, testenv.Member("m1", use, srv.URL()), p)
-	if r := (lagCheck{}).run(context.Background(), &probe{t: tg, c: tg.redis(), agentID: agentU, region: use, settings: p, hbRegions: []string{use}}); !r.ok() {
+	if r := (lagCheck{}).run(context.Background(), &probe{t: tg, c: tg.redis(), agentID: agentU, region: use, settings: &p, hbRegions: []string{use}}); !r.ok() {
 		t.Fatal(r.err)
 	}
 	if n := srv.MustDo("DBSIZE").(int64); n != 0 {
@@ -310,8 +310,9 @@ func TestRESTCheck(t *testing.T) {
 			status, body = tc.status, tc.body
 			m := testenv.Member("m1", use, "redis://127.0.0.1:1")
 			m.REST = config.REST{URL: strings.Replace(srv.URL, "http://", "http://admin:pw@", 1), BDB: 7, LagTolerance: tc.tol}
-			tg := soloTarget(t, m, checkSettings(time.Second))
-			r := (restCheck{}).run(context.Background(), &probe{t: tg, settings: checkSettings(time.Second)})
+			p := checkSettings(time.Second)
+			tg := soloTarget(t, m, p)
+			r := (restCheck{}).run(context.Background(), &probe{t: tg, settings: &p})
 			if r.outcome != tc.want || !strings.Contains(r.err, tc.errHas) {
 				t.Fatalf("got %s %q, want %s containing %q", r.outcome, r.err, tc.want, tc.errHas)
 			}
@@ -329,8 +330,9 @@ func TestRESTCheck(t *testing.T) {
 	t.Run("unreachable", func(t *testing.T) {
 		m := testenv.Member("m1", use, "redis://127.0.0.1:1")
 		m.REST = config.REST{URL: "http://" + deadAddr(t), BDB: 1}
-		tg := soloTarget(t, m, checkSettings(time.Second))
-		r := (restCheck{}).run(context.Background(), &probe{t: tg, settings: checkSettings(time.Second)})
+		p := checkSettings(time.Second)
+		tg := soloTarget(t, m, p)
+		r := (restCheck{}).run(context.Background(), &probe{t: tg, settings: &p})
 		if r.outcome != OutcomeUnreachable {
 			t.Fatalf("got %s %q, want unreachable", r.outcome, r.err)
 		}

@@ -2,6 +2,7 @@ package probes
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"sync"
 	"testing"
@@ -124,4 +125,38 @@ func soloTarget(t testing.TB, m config.Member, p config.Probes) *target {
 		}
 	})
 	return tg
+}
+
+// dbPerMember starts a redis-server with n logical databases and returns
+// a config of n members in us-east, each on a database of its own (an
+// endpoint each, as a Redis Software user has a port per database), with
+// interval 1s, timeout 500ms and the given checks.
+func dbPerMember(t testing.TB, n int, checks ...config.Check) *config.Config {
+	t.Helper()
+	srv := testenv.StartRedis(t, testenv.WithArgs("--databases", fmt.Sprint(n), "--maxclients", fmt.Sprint(n+1000)))
+	var members []config.Member
+	for i := range n {
+		members = append(members, testenv.Member(fmt.Sprintf("m%d", i), use, fmt.Sprintf("%s/%d", srv.URL(), i)))
+	}
+	cfg := testenv.ReportConfig(members...)
+	cfg.Probes.Interval = time.Second
+	cfg.Probes.Timeout = 500 * time.Millisecond
+	cfg.Probes.Checks = checks
+	return cfg
+}
+
+// newTestAgent is NewAgent for agentU, for ProbeOnce (never Run): the
+// clients it opens are closed when the test ends.
+func newTestAgent(t testing.TB, cfg *config.Config) *Agent {
+	t.Helper()
+	a, err := NewAgent(cfg, agentU, testenv.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, e := range a.pending.endpoints {
+			e.close()
+		}
+	})
+	return a
 }

@@ -111,7 +111,7 @@ func TestDialBudgetExhaustedIsNotMeasured(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), p.Timeout)
 			defer cancel()
 			start := time.Now()
-			r := pingCheck{}.run(ctx, &probe{t: tg, c: tg.redis(), settings: p})
+			r := pingCheck{}.run(ctx, &probe{t: tg, c: tg.redis(), settings: &p})
 			if r.outcome != tc.want {
 				t.Fatalf("outcome %s (%s), want %s", r.outcome, r.err, tc.want)
 			}
@@ -186,27 +186,11 @@ func TestThousandMembersFromCold(t *testing.T) {
 	if testing.Short() {
 		n = 300
 	}
-	srv := testenv.StartRedis(t, testenv.WithArgs("--databases", fmt.Sprint(n), "--maxclients", "4000"))
-	var members []config.Member
-	for i := range n {
-		members = append(members, testenv.Member(fmt.Sprintf("m%d", i), use, fmt.Sprintf("%s/%d", srv.URL(), i)))
-	}
-	cfg := testenv.ReportConfig(members...)
-	cfg.Probes.Interval = time.Second
-	cfg.Probes.Timeout = 500 * time.Millisecond
-	cfg.Probes.Checks = []config.Check{config.CheckPing, config.CheckLag}
+	cfg := dbPerMember(t, n, config.CheckPing, config.CheckLag)
 	runtime.GC()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	a, err := NewAgent(cfg, agentU, testenv.Logger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		for _, e := range a.pending.endpoints {
-			e.close()
-		}
-	}()
+	a := newTestAgent(t, cfg)
 	start := time.Now()
 	a.warmUp(context.Background(), a.pending)
 	t.Logf("warm-up: %s", time.Since(start))

@@ -1,0 +1,65 @@
+package probes
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aagtm/aagtm/config"
+)
+
+// BenchmarkRound measures one probe round of n members with an endpoint
+// each (a database number each on one redis-server), ping only, after a
+// warm-up: the agent's CPU per member probed (user + system, which
+// includes the GC), bytes allocated per member and the heap in use per
+// member. The redis-server runs in the same machine; its CPU is not
+// counted.
+//
+//	go test -run '^$' -bench Round -benchtime 20x ./probes
+func BenchmarkRound(b *testing.B) {
+	for _, n := range []int{1000, 3000} {
+		b.Run(fmt.Sprintf("members=%d", n), func(b *testing.B) {
+			cfg := dbPerMember(b, n, config.CheckPing)
+			runtime.GC()
+			var before runtime.MemStats
+			runtime.ReadMemStats(&before)
+			a := newTestAgent(b, cfg)
+			a.warmUp(context.Background(), a.pending)
+			if _, err := a.ProbeOnce(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			cpu0 := cpuTime()
+			for range b.N {
+				rep, err := a.ProbeOnce(context.Background())
+				if err != nil {
+					b.Fatal(err)
+				}
+				for _, m := range rep.GetMembers() {
+					if c := m.GetChecks()[0]; !c.GetOk() && c.GetOutcome() != string(OutcomeNotMeasured) {
+						b.Fatalf("%s: %s %s", m.GetMember(), c.GetOutcome(), c.GetError())
+					}
+				}
+			}
+			cpu := cpuTime() - cpu0
+			b.StopTimer()
+			var after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&after)
+			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N*n), "cpu-µs/member")
+			b.ReportMetric(float64(after.TotalAlloc-before.TotalAlloc)/float64((b.N+1)*n), "alloc-B/member")
+			b.ReportMetric(float64(int64(after.HeapInuse)-int64(before.HeapInuse))/float64(n), "heap-B/member")
+		})
+	}
+}
+
+// cpuTime is the process's user + system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
