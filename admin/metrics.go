@@ -52,10 +52,16 @@ type PolicyMetrics struct {
 	rpo           prometheus.Histogram
 	probeRTT      *prometheus.HistogramVec
 
-	mu     sync.Mutex // guards last and rttSeq
+	mu     sync.Mutex // guards last, rttSeq and databases
 	last   *policy.Snapshot
 	rttSeq map[[2]string]uint64 // (member, agent) → last seq whose RTT was observed
+	// databases are those whose failover counters exist (at 0 until the
+	// first event): a series born at 1 has no increase() to alert on.
+	databases map[string]bool
 }
+
+// failoverKinds are the event kinds aagtm_policy_failovers_total counts.
+var failoverKinds = []policy.EventKind{policy.Failover, policy.Failback, policy.AllDown, policy.AllDownEnd}
 
 // NewPolicyMetrics creates the policy metrics and registers them with reg.
 // When reg already holds policy metrics, those are returned instead (one
@@ -86,7 +92,8 @@ func NewPolicyMetrics(reg prometheus.Registerer) *PolicyMetrics {
 			Help:    "Round-trip time of the fastest check of a member, per probe agent, as reported to this node.",
 			Buckets: []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1},
 		}, []string{"member", "agent"}),
-		rttSeq: map[[2]string]uint64{},
+		rttSeq:    map[[2]string]uint64{},
+		databases: map[string]bool{},
 	}
 	return promreg.Register(reg, m)
 }
@@ -105,6 +112,14 @@ func (m *PolicyMetrics) Observe(snap *policy.Snapshot) {
 	}
 	m.last = snap
 	m.snap.Store(snap)
+	for _, ms := range snap.Members {
+		if ms != nil && !m.databases[ms.Database] {
+			m.databases[ms.Database] = true
+			for _, k := range failoverKinds {
+				m.failovers.WithLabelValues(ms.Database, string(k))
+			}
+		}
+	}
 	for _, e := range snap.Events {
 		m.answerChanges.WithLabelValues(e.Database, e.Region).Inc()
 		switch {
@@ -214,4 +229,13 @@ func NewStateMetrics(reg prometheus.Registerer, corrupt func() bool) prometheus.
 	})
 	reg.MustRegister(saveFailures, corruptGauge)
 	return saveFailures
+}
+
+// NewReadyMetric registers aagtm_node_ready with reg: 1 exactly when ready
+// reports true, which the admin server makes the answer of /readyz.
+func NewReadyMetric(reg prometheus.Registerer, ready func() bool) {
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "aagtm_node_ready",
+		Help: "1 while the node's /readyz answers 200 (every listener serving, not shutting down), else 0.",
+	}, func() float64 { return boolFloat(ready()) }))
 }
