@@ -58,13 +58,19 @@ type PolicyMetrics struct {
 	rpo           prometheus.Histogram
 	probeRTT      *prometheus.HistogramVec
 
-	mu   sync.Mutex // guards last, rttSeq and rttFor
+	mu   sync.Mutex // guards last, rttSeq, rttFor and databases
 	last *policy.Snapshot
 	// rttSeq is, per (member, agent), the last seq whose RTT was observed.
 	rttSeq map[[2]string]uint64
 	// rttFor caches each agent's histogram.
 	rttFor map[string]prometheus.Observer
+	// databases are those whose failover counters exist (at 0 until the
+	// first event): a series born at 1 has no increase() to alert on.
+	databases map[string]bool
 }
+
+// failoverKinds are the event kinds aagtm_policy_failovers_total counts.
+var failoverKinds = []policy.EventKind{policy.Failover, policy.Failback, policy.AllDown, policy.AllDownEnd}
 
 // NewPolicyMetrics creates the policy metrics and registers them with reg.
 // When reg already holds policy metrics, those are returned instead (one
@@ -95,8 +101,9 @@ func NewPolicyMetrics(reg prometheus.Registerer) *PolicyMetrics {
 			Help:    "Round-trip time of the fastest check of each member, per probe agent (over all its members), as reported to this node.",
 			Buckets: []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1},
 		}, []string{"agent"}),
-		rttSeq: map[[2]string]uint64{},
-		rttFor: map[string]prometheus.Observer{},
+		rttSeq:    map[[2]string]uint64{},
+		rttFor:    map[string]prometheus.Observer{},
+		databases: map[string]bool{},
 	}
 	return promreg.Register(reg, m)
 }
@@ -115,6 +122,14 @@ func (m *PolicyMetrics) Observe(snap *policy.Snapshot) {
 	}
 	m.last = snap
 	m.snap.Store(snap)
+	for _, ms := range snap.Members {
+		if ms != nil && !m.databases[ms.Database] {
+			m.databases[ms.Database] = true
+			for _, k := range failoverKinds {
+				m.failovers.WithLabelValues(ms.Database, string(k))
+			}
+		}
+	}
 	for _, e := range snap.Events {
 		m.answerChanges.WithLabelValues(e.Database, e.Region).Inc()
 		switch {
@@ -269,4 +284,13 @@ func NewStateMetrics(reg prometheus.Registerer, corrupt func() bool) prometheus.
 	})
 	reg.MustRegister(saveFailures, corruptGauge)
 	return saveFailures
+}
+
+// NewReadyMetric registers aagtm_node_ready with reg: 1 exactly when ready
+// reports true, which the admin server makes the answer of /readyz.
+func NewReadyMetric(reg prometheus.Registerer, ready func() bool) {
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "aagtm_node_ready",
+		Help: "1 while the node's /readyz answers 200 (every listener serving, not shutting down), else 0.",
+	}, func() float64 { return boolFloat(ready()) }))
 }

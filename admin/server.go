@@ -251,6 +251,9 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 // ready is the readiness /readyz reports.
 func (s *Server) ready() bool { return !s.shutting.Load() && s.b.Ready() }
 
+// Ready reports whether /readyz answers 200 now (aagtm_node_ready).
+func (s *Server) Ready() bool { return s.ready() }
+
 func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, s.statusDoc())
 }

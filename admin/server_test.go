@@ -416,12 +416,30 @@ func TestInsecureOpensMutationsOnlyOnLoopback(t *testing.T) {
 	}
 }
 
+// TestHealthAndReadiness: /readyz follows the backend and shutdown, and
+// aagtm_node_ready is 1 exactly when /readyz answers 200.
 func TestHealthAndReadiness(t *testing.T) {
 	b, s, ts := startServer(t, testToken, false)
+	reg := prometheus.NewRegistry()
+	admin.NewReadyMetric(reg, s.Ready)
 	check := func(path string, want int) {
 		t.Helper()
 		if code, body := do(t, "GET", ts.URL+path, "", ""); code != want {
 			t.Errorf("GET %s = %d %q, want %d", path, code, body, want)
+		}
+		if path != "/readyz" {
+			return
+		}
+		wantGauge := 0.0
+		if want == http.StatusOK {
+			wantGauge = 1
+		}
+		mfs, err := reg.Gather()
+		if err != nil || len(mfs) != 1 || mfs[0].GetName() != "aagtm_node_ready" {
+			t.Fatalf("gather = %v, %v; want aagtm_node_ready alone", mfs, err)
+		}
+		if got := mfs[0].GetMetric()[0].GetGauge().GetValue(); got != wantGauge {
+			t.Errorf("aagtm_node_ready = %v while /readyz answers %d, want %v", got, want, wantGauge)
 		}
 	}
 	b.setReady(false)

@@ -47,13 +47,14 @@ func (r *recorder) MustRegister(cs ...prometheus.Collector) {
 func (r *recorder) Unregister(prometheus.Collector) bool { return true }
 
 // registeredMetrics returns the metrics a node registers, by every package
-// that registers some (admin's policy and state-file metrics, dnsserver, ingest, sentinel, overrides), built as
+// that registers some (admin's policy, state-file and readiness metrics, dnsserver, ingest, sentinel, overrides), built as
 // the node builds them but with a recorder for registry.
 func registeredMetrics(t *testing.T) []*prometheus.Desc {
 	t.Helper()
 	rec := &recorder{}
 	admin.NewPolicyMetrics(rec)
 	admin.NewStateMetrics(rec, func() bool { return false })
+	admin.NewReadyMetric(rec, func() bool { return true })
 	dnsserver.New(dnsserver.Options{Node: "ns1", Registerer: rec}, hclog.NewNullLogger())
 	sentinel.New(sentinel.Options{Node: "ns1", Registerer: rec}, hclog.NewNullLogger())
 	cfg, err := config.Load(config.Options{Path: "../examples/aagtm.yaml"})

@@ -184,6 +184,7 @@ func New(cfg *config.Config, name string, logger hclog.Logger, opts Options) (*N
 		return nil, err
 	}
 	n.admin = admin.NewServer(n, name, token, cfg.Security.Insecure, opts.Registry, logger)
+	admin.NewReadyMetric(opts.Registry, n.admin.Ready)
 	peers, err := peersOf(cfg, name, token)
 	if err != nil {
 		return nil, err
