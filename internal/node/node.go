@@ -652,12 +652,13 @@ func (n *Node) Reload(cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("keeping the old config: %w", err)
 	}
-	if err := n.ingest.Reconfigure(cfg); err != nil {
-		return fmt.Errorf("report ingest rejects the new config, keeping the old one: %w", err)
-	}
 	peers, err := peersOf(cfg, n.name, token)
 	if err != nil {
 		return fmt.Errorf("keeping the old config: %w", err)
+	}
+	// Last of the checks: past it, the new config is applied.
+	if err := n.ingest.Reconfigure(cfg); err != nil {
+		return fmt.Errorf("report ingest rejects the new config, keeping the old one: %w", err)
 	}
 	old := n.cfg.Load()
 	n.admin.SetAuth(token, cfg.Security.Insecure)
