@@ -97,6 +97,19 @@ func (p *problems) readable(path, file string) bool {
 	return true
 }
 
+// keyPair checks, when both are set, that the cert and key files of the
+// TLS block at path can be read and load as a pair, as the listener will
+// load them at start.
+func (p *problems) keyPair(path, certFile, keyFile string) {
+	cert := certFile != "" && p.readable(path+".cert", certFile)
+	key := keyFile != "" && p.readable(path+".key", keyFile)
+	if cert && key {
+		if _, err := tls.LoadX509KeyPair(certFile, keyFile); err != nil {
+			p.add(path, "cert %s and key %s do not load as a pair: %v", certFile, keyFile, err)
+		}
+	}
+}
+
 // build converts the decoded file into the typed Config, validating every
 // field: the generic pass binds the settings at fixed paths from doc, the
 // build* functions the per-entry sections from raw, then check the rules
@@ -489,13 +502,7 @@ func buildNodes(p *problems, raw *rawConfig, cfg *Config, baseDir string) {
 			if n.AdminTLS.Cert == "" || n.AdminTLS.Key == "" {
 				p.add(path+".admin_tls", "HTTPS needs cert and key together (ca is what the CLI verifies them with): set both")
 			}
-			cert := n.AdminTLS.Cert != "" && p.readable(path+".admin_tls.cert", n.AdminTLS.Cert)
-			key := n.AdminTLS.Key != "" && p.readable(path+".admin_tls.key", n.AdminTLS.Key)
-			if cert && key {
-				if _, err := tls.LoadX509KeyPair(n.AdminTLS.Cert, n.AdminTLS.Key); err != nil {
-					p.add(path+".admin_tls", "cert %s and key %s do not load as a pair: %v", n.AdminTLS.Cert, n.AdminTLS.Key, err)
-				}
-			}
+			p.keyPair(path+".admin_tls", n.AdminTLS.Cert, n.AdminTLS.Key)
 			if n.AdminTLS.CA != "" && p.readable(path+".admin_tls.ca", n.AdminTLS.CA) {
 				if _, err := LoadCAFile(path+".admin_tls.ca", n.AdminTLS.CA); err != nil {
 					p.addErr(err)
@@ -511,13 +518,7 @@ func buildNodes(p *problems, raw *rawConfig, cfg *Config, baseDir string) {
 			if n.SentinelTLS.Cert == "" || n.SentinelTLS.Key == "" {
 				p.add(path+".sentinel_tls", "TLS needs cert and key together: set both")
 			}
-			cert := n.SentinelTLS.Cert != "" && p.readable(path+".sentinel_tls.cert", n.SentinelTLS.Cert)
-			key := n.SentinelTLS.Key != "" && p.readable(path+".sentinel_tls.key", n.SentinelTLS.Key)
-			if cert && key {
-				if _, err := tls.LoadX509KeyPair(n.SentinelTLS.Cert, n.SentinelTLS.Key); err != nil {
-					p.add(path+".sentinel_tls", "cert %s and key %s do not load as a pair: %v", n.SentinelTLS.Cert, n.SentinelTLS.Key, err)
-				}
-			}
+			p.keyPair(path+".sentinel_tls", n.SentinelTLS.Cert, n.SentinelTLS.Key)
 		}
 		cfg.Nodes = append(cfg.Nodes, n)
 	}
