@@ -343,7 +343,10 @@ func (a *Agent) Run(ctx context.Context) error {
 			defer a.pubMu.Unlock()
 			a.publish(senders, rep)
 		}(st)
-		timer.Reset(nextRoundIn(st.cfg.Probes.Interval, time.Since(started)))
+		// Launching took next to nothing, so rounds start an interval
+		// apart; after a stop (SIGSTOP, a starved process) the next round
+		// starts at once, a whole interval or more after this one.
+		timer.Reset(st.cfg.Probes.Interval - time.Since(started))
 		select {
 		case <-ctx.Done():
 			return nil
@@ -422,16 +425,6 @@ feed:
 // 2-core bench machine, three agents open about 2,000 connections a second
 // each).
 func warmUpFor(interval time.Duration) time.Duration { return max(2*interval, 5*time.Second) }
-
-// nextRoundIn is the wait before the next round, given how long the last
-// one took: rounds start every interval, but never less than half an
-// interval after the previous one ended. An agent that was starved (CPU,
-// SIGSTOP, a slow host) therefore does not report rounds milliseconds
-// apart, which would let fall consecutive failures accumulate in far less
-// than fall × interval.
-func nextRoundIn(interval, took time.Duration) time.Duration {
-	return max(interval-took, interval/2)
-}
 
 // heartbeatLoop writes the agent's heartbeat <prefix>{<region>} to its
 // local members every Probes.HeartbeatInterval until ctx is done, when the

@@ -462,23 +462,6 @@ func TestAgentReconfigure(t *testing.T) {
 	}
 }
 
-func TestNextRoundIn(t *testing.T) {
-	const iv = time.Second
-	cases := []struct {
-		took, want time.Duration
-	}{
-		{0, iv},
-		{300 * time.Millisecond, 700 * time.Millisecond},
-		{600 * time.Millisecond, 500 * time.Millisecond}, // never closer than half an interval
-		{5 * time.Second, 500 * time.Millisecond},        // a starved round is not followed at once
-	}
-	for _, c := range cases {
-		if got := nextRoundIn(iv, c.took); got != c.want {
-			t.Errorf("nextRoundIn(%s, took %s) = %s, want %s", iv, c.took, got, c.want)
-		}
-	}
-}
-
 // silentNode is a real gRPC ReportService that reads reports and never
 // acknowledges them, as a node behind a path that drops its replies would
 // look to the agent.
