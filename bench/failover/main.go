@@ -27,7 +27,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
-	"net/netip"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -42,20 +41,6 @@ import (
 	"github.com/aagtm/aagtm/bench/internal/benchenv"
 	"github.com/miekg/dns"
 )
-
-// region is one region of the bench deployment.
-type region struct {
-	name, member, bind, subnet, prefer string
-}
-
-var regions = []region{
-	{"us-east", "cache-use", "127.0.0.41", "10.1.0.0/16", "[us-east, eu-west, ap-south]"},
-	{"eu-west", "cache-euw", "127.0.0.42", "10.2.0.0/16", "[eu-west, us-east, ap-south]"},
-	{"ap-south", "cache-aps", "127.0.0.43", "10.3.0.0/16", "[ap-south, eu-west, us-east]"},
-}
-
-// usEastClient is the ECS subnet the pollers ask as.
-var usEastClient = netip.MustParsePrefix("10.1.0.0/24")
 
 // setting is one probe configuration under test.
 type setting struct {
@@ -156,12 +141,12 @@ func (b *bench) run(ctx context.Context, n int, s setting) (result, error) {
 
 	if b.members == nil {
 		b.members = map[string]*redisProc{}
-		for _, r := range regions {
-			m, err := startRedis(r.bind, filepath.Join(b.dir, r.member))
+		for _, r := range benchenv.Regions {
+			m, err := startRedis(r.Bind, filepath.Join(b.dir, "cache-"+r.Short))
 			if err != nil {
 				return res, err
 			}
-			b.members[r.member] = m
+			b.members["cache-"+r.Short] = m
 		}
 	}
 	if err := b.deploy(n, s); err != nil {
@@ -171,7 +156,7 @@ func (b *bench) run(ctx context.Context, n int, s setting) (result, error) {
 	fmt.Printf("\n== setting %d: %s, rise %d, failback_hold %s; detection bound %s ==\n", n, s, s.rise, b.hold, s.bound())
 
 	use := b.members["cache-use"]
-	useAddr, euwAddr := regions[0].bind, regions[1].bind
+	useAddr, euwAddr := benchenv.Regions[0].Bind, benchenv.Regions[1].Bind
 	if err := b.waitAnswer(ctx, useAddr, 20*time.Second); err != nil {
 		return res, fmt.Errorf("setting %d: deployment not ready: %w", n, err)
 	}
@@ -227,13 +212,10 @@ func (b *bench) run(ctx context.Context, n int, s setting) (result, error) {
 // deploy writes setting s's config and starts the nodes and agents.
 func (b *bench) deploy(n int, s setting) error {
 	var c strings.Builder
-	c.WriteString("zone:\n  name: gtm.bench.\n  ns: [{name: ns1.gtm.bench., address: 127.0.0.1}]\nregions:\n")
-	for _, r := range regions {
-		fmt.Fprintf(&c, "  %s: {subnets: [%s], prefer: %s}\n", r.name, r.subnet, r.prefer)
-	}
-	fmt.Fprintf(&c, "default_region: us-east\ndatabases:\n  cache:\n    mode: nearest\n    ttl: 1s\n    failback_hold: %s\n    members:\n", b.hold)
-	for _, r := range regions {
-		fmt.Fprintf(&c, "      - {name: %s, region: %s, addresses: [%s], redis: \"redis://%s\"}\n", r.member, r.name, r.bind, b.members[r.member].addr)
+	benchenv.WriteZoneAndRegions(&c)
+	fmt.Fprintf(&c, "databases:\n  cache:\n    mode: nearest\n    ttl: 1s\n    failback_hold: %s\n    members:\n", b.hold)
+	for _, r := range benchenv.Regions {
+		fmt.Fprintf(&c, "      - {name: %s, region: %s, addresses: [%s], redis: \"redis://%s\"}\n", "cache-"+r.Short, r.Name, r.Bind, b.members["cache-"+r.Short].addr)
 	}
 	stale := max(3*s.interval, time.Second)
 	fmt.Fprintf(&c, "probes:\n  interval: %s\n  timeout: %s\n  rise: %d\n  fall: %d\n  stale_after: %s\n  checks: [ping, echo, keyspace]\n  keyspace_keys: 4\n",
@@ -256,8 +238,8 @@ func (b *bench) deploy(n int, s setting) error {
 			return err
 		}
 	}
-	for _, r := range regions {
-		if err := b.startProc(fmt.Sprintf("s%d-probe-%s", n, r.name), "probe", "-c", cfg, "--agent", r.name); err != nil {
+	for _, r := range benchenv.Regions {
+		if err := b.startProc(fmt.Sprintf("s%d-probe-%s", n, r.Name), "probe", "-c", cfg, "--agent", r.Name); err != nil {
 			return err
 		}
 	}
@@ -360,7 +342,7 @@ func answerA(server string) string {
 	o := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
 	o.SetUDPSize(1232)
 	o.Option = append(o.Option, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1,
-		SourceNetmask: uint8(usEastClient.Bits()), Address: usEastClient.Addr().AsSlice()})
+		SourceNetmask: uint8(benchenv.UsEastClient.Bits()), Address: benchenv.UsEastClient.Addr().AsSlice()})
 	m.Extra = append(m.Extra, o)
 	r, _, err := dnsClient.Exchange(m, server)
 	if err != nil {

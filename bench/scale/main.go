@@ -46,7 +46,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -62,20 +61,6 @@ import (
 	"github.com/aagtm/aagtm/bench/internal/benchenv"
 	"github.com/miekg/dns"
 )
-
-// region is one region of the bench deployment.
-type region struct {
-	name, short, bind, subnet, prefer string
-}
-
-var regions = []region{
-	{"us-east", "use", "127.0.0.41", "10.1.0.0/16", "[us-east, eu-west, ap-south]"},
-	{"eu-west", "euw", "127.0.0.42", "10.2.0.0/16", "[eu-west, us-east, ap-south]"},
-	{"ap-south", "aps", "127.0.0.43", "10.3.0.0/16", "[ap-south, eu-west, us-east]"},
-}
-
-// usEastClient is the ECS subnet the sweeps ask as.
-var usEastClient = netip.MustParsePrefix("10.1.0.0/24")
 
 type bench struct {
 	bin, dir  string
@@ -146,8 +131,8 @@ func fatal(err error) {
 func (b *bench) run(duration, qpsFor time.Duration) error {
 	fmt.Printf("scale: %d databases × 3 regions = %d members per agent, endpoints %s, interval %s, timeout %s, fall %d, checks [%s], agent GOGC %q\n",
 		b.n, 3*b.n, b.endpoints, b.interval, b.timeout, b.fall, b.checks, b.agentGOGC)
-	for _, r := range regions {
-		addr, cmd, err := startRedis(r.bind, filepath.Join(b.dir, "redis-"+r.name), b.n)
+	for _, r := range benchenv.Regions {
+		addr, cmd, err := startRedis(r.Bind, filepath.Join(b.dir, "redis-"+r.Name), b.n)
 		if err != nil {
 			return err
 		}
@@ -171,11 +156,11 @@ func (b *bench) run(duration, qpsFor time.Duration) error {
 	cpu0 := map[string]int64{}
 	cpu0["node"] = cpuTicks(b.procs["node"].Process.Pid)
 	begin := time.Now()
-	for _, r := range regions {
-		if err := b.start("agent-"+r.short, "probe", "-c", cfg, "--agent", r.name); err != nil {
+	for _, r := range benchenv.Regions {
+		if err := b.start("agent-"+r.Short, "probe", "-c", cfg, "--agent", r.Name); err != nil {
 			return err
 		}
-		cpu0["agent-"+r.short] = cpuTicks(b.procs["agent-"+r.short].Process.Pid)
+		cpu0["agent-"+r.Short] = cpuTicks(b.procs["agent-"+r.Short].Process.Pid)
 	}
 	var (
 		mu         sync.Mutex
@@ -224,7 +209,7 @@ func (b *bench) run(duration, qpsFor time.Duration) error {
 			ans := b.sweep(ctx, 8)
 			mu.Lock()
 			for i, a := range ans {
-				if a != "" && a != regions[0].bind {
+				if a != "" && a != benchenv.Regions[0].Bind {
 					moved[b.names[i]] = true
 				}
 			}
@@ -240,8 +225,8 @@ func (b *bench) run(duration, qpsFor time.Duration) error {
 	cancel()
 	wg.Wait()
 	notMeasured := 0
-	for _, r := range regions {
-		notMeasured += countInFile(filepath.Join(b.dir, "agent-"+r.short+".log"), "not measured")
+	for _, r := range benchenv.Regions {
+		notMeasured += countInFile(filepath.Join(b.dir, "agent-"+r.Short+".log"), "not measured")
 	}
 	// The node's log is the complete record (a scrape can miss a down
 	// that recovered in between, or fail when the node is loaded); the
@@ -298,7 +283,7 @@ func (b *bench) run(duration, qpsFor time.Duration) error {
 		sweeps++
 		worstSweep = max(worstSweep, time.Since(s0))
 		for i, a := range ans {
-			if movedAt[i] == 0 && a != "" && a != regions[0].bind {
+			if movedAt[i] == 0 && a != "" && a != benchenv.Regions[0].Bind {
 				movedAt[i] = sent[i].Sub(stopped) // when the moved answer was asked for
 				left--
 			}
@@ -329,21 +314,18 @@ func (b *bench) run(duration, qpsFor time.Duration) error {
 // writeConfig writes the deployment's config and returns its path.
 func (b *bench) writeConfig() (string, error) {
 	var c strings.Builder
-	c.WriteString("zone:\n  name: gtm.bench.\n  ns: [{name: ns1.gtm.bench., address: 127.0.0.1}]\nregions:\n")
-	for _, r := range regions {
-		fmt.Fprintf(&c, "  %s: {subnets: [%s], prefer: %s}\n", r.name, r.subnet, r.prefer)
-	}
-	c.WriteString("default_region: us-east\ndatabases:\n")
+	benchenv.WriteZoneAndRegions(&c)
+	c.WriteString("databases:\n")
 	for i := range b.n {
 		name := fmt.Sprintf("db%05d", i)
 		b.names = append(b.names, name+".gtm.bench.")
 		fmt.Fprintf(&c, "  %s:\n    mode: nearest\n    ttl: 1s\n    members:\n", name)
-		for j, r := range regions {
+		for j, r := range benchenv.Regions {
 			url := "redis://" + b.addrs[j]
 			if b.endpoints == "db" {
 				url += "/" + strconv.Itoa(i)
 			}
-			fmt.Fprintf(&c, "      - {name: %s-%s, region: %s, addresses: [%s], redis: %q}\n", name, r.short, r.name, r.bind, url)
+			fmt.Fprintf(&c, "      - {name: %s-%s, region: %s, addresses: [%s], redis: %q}\n", name, r.Short, r.Name, r.Bind, url)
 		}
 	}
 	stale := max(3*b.interval, 3*time.Second)
@@ -444,8 +426,8 @@ func answerA(c *dns.Client, server, name string) string {
 	o := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
 	o.SetUDPSize(1232)
 	o.Option = append(o.Option, &dns.EDNS0_SUBNET{
-		Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: uint8(usEastClient.Bits()),
-		Address: usEastClient.Addr().AsSlice(),
+		Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: uint8(benchenv.UsEastClient.Bits()),
+		Address: benchenv.UsEastClient.Addr().AsSlice(),
 	})
 	m.Extra = append(m.Extra, o)
 	r, _, err := c.Exchange(m, server)
