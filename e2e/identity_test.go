@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,35 +8,19 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	grpcstatus "google.golang.org/grpc/status"
 
 	"github.com/aagtm/aagtm/admin"
 	"github.com/aagtm/aagtm/api"
+	"github.com/aagtm/aagtm/internal/testenv"
 )
-
-// bearer sends a token with every RPC, over plaintext (the deployment is
-// security.insecure with per-agent tokens).
-type bearer string
-
-func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
-	return map[string]string{"authorization": "Bearer " + string(b)}, nil
-}
-
-func (bearer) RequireTransportSecurity() bool { return false }
 
 // rogueStream opens a report stream to addr presenting token.
 func rogueStream(t *testing.T, addr, token string) api.ReportService_StreamClient {
 	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(bearer(token)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(func() { cancel(); conn.Close() })
-	st, err := api.NewReportServiceClient(conn).Stream(ctx)
+	st, _, err := testenv.OpenReportStream(t, addr, insecure.NewCredentials(), token)
 	if err != nil {
 		t.Fatal(err)
 	}

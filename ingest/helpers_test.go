@@ -90,15 +90,6 @@ func clientTLSCreds(t *testing.T, caPath, cert, key string) credentials.Transpor
 	return credentials.NewTLS(c)
 }
 
-// bearer sends a token with every RPC, over any transport.
-type bearer string
-
-func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
-	return map[string]string{"authorization": "Bearer " + string(b)}, nil
-}
-
-func (bearer) RequireTransportSecurity() bool { return false }
-
 // client is one report stream opened by a test.
 type client struct {
 	conn *grpc.ClientConn
@@ -119,17 +110,7 @@ func dialStream(t *testing.T, addr string, creds credentials.TransportCredential
 // tryStream is dialStream returning the error of opening the stream.
 func tryStream(t *testing.T, addr string, creds credentials.TransportCredentials, token string) (*client, error) {
 	t.Helper()
-	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
-	if token != "" {
-		opts = append(opts, grpc.WithPerRPCCredentials(bearer(token)))
-	}
-	conn, err := grpc.NewClient(addr, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(func() { cancel(); conn.Close() })
-	st, err := api.NewReportServiceClient(conn).Stream(ctx)
+	st, conn, err := testenv.OpenReportStream(t, addr, creds, token)
 	if err != nil {
 		return nil, err
 	}
