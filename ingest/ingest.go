@@ -119,7 +119,7 @@ func New(cfg *config.Config, logger hclog.Logger, sink func([]policy.Observation
 		logger: logger.Named("ingest"),
 		sink:   sink,
 		opts: options{
-			rate: DefaultRateLimit, maxMsg: reportwire.MaxMessageSize, agentStreams: DefaultAgentStreams,
+			rate: DefaultRateLimit,
 			handshake: DefaultHandshakeTimeout, idle: DefaultMaxConnectionIdle, now: time.Now,
 		},
 		agents:   map[string]*agentTrack{},
@@ -194,11 +194,11 @@ func (in *Ingest) ServerOptions() ([]grpc.ServerOption, error) {
 		return nil, fmt.Errorf("ingest: %w", v.err)
 	}
 	opts := []grpc.ServerOption{
-		grpc.MaxRecvMsgSize(in.opts.maxMsg),
+		grpc.MaxRecvMsgSize(reportwire.MaxMessageSize),
 		grpc.MaxSendMsgSize(reportwire.MaxMessageSize),
 		// An agent needs one stream per connection; a few more cover a
 		// reconnect racing the old stream's end.
-		grpc.MaxConcurrentStreams(uint32(max(1, in.opts.agentStreams))),
+		grpc.MaxConcurrentStreams(MaxAgentStreams),
 		grpc.ConnectionTimeout(in.opts.handshake),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
 			MinTime: reportwire.KeepaliveTime / 2, PermitWithoutStream: true,

@@ -109,7 +109,7 @@ func TestIngestThousandIdleStreams(t *testing.T) {
 	}
 }
 
-// One agent may hold DefaultAgentStreams streams; the next is refused,
+// One agent may hold MaxAgentStreams streams; the next is refused,
 // and a refused flood from one source is one WARN line.
 func TestIngestPerAgentStreamCap(t *testing.T) {
 	cfg := testenv.ReportConfig(testenv.Member("cache-use", use, "redis://127.0.0.1:1"))
@@ -122,7 +122,7 @@ func TestIngestPerAgentStreamCap(t *testing.T) {
 	addr := serve(t, in)
 
 	var held []*client
-	for i := range DefaultAgentStreams {
+	for i := range MaxAgentStreams {
 		c := dialStream(t, addr, insecure.NewCredentials(), toks[agentU])
 		if ack, err := c.send(report(agentU, use, uint64(i+1), "cache-use")); err != nil || !ack.GetAccepted() {
 			t.Fatalf("stream %d: ack %v, error %v", i, ack, err)
@@ -137,8 +137,8 @@ func TestIngestPerAgentStreamCap(t *testing.T) {
 	if ack, err := dialRaw(t, addr, insecure.NewCredentials(), toks[agentE], report(agentE, euw, 1, "cache-use")); err != nil || !ack.GetAccepted() {
 		t.Fatalf("agent-euw: ack %v, error %v", ack, err)
 	}
-	if st := in.Agents(); len(st) != 2 || st[1].ID != agentU || st[1].Streams != DefaultAgentStreams || !st[1].Connected || st[1].StreamSince.IsZero() {
-		t.Errorf("status %+v, want agent-use with %d streams", st, DefaultAgentStreams)
+	if st := in.Agents(); len(st) != 2 || st[1].ID != agentU || st[1].Streams != MaxAgentStreams || !st[1].Connected || st[1].StreamSince.IsZero() {
+		t.Errorf("status %+v, want agent-use with %d streams", st, MaxAgentStreams)
 	}
 
 	// 100 refusals from one source: one WARN line.

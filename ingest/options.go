@@ -12,11 +12,11 @@ const (
 	// to a node before the excess is dropped: ten times the fastest probe
 	// interval (100ms), leaving room for reconnect bursts.
 	DefaultRateLimit = 20
-	// DefaultAgentStreams is how many report streams one agent (one
+	// MaxAgentStreams is how many report streams one agent (one
 	// authenticated principal) may hold open at once. An agent needs one
 	// per node; the rest is room for streams of a crashed process that the
 	// node has not noticed yet.
-	DefaultAgentStreams = 4
+	MaxAgentStreams = 4
 	// DefaultHandshakeTimeout bounds a new connection's TLS and HTTP/2
 	// handshake (gRPC's own default is 120 s).
 	DefaultHandshakeTimeout = 5 * time.Second
@@ -38,9 +38,6 @@ type Option func(*options)
 type options struct {
 	node         string
 	rate         float64
-	maxMsg       int
-	agentStreams int
-	maxStreams   int // 0: 2 × agents + 16
 	handshake    time.Duration
 	idle         time.Duration
 	now          func() time.Time
@@ -55,18 +52,6 @@ func WithNodeName(name string) Option { return func(o *options) { o.node = name 
 // DefaultRateLimit.
 func WithRateLimit(perSecond float64) Option {
 	return func(o *options) { o.rate = perSecond }
-}
-
-// WithMaxMessageSize bounds the size of one received report in bytes
-// (default 1 MiB).
-func WithMaxMessageSize(n int) Option { return func(o *options) { o.maxMsg = n } }
-
-// WithStreamLimits sets how many report streams one agent may hold open
-// (default DefaultAgentStreams) and how many may be open in all (default,
-// or when total is 0: 2 × the configured agents + 16). A stream past
-// either cap is refused with ResourceExhausted.
-func WithStreamLimits(perAgent, total int) Option {
-	return func(o *options) { o.agentStreams, o.maxStreams = perAgent, total }
 }
 
 // WithConnectionTimeouts sets how long a new connection may take for its

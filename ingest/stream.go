@@ -95,10 +95,7 @@ func (s *reportService) Stream(stream api.ReportService_StreamServer) error {
 // admit registers an authenticated stream, or refuses it with
 // ResourceExhausted when the agent or the node holds its cap of streams.
 func (in *Ingest) admit(p principal) (*openStream, error) {
-	total := in.opts.maxStreams
-	if total <= 0 {
-		total = 2*len(in.view.Load().agents) + 16
-	}
+	total := 2*len(in.view.Load().agents) + 16
 	in.mu.Lock()
 	var err error
 	switch {
@@ -109,14 +106,14 @@ func (in *Ingest) admit(p principal) (*openStream, error) {
 		err = stillValid(p, in.view.Load())
 	case len(in.streams) >= total:
 		err = status.Errorf(codes.ResourceExhausted, "this node holds its cap of %d open report streams; retry later", total)
-	case p.agent != "" && in.opts.agentStreams > 0:
+	case p.agent != "":
 		n := 0
 		for s := range in.streams {
 			if s.p.agent == p.agent {
 				n++
 			}
 		}
-		if n >= in.opts.agentStreams {
+		if n >= MaxAgentStreams {
 			err = status.Errorf(codes.ResourceExhausted,
 				"agent %q already holds %d open report streams to this node (the cap); close one first", p.agent, n)
 		}

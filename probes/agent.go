@@ -156,9 +156,6 @@ func (r redisLogger) Printf(_ context.Context, format string, v ...any) {
 	r.l.Debug(fmt.Sprintf(format, v...))
 }
 
-// ID returns the agent's ID.
-func (a *Agent) ID() string { return a.id }
-
 // Reconfigure validates cfg and hands it to the running agent, which
 // switches to it before its next round: members added or changed get new
 // clients, removed ones are closed, senders are restarted for nodes whose

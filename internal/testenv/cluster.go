@@ -79,14 +79,5 @@ func (r *Redis) clusterReady(shards int) error {
 	return nil
 }
 
-// Addrs returns every node's host:port, in node order.
-func (c *Cluster) Addrs() []string {
-	out := make([]string, len(c.Nodes))
-	for i, n := range c.Nodes {
-		out[i] = n.Addr()
-	}
-	return out
-}
-
 // URL returns the first node's URL: a seed for cluster-aware clients.
 func (c *Cluster) URL() string { return c.Nodes[0].URL() }

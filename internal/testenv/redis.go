@@ -229,10 +229,6 @@ func (r *Redis) URL() string {
 	return u.String()
 }
 
-// Dir returns the server's working directory (where SAVE writes dump.rdb).
-// It survives Restart.
-func (r *Redis) Dir() string { return r.dir }
-
 // Kill sends SIGKILL and waits until the process is reaped. Killing a
 // stopped or already dead server is fine.
 func (r *Redis) Kill() {
