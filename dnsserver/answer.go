@@ -490,14 +490,21 @@ func resolveWhy(q dns.Question, h *host, client netip.Addr, e *edns, v *view) re
 	if q.Qtype != dns.TypeTXT && q.Qtype != dns.TypeANY {
 		return nodata(v)
 	}
-	a, scope := hostAnswerFor(h, client, e, v)
+	region, scope := v.regionOf(client, e.client)
+	a, r := h.lookupIndex(region, v.regions.def)
 	if a == nil {
 		return result{aa: true, answer: withOwner(h.pending, q.Name)}
 	}
 	if !a.regionDependent {
 		scope = 0
 	}
-	return result{aa: true, answer: withOwner(a.why, q.Name), scope: scope}
+	reason := "no reason given"
+	if ha := hostAnswers(v.snap, h.name); ha != nil {
+		if pa := ha.ByRegion[v.regions.names[r]]; pa != nil && pa.Reason != "" {
+			reason = pa.Reason
+		}
+	}
+	return result{aa: true, answer: []dns.RR{txtRR(q.Name, a.ttl, reason)}, scope: scope}
 }
 
 // hostAnswerFor picks the client's region, from the ECS address when the

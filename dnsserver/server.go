@@ -158,22 +158,32 @@ func (s *Server) SetUDPAmplificationLimit(n int) { s.amplification.Store(int64(m
 func (s *Server) SetMaxUDPSize(n int) { s.maxUDP.Store(int64(clampUDPSize(n))) }
 
 // Update builds the view of cfg and snap (precomputed records for the zone
-// apex, every database host and region, and the _why explanations) and
-// swaps it in atomically: a query is answered wholly from the old view or
-// wholly from the new one. snap may be nil before the policy engine has
-// produced one; database hosts then answer SERVFAIL. A nil cfg is ignored;
-// a cfg without a zone name makes every IN query SERVFAIL.
+// apex, every database host and region) and swaps it in atomically: a
+// query is answered wholly from the old view or wholly from the new one.
+// It is cheap enough to call after every evaluation: with the same cfg,
+// only the hosts whose answers changed are built anew, and a snapshot
+// whose answers did not change (its serial is the same) only brings the
+// newer reasons that _why serves. snap may be nil before the policy engine
+// has produced one; database hosts then answer SERVFAIL. A nil cfg is
+// ignored; a cfg without a zone name makes every IN query SERVFAIL.
 func (s *Server) Update(cfg *config.Config, snap *policy.Snapshot) {
 	if cfg == nil {
 		return
 	}
-	v := buildView(cfg, snap, s.opts.Node, int(s.maxUDP.Load()), s.log)
+	prev := s.view.Load()
+	v := prev.next(cfg, snap, s.opts.Node, int(s.maxUDP.Load()), s.log)
 	s.view.Store(v)
-	var serial uint64
-	if snap != nil {
-		serial = snap.Serial
+	if prev.cfg != cfg || serialOf(prev.snap) != serialOf(snap) {
+		s.log.Debug("view updated", "zone", v.zone, "names", len(v.names), "snapshot_serial", serialOf(snap))
 	}
-	s.log.Debug("view updated", "zone", v.zone, "names", len(v.names), "snapshot_serial", serial)
+}
+
+// serialOf is snap's serial, 0 for nil.
+func serialOf(snap *policy.Snapshot) uint64 {
+	if snap == nil {
+		return 0
+	}
+	return snap.Serial
 }
 
 // Ready is closed once Run listens on every address (and Addrs is

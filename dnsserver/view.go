@@ -3,6 +3,7 @@ package dnsserver
 import (
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"math"
 	"net"
 	"slices"
@@ -19,8 +20,17 @@ import (
 // view is an immutable, precomputed picture of the zone: everything the
 // query path needs, so that answering is a few lookups. Every []dns.RR in a
 // view is shared by concurrent queries and clipped (cap == len), so that a
-// reply appending to it copies instead of writing into it.
+// reply appending to it copies instead of writing into it. A view built
+// from the previous one (next) shares the records, names and prepared
+// replies of every host whose answers did not change.
 type view struct {
+	// cfg, node and maxUDP are what the view was built from; snap is the
+	// snapshot it serves (nil: none yet). The _why reasons are read from
+	// snap when asked for, so a newer snapshot with the same answers needs
+	// no rebuild.
+	cfg  *config.Config
+	node string
+	snap *policy.Snapshot
 	// zone is the zone name, lower case FQDN; "" until the first Update.
 	zone string
 	// names maps every existing name of the zone (lower case FQDN) to its
@@ -61,9 +71,15 @@ type name struct {
 
 // host holds one database hostname's answers, one per client region.
 type host struct {
+	// name is the hostname (lower case FQDN), its key in the snapshot.
+	name string
 	// answers is indexed by region index; nil where the snapshot holds no
 	// answer for that region.
 	answers []*hostAnswer
+	// db is the database served at name; src is the snapshot's answers
+	// its records were built from.
+	db  *config.Database
+	src *policy.HostAnswers
 	// pending is the TXT served at _why.<host> while there is no answer.
 	pending []dns.RR
 }
@@ -76,20 +92,26 @@ type hostAnswer struct {
 	// cname is set instead when the answer is an alias.
 	a, aaaa, all []dns.RR
 	cname        []dns.RR
-	// why is the TXT record at _why.<host>.
-	why []dns.RR
+	// ttl is the records' TTL, also that of the TXT record at _why.<host>.
+	ttl uint32
 }
 
 // lookup returns the answer for region index r, falling back to the
 // default region's, or nil when there is none.
 func (h *host) lookup(r int, def int) *hostAnswer {
+	a, _ := h.lookupIndex(r, def)
+	return a
+}
+
+// lookupIndex is lookup that also returns the region index of the answer.
+func (h *host) lookupIndex(r int, def int) (*hostAnswer, int) {
 	if r >= 0 && r < len(h.answers) && h.answers[r] != nil {
-		return h.answers[r]
+		return h.answers[r], r
 	}
 	if def >= 0 && def < len(h.answers) {
-		return h.answers[def]
+		return h.answers[def], def
 	}
-	return nil
+	return nil, -1
 }
 
 const whyLabel = "_why."
@@ -98,6 +120,7 @@ const whyLabel = "_why."
 // id.server and SERVFAIL for every IN query.
 func newEmptyView(node string, maxUDP int) *view {
 	return &view{
+		node:    node,
 		names:   map[string]*name{},
 		chaos:   chaosRecords(node),
 		regions: regionTable{def: -1},
@@ -115,6 +138,9 @@ func buildView(cfg *config.Config, snap *policy.Snapshot, node string, maxUDP in
 	}
 	zone := canonical(cfg.Zone.Name)
 	v := &view{
+		cfg:     cfg,
+		node:    node,
+		snap:    snap,
 		zone:    zone,
 		names:   map[string]*name{},
 		chaos:   chaosRecords(node),
@@ -190,36 +216,14 @@ func buildView(cfg *config.Config, snap *policy.Snapshot, node string, maxUDP in
 			log.Warn("database host outside the zone, not served", "db", db.Name, "host", hostname, "zone", zone)
 			continue
 		}
-		h := &host{answers: make([]*hostAnswer, len(v.regions.names))}
-		why := whyLabel + hostname // one string for every _why record
-		h.pending = []dns.RR{txtRR(why, 0, "no answer yet: the policy engine has not produced one for this host")}
-		var ha *policy.HostAnswers
-		if snap != nil {
-			ha = snap.Hosts[hostname]
-		}
-		if ha != nil {
-			built := map[*policy.Answer]*hostAnswer{} // regions sharing an answer share records
-			for r, region := range v.regions.names {
-				a := ha.ByRegion[region]
-				if a == nil {
-					continue
-				}
-				if b, ok := built[a]; ok {
-					h.answers[r] = b
-					continue
-				}
-				b := buildAnswer(hostname, why, db, a, log)
-				built[a] = b
-				h.answers[r] = b
-			}
-		}
+		h := v.buildHost(hostname, db, hostAnswers(snap, hostname), log)
 		n := v.add(hostname)
 		if n.static != nil {
 			log.Warn("database host is also a name server name; serving the database", "db", db.Name, "host", hostname)
 			n.static, n.any = nil, nil
 		}
 		n.host = h
-		v.add(why).why = h
+		v.add(whyLabel + hostname).why = h
 		v.prepareFast(hostname, h)
 	}
 
@@ -246,6 +250,72 @@ func buildView(cfg *config.Config, snap *policy.Snapshot, node string, maxUDP in
 	return v
 }
 
+// next is the view of cfg and snap, built from v: when cfg, node and
+// maxUDP are v's, it shares v's names, records and prepared replies, and
+// builds anew only the hosts whose answers changed (none when the answers'
+// serial did not move: only the reasons _why serves are newer). Otherwise
+// it is buildView.
+func (v *view) next(cfg *config.Config, snap *policy.Snapshot, node string, maxUDP int, log hclog.Logger) *view {
+	if v == nil || v.cfg != cfg || v.node != node || v.maxUDP != maxUDP || v.snap == nil || snap == nil || v.fast == nil {
+		return buildView(cfg, snap, node, maxUDP, log)
+	}
+	nv := *v
+	nv.snap = snap
+	if snap.Serial == v.snap.Serial {
+		return &nv
+	}
+	nv.names, nv.fast = maps.Clone(v.names), maps.Clone(v.fast)
+	for owner, n := range v.names {
+		if n.host == nil {
+			continue
+		}
+		ha := hostAnswers(snap, owner)
+		if ha.SameAnswers(n.host.src) {
+			continue
+		}
+		h := nv.buildHost(owner, n.host.db, ha, log)
+		nv.names[owner] = &name{host: h}
+		nv.names[whyLabel+owner] = &name{why: h}
+		delete(nv.fast, owner)
+		nv.prepareFast(owner, h)
+	}
+	return &nv
+}
+
+// hostAnswers is snap's answers for hostname, nil when snap is nil or has
+// none.
+func hostAnswers(snap *policy.Snapshot, hostname string) *policy.HostAnswers {
+	if snap == nil {
+		return nil
+	}
+	return snap.Hosts[hostname]
+}
+
+// buildHost turns the database db's answers ha (nil: none yet) at hostname
+// into records, one answer per client region of v.
+func (v *view) buildHost(hostname string, db *config.Database, ha *policy.HostAnswers, log hclog.Logger) *host {
+	h := &host{name: hostname, db: db, src: ha, answers: make([]*hostAnswer, len(v.regions.names))}
+	h.pending = []dns.RR{txtRR(whyLabel+hostname, 0, "no answer yet: the policy engine has not produced one for this host")}
+	if ha == nil {
+		return h
+	}
+	built := map[*policy.Answer]*hostAnswer{} // regions sharing an answer share records
+	for r, region := range v.regions.names {
+		a := ha.ByRegion[region]
+		if a == nil {
+			continue
+		}
+		if b, ok := built[a]; ok {
+			h.answers[r] = b
+			continue
+		}
+		b := buildAnswer(hostname, db, a, log)
+		built[a] = b
+		h.answers[r] = b
+	}
+	return h
+}
+
 // add returns the name owner, creating it if needed.
 func (v *view) add(owner string) *name {
 	n := v.names[owner]
@@ -260,17 +330,12 @@ func (v *view) add(owner string) *name {
 // the kind: a CNAME answer is that one CNAME (RFC 1034 §3.6.2: nothing else
 // at an alias), an address answer is every A and AAAA record, CNAMEs among
 // them dropped.
-func buildAnswer(hostname, why string, db *config.Database, a *policy.Answer, log hclog.Logger) *hostAnswer {
+func buildAnswer(hostname string, db *config.Database, a *policy.Answer, log hclog.Logger) *hostAnswer {
 	ttl := ttlSeconds(a.TTL)
 	if a.TTL <= 0 {
 		ttl = ttlSeconds(db.TTL)
 	}
-	b := &hostAnswer{servFail: a.ServFail, regionDependent: a.RegionDependent}
-	reason := a.Reason
-	if reason == "" {
-		reason = "no reason given"
-	}
-	b.why = []dns.RR{txtRR(why, ttl, reason)}
+	b := &hostAnswer{servFail: a.ServFail, regionDependent: a.RegionDependent, ttl: ttl}
 	if len(a.Records) > 0 && a.Records[0].Kind == policy.RecordCNAME {
 		target := canonical(a.Records[0].Target)
 		if _, ok := dns.IsDomainName(target); !ok || target == "." {

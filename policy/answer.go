@@ -440,18 +440,33 @@ func answersChanged(prev, cur map[string]*HostAnswers) bool {
 		return true
 	}
 	for host, c := range cur {
-		p, ok := prev[host]
-		if !ok || len(p.ByRegion) != len(c.ByRegion) {
+		if !prev[host].SameAnswers(c) {
 			return true
-		}
-		for r, ca := range c.ByRegion {
-			pa, ok := p.ByRegion[r]
-			if !ok || !sameAnswer(pa, ca) {
-				return true
-			}
 		}
 	}
 	return false
+}
+
+// SameAnswers reports whether h and o give every client region what a DNS
+// client would see as the same answer (records, members, TTL, SERVFAIL,
+// region dependence); their reasons may differ. Two nils are the same.
+func (h *HostAnswers) SameAnswers(o *HostAnswers) bool {
+	if h == o {
+		return true
+	}
+	if h == nil || o == nil {
+		return false
+	}
+	if len(h.ByRegion) != len(o.ByRegion) {
+		return false
+	}
+	for r, a := range h.ByRegion {
+		b, ok := o.ByRegion[r]
+		if !ok || !sameAnswer(a, b) {
+			return false
+		}
+	}
+	return true
 }
 
 // sameAnswer compares what a DNS client would see of two answers.

@@ -38,10 +38,6 @@ import (
 // advance staleness and failback timers.
 const evalEvery = 100 * time.Millisecond
 
-// viewRefresh bounds how stale the DNS view's explanations (`_why`) may get
-// while answers do not change.
-const viewRefresh = time.Second
-
 // saveEvery bounds how often the state file is written.
 const saveEvery = time.Second
 
@@ -73,8 +69,7 @@ type Node struct {
 	cfg atomic.Pointer[config.Config]
 
 	evalMu  sync.Mutex     // serialises evaluate
-	viewCfg *config.Config // config of the last DNS view (evalMu)
-	viewAt  time.Time      // when the last DNS view was built (evalMu)
+	viewCfg *config.Config // config of the last Sentinel view (evalMu)
 	mu      sync.Mutex     // guards engine, corrupt
 	engine  *policy.Engine
 	corrupt *admin.CorruptState // an unusable state file found at start, until acknowledged
@@ -465,17 +460,16 @@ func (n *Node) evaluate() {
 	n.mu.Unlock()
 	prev := n.snap.Swap(snap)
 	cfg := n.cfg.Load()
-	// Rebuilding the DNS view costs allocations (every host × region), so
-	// it happens when answers or the config change, and otherwise at most
-	// every viewRefresh to keep the _why explanations (lag, since) fresh.
-	if now := n.now(); prev == nil || snap.Serial != prev.Serial || cfg != n.viewCfg || now.Sub(n.viewAt) >= viewRefresh {
-		n.dns.Update(cfg, snap)
+	// The DNS view takes every snapshot (the reasons _why serves are
+	// newer each time) and rebuilds only the hosts whose answers changed.
+	n.dns.Update(cfg, snap)
+	if prev == nil || snap.Serial != prev.Serial || cfg != n.viewCfg {
 		if n.sentinel != nil {
 			// After DNS: both serve the new answer before the
 			// Sentinel endpoint publishes +switch-master.
 			n.sentinel.Update(cfg, snap)
 		}
-		n.viewCfg, n.viewAt = cfg, now
+		n.viewCfg = cfg
 	}
 	n.metrics.Observe(snap)
 	n.logChanges(prev, snap)
