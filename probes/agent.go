@@ -839,15 +839,20 @@ func (a *Agent) probeMember(parent context.Context, st *agentState, p *probe) me
 		mr.results = append(mr.results, r)
 	}
 	mr.heartbeats = p.heartbeats
+	// The endpoint remembers the member's last evidence at the connection
+	// level (a dial that finds no slot fails like it); a probe that
+	// measured nothing (the agent stalled) leaves it as it was.
 	var connFailed Outcome
 	var connText string
+	measured := false
 	for _, r := range mr.results {
+		measured = measured || r.outcome != OutcomeNotMeasured
 		if r.outcome == OutcomeTimeout || r.outcome == OutcomeUnreachable {
 			connFailed, connText = r.outcome, r.err
 			break
 		}
 	}
-	if connFailed != "" || !reset {
+	if measured && (connFailed != "" || !reset) {
 		p.t.ep.probed(connFailed, connText)
 	}
 	if reset {

@@ -48,7 +48,8 @@ func TestStallWatchStalledAt(t *testing.T) {
 // when the agent ran throughout, and not measured when the agent itself
 // was not running at the probe's deadline (its stall watch has not woken
 // since long before, as in a stopped or starved process): the reply may
-// have come while nobody read it.
+// have come while nobody read it; that round leaves the member's last
+// evidence (the timeout) in place.
 func TestStalledAgentTimeoutNotMeasured(t *testing.T) {
 	const timeout = 300 * time.Millisecond
 	srv := testenv.StartRedis(t)
@@ -82,6 +83,15 @@ func TestStalledAgentTimeoutNotMeasured(t *testing.T) {
 			c := rep.GetMembers()[0].GetChecks()[0]
 			if c.GetOutcome() != string(tt.want) {
 				t.Errorf("outcome = %s (%s), want %s", c.GetOutcome(), c.GetError(), tt.want)
+			}
+			// The round that measured nothing keeps the member's last
+			// evidence: a dial finding no slot still fails like it.
+			ep := a.pending.targets[0].ep
+			ep.mu.Lock()
+			failed := ep.failed
+			ep.mu.Unlock()
+			if failed != OutcomeTimeout {
+				t.Errorf("endpoint's last failure = %q, want %q", failed, OutcomeTimeout)
 			}
 		})
 	}
