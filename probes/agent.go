@@ -681,14 +681,9 @@ func (a *Agent) round(ctx context.Context, st *agentState) *api.Report {
 		e.closeRetired(start.Add(-(timeout + late + roundSlack)))
 	}
 
-	type done struct {
-		i int
-		r memberResult
-	}
 	results := make([]memberResult, n)
 	have := make([]bool, n)
-	ch := make(chan done, n) // buffered: a late probe never blocks
-	waiting := 0
+	gather := newGatherer(func(i int, r memberResult) { results[i], have[i] = r, true })
 	var sleep *time.Timer
 	for i, t := range st.targets {
 		at := start
@@ -716,23 +711,23 @@ func (a *Agent) round(ctx context.Context, st *agentState) *api.Report {
 			t: t, agentID: a.id, region: st.region, seq: roundNo,
 			settings: &st.cfg.Probes, hbRegions: st.dbRegions[st.dbOf[t]],
 		}
-		waiting++
+		gather.expect()
 		a.wg.Add(1)
 		a.workers.run(func() {
 			defer a.wg.Done()
 			defer t.busy.Store(false)
 			if lag := time.Since(at); lag > late {
-				ch <- done{i, a.notMeasured(st, t, fmt.Sprintf("the probe started %s late (agent overloaded)", lag.Round(time.Millisecond)))}
+				gather.put(i, a.notMeasured(st, t, fmt.Sprintf("the probe started %s late (agent overloaded)", lag.Round(time.Millisecond))))
 				return
 			}
-			ch <- done{i, a.probeMember(ctx, st, pr)}
+			gather.put(i, a.probeMember(ctx, st, pr))
 		})
 	}
 	// Every probe started by start+window+late has its deadline by then
 	// plus the timeout.
 	timer := time.NewTimer(time.Until(start.Add(window + late + timeout + roundSlack)))
 	defer timer.Stop()
-	collect(ch, waiting, timer.C, func(d done) { results[d.i], have[d.i] = d.r, true })
+	gather.wait(timer.C)
 	if ctx.Err() != nil {
 		return nil // shutting down: the results say "canceled", not the members' health
 	}
@@ -758,29 +753,64 @@ func (a *Agent) round(ctx context.Context, st *agentState) *api.Report {
 	return a.report(st, results)
 }
 
-// collect passes the results arriving on ch to take until want have
-// arrived or deadline fires; then it still takes those already waiting in
-// ch. Those count: select picks among ready cases at random, so a round
-// whose deadline passed while it was still starting probes (a starved
-// agent) would otherwise drop nearly all of them as not measured.
-func collect[T any](ch <-chan T, want int, deadline <-chan time.Time, take func(T)) {
-	for ; want > 0; want-- {
-		select {
-		case r := <-ch:
-			take(r)
-			continue
-		case <-deadline:
-		}
-		for ; want > 0; want-- {
-			select {
-			case r := <-ch:
-				take(r)
-			default:
-				return
-			}
-		}
+// gatherer takes a round's results as its probes finish, without waking
+// the round for each one: the round sleeps until the last expected result
+// is in or its deadline passes, whichever comes first. Every result put
+// before then is taken, whatever the order (a starved round whose deadline
+// passed while it was still starting probes keeps the results already in);
+// results put later are dropped.
+type gatherer[T any] struct {
+	take func(int, T)
+	all  chan struct{} // closed when the last expected result is in
+
+	mu       sync.Mutex
+	expected int  // results expected and not yet in
+	started  bool // wait has begun: no more results will be expected
+	closed   bool // wait has returned: results are dropped
+}
+
+func newGatherer[T any](take func(int, T)) *gatherer[T] {
+	return &gatherer[T]{take: take, all: make(chan struct{})}
+}
+
+// expect announces one more result, before its probe starts.
+func (g *gatherer[T]) expect() {
+	g.mu.Lock()
+	g.expected++
+	g.mu.Unlock()
+}
+
+// put hands in result i; take runs under the gatherer's lock, so the round
+// reads what it wrote once wait has returned.
+func (g *gatherer[T]) put(i int, r T) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
 		return
 	}
+	g.take(i, r)
+	g.expected--
+	if g.expected == 0 && g.started {
+		close(g.all)
+	}
+}
+
+// wait returns once every expected result is in or deadline fires; results
+// put after it returns are dropped.
+func (g *gatherer[T]) wait(deadline <-chan time.Time) {
+	g.mu.Lock()
+	g.started = true
+	pending := g.expected > 0
+	g.mu.Unlock()
+	if pending {
+		select {
+		case <-g.all:
+		case <-deadline:
+		}
+	}
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
 }
 
 // logOverload warns, at most once per overloadLogEvery, that members were

@@ -63,38 +63,50 @@ func TestWorkerPool(t *testing.T) {
 	}
 }
 
-// TestCollect: results that arrived before the round's deadline are taken
-// even when the deadline has passed too (a starved round that was still
-// starting probes at its deadline), and collection stops at the deadline
-// without waiting for the missing ones.
-func TestCollect(t *testing.T) {
+// TestGatherer: results put before the round's wait ends are taken, even
+// when the deadline has passed too (a starved round that was still
+// starting probes at its deadline); wait returns at once when every result
+// is in, at the deadline without the missing ones, and results put after
+// it are dropped.
+func TestGatherer(t *testing.T) {
 	tests := []struct {
 		name           string
-		want, buffered int
+		want, before   int // results expected; put before wait
+		during         int // put by other goroutines while wait runs
 		deadlinePassed bool
 	}{
-		{"all in before the deadline", 100, 100, false},
-		{"all in, deadline passed as well", 100, 100, true},
-		{"some missing at the deadline", 100, 60, true},
-		{"none in at the deadline", 10, 0, true},
+		{"all in before wait", 100, 100, 0, false},
+		{"all in, deadline passed as well", 100, 100, 0, true},
+		{"all in while waiting", 100, 40, 60, false},
+		{"some missing at the deadline", 100, 60, 0, true},
+		{"none in at the deadline", 10, 0, 0, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ch := make(chan int, tt.want)
-			for i := range tt.buffered {
-				ch <- i
+			got := map[int]bool{}
+			g := newGatherer(func(i int, _ string) { got[i] = true })
+			for range tt.want {
+				g.expect()
+			}
+			for i := range tt.before {
+				g.put(i, "r")
 			}
 			deadline := make(chan time.Time, 1)
 			if tt.deadlinePassed {
 				deadline <- time.Now()
 			}
-			got := 0
-			collect(ch, tt.want, deadline, func(int) { got++ })
-			if got != tt.buffered {
-				t.Errorf("took %d results, want the %d that had arrived", got, tt.buffered)
+			var wg sync.WaitGroup
+			for i := tt.before; i < tt.before+tt.during; i++ {
+				wg.Go(func() { g.put(i, "r") })
 			}
-			if len(ch) != 0 {
-				t.Errorf("%d results left behind", len(ch))
+			g.wait(deadline) // never returns if the last result does not end it
+			wg.Wait()
+			if len(got) != tt.before+tt.during {
+				t.Errorf("took %d results, want the %d put before the wait ended", len(got), tt.before+tt.during)
+			}
+			g.put(tt.want-1, "late")
+			if want := tt.before+tt.during == tt.want; got[tt.want-1] != want {
+				t.Errorf("a result put after wait was taken")
 			}
 		})
 	}
