@@ -29,7 +29,11 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// Report is what one agent saw of every member in one probe round.
+// Report is what one agent saw of members in a probe round: every member,
+// or, for a round of more than 1,000 members, a chunk of whole databases
+// (the round's databases whose probes have all returned). An agent merges
+// reports a node has not yet received into one (per member, the newest
+// entry).
 type Report struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// agent_id is the reporting agent (the vantage). It must be the agent the
@@ -41,8 +45,9 @@ type Report struct {
 	// region is the agent's region; it must match the agent's region in the
 	// node's config.
 	Region string `protobuf:"bytes,2,opt,name=region,proto3" json:"region,omitempty"`
-	// seq numbers the rounds of one agent process: it starts at 1 and
-	// increases by one per round. It is only comparable within one boot_id.
+	// seq numbers the reports of one agent process: it starts at 1 and
+	// increases by one per report (a round may send several). It is only
+	// comparable within one boot_id; a node may see gaps (merged reports).
 	Seq uint64 `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
 	// sent is when the agent finished the round, on the agent's clock
 	// (informational: nodes time observations on their own clock).
@@ -50,7 +55,7 @@ type Report struct {
 	// config_hash identifies the agent's view of the shared config (members,
 	// regions, agents, probe settings); see Ack.config_hash.
 	ConfigHash string `protobuf:"bytes,5,opt,name=config_hash,json=configHash,proto3" json:"config_hash,omitempty"`
-	// members holds one entry per probed member.
+	// members holds one entry per member reported.
 	Members []*MemberReport `protobuf:"bytes,6,rep,name=members,proto3" json:"members,omitempty"`
 	// boot_id is chosen at random by each agent process when it starts. A
 	// node that sees a new boot_id for an agent starts that agent's sequence

@@ -335,10 +335,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.roundsWG.Add(1)
 		go func(st *agentState) {
 			defer a.roundsWG.Done()
-			rep := a.round(ctx, st)
-			a.pubMu.Lock()
-			defer a.pubMu.Unlock()
-			a.publish(senders, rep)
+			a.round(ctx, st, func(rep *api.Report) {
+				a.pubMu.Lock()
+				defer a.pubMu.Unlock()
+				a.publish(senders, rep)
+			})
 		}(st)
 		// Launching took next to nothing, so rounds start an interval
 		// apart; after a stop (SIGSTOP, a starved process) the next round
@@ -557,7 +558,7 @@ func (a *Agent) publish(senders map[string]*sender, rep *api.Report) {
 }
 
 // ProbeOnce runs one probe round with the agent's current config and
-// returns the report without sending it (for `aagtm check` and tests). It
+// returns its report (its chunks merged into one) without sending it (for `aagtm check` and tests). It
 // must not be called while Run is running. Member connections stay open for
 // the next ProbeOnce or Run, and idle probe workers for workerIdle. It
 // returns an error if ctx ends during the round.
@@ -571,9 +572,10 @@ func (a *Agent) ProbeOnce(ctx context.Context) (*api.Report, error) {
 	if st == nil {
 		return nil, errors.New("probes: agent has no config")
 	}
-	rep := a.round(ctx, st)
+	var rep *api.Report
+	ok := a.round(ctx, st, func(chunk *api.Report) { rep = mergeReports(rep, chunk) })
 	a.wg.Wait()
-	if rep == nil {
+	if !ok || rep == nil {
 		return nil, fmt.Errorf("probes: probe round: %w", ctx.Err())
 	}
 	rep.Seq = a.seq.Add(1)
@@ -609,6 +611,9 @@ const (
 	// member probed early in a round is reported at the round's end; `aagtm
 	// check` counts it in the bound it prints).
 	maxSpread = 500 * time.Millisecond
+	// chunkEvery is how often a round whose spread window is longer sends
+	// the databases whose probes have all returned (see round).
+	chunkEvery = 100 * time.Millisecond
 	// maxIdleWorkers is how many probe workers wait for the next probe
 	// (see workerPool): more than a healthy round of 10,000 members keeps
 	// busy at once on the 2-core bench machine (a few dozen), few enough
@@ -630,6 +635,19 @@ const (
 // (the bound `aagtm check` prints includes it).
 func SpreadWindow(interval time.Duration, n int) time.Duration {
 	return min(time.Duration(n)*spreadStep, interval/2, maxSpread)
+}
+
+// ReportDelay is how long a member's result may wait, once its probe has
+// returned, before its report leaves for the nodes, in a round of n
+// members: the spread window when the round reports in one piece; when it
+// reports in chunks (a window longer than chunkEvery), chunkEvery plus the
+// wait for the sender's next report slot (1/reportRate). `aagtm check`
+// adds it to the detection bound.
+func ReportDelay(interval time.Duration, n int) time.Duration {
+	if w := SpreadWindow(interval, n); w <= chunkEvery {
+		return w
+	}
+	return chunkEvery + time.Second/reportRate
 }
 
 // startLimit is how late (after its slot in the spread) a member's probe
@@ -659,15 +677,21 @@ type memberResult struct {
 }
 
 // round probes every member once, each bounded by the probe timeout from
-// the moment its probe starts, and builds the report (without a sequence
-// number: the caller numbers it when it publishes it). The probes' starts
-// are spread evenly over the spread window. A member whose probe the agent
-// could not start in time, or whose probe has not returned by the round's
-// end (it overran its own deadline: the agent is starved), is reported as
-// not measured: that says nothing about the member.
-func (a *Agent) round(ctx context.Context, st *agentState) *api.Report {
+// the moment its probe starts, and hands its report to emit (without a
+// sequence number: emit numbers it). The probes' starts are spread evenly
+// over the spread window. When the window is longer than chunkEvery
+// (thousands of members), the report goes in chunks: every chunkEvery,
+// the databases whose members' probes have all returned, so that a failure
+// found early in the window reaches the nodes without waiting for the
+// window's end; the last chunk holds the rest. A member whose probe the
+// agent could not start in time, or whose probe has not returned by the
+// round's end (it overran its own deadline: the agent is starved), is
+// reported as not measured: that says nothing about the member. round
+// returns false when ctx ended (shutting down: what is left is not
+// emitted).
+func (a *Agent) round(ctx context.Context, st *agentState, emit func(*api.Report)) bool {
 	if ctx.Err() != nil {
-		return nil
+		return false
 	}
 	roundNo := a.rounds.Add(1)
 	p := st.cfg.Probes
@@ -682,8 +706,17 @@ func (a *Agent) round(ctx context.Context, st *agentState) *api.Report {
 	}
 
 	results := make([]memberResult, n)
-	have := make([]bool, n)
-	gather := newGatherer(func(i int, r memberResult) { results[i], have[i] = r, true })
+	gather := newGatherer(func(i int, r memberResult) { results[i] = r })
+	chunks := newChunker(st)
+	chunked := window > chunkEvery
+	lastChunk := start
+	flush := func() {
+		chunks.in(gather.drain()...)
+		if idx := chunks.ready(); len(idx) > 0 {
+			emit(a.report(st, idx, results))
+		}
+		lastChunk = time.Now()
+	}
 	var sleep *time.Timer
 	for i, t := range st.targets {
 		at := start
@@ -699,12 +732,16 @@ func (a *Agent) round(ctx context.Context, st *agentState) *api.Report {
 			}
 			select {
 			case <-ctx.Done():
-				return nil
+				return false
 			case <-sleep.C:
+			}
+			if chunked && time.Since(lastChunk) >= chunkEvery {
+				flush()
 			}
 		}
 		if !t.busy.CompareAndSwap(false, true) {
-			results[i], have[i] = a.notMeasured(st, t, "the member's previous probe overran its deadline (agent overloaded)"), true
+			results[i] = a.notMeasured(st, t, "the member's previous probe overran its deadline (agent overloaded)")
+			chunks.in(i)
 			continue
 		}
 		pr := &probe{
@@ -725,17 +762,36 @@ func (a *Agent) round(ctx context.Context, st *agentState) *api.Report {
 	}
 	// Every probe started by start+window+late has its deadline by then
 	// plus the timeout.
-	timer := time.NewTimer(time.Until(start.Add(window + late + timeout + roundSlack)))
-	defer timer.Stop()
-	gather.wait(timer.C)
-	if ctx.Err() != nil {
-		return nil // shutting down: the results say "canceled", not the members' health
+	deadline := time.NewTimer(time.Until(start.Add(window + late + timeout + roundSlack)))
+	defer deadline.Stop()
+	var tick <-chan time.Time
+	if chunked {
+		t := time.NewTicker(chunkEvery)
+		defer t.Stop()
+		tick = t.C
 	}
+	all := gather.start()
+	for waiting := true; waiting; {
+		select {
+		case <-all:
+			waiting = false
+		case <-deadline.C:
+			waiting = false
+		case <-tick:
+			flush()
+		}
+	}
+	gather.close()
+	if ctx.Err() != nil {
+		return false // shutting down: the results say "canceled", not the members' health
+	}
+	chunks.in(gather.drain()...)
 	measured := 0
 	var why string
 	for i, t := range st.targets {
-		if !have[i] {
+		if !chunks.have[i] {
 			results[i] = a.notMeasured(st, t, fmt.Sprintf("no result %s after the round started (agent overloaded)", time.Since(start).Round(time.Millisecond)))
+			chunks.in(i)
 		}
 		for _, r := range results[i].results {
 			if r.outcome == OutcomeNotMeasured {
@@ -750,23 +806,86 @@ func (a *Agent) round(ctx context.Context, st *agentState) *api.Report {
 	if measured > 0 {
 		a.logOverload(measured, n, why)
 	}
-	return a.report(st, results)
+	if idx := chunks.ready(); len(idx) > 0 {
+		emit(a.report(st, idx, results))
+	}
+	return true
+}
+
+// chunker tracks which databases of a round have all their members'
+// results in. A database's members are adjacent in agentState.targets
+// (config order), so a chunk holds whole databases: the lag computation
+// compares the heartbeats read at all members of a database.
+type chunker struct {
+	dbOf     []int // target index -> database range index
+	dbs      []targetRange
+	left     []int  // per database: results not yet in
+	have     []bool // per target: result in
+	complete []int  // databases complete and not yet handed out
+}
+
+// targetRange is the targets [lo, hi) of one database.
+type targetRange struct{ lo, hi int }
+
+func newChunker(st *agentState) *chunker {
+	n := len(st.targets)
+	c := &chunker{dbOf: make([]int, n), have: make([]bool, n)}
+	for i, t := range st.targets {
+		if i == 0 || st.dbOf[t] != st.dbOf[st.targets[i-1]] {
+			c.dbs = append(c.dbs, targetRange{lo: i, hi: i})
+			c.left = append(c.left, 0)
+		}
+		d := len(c.dbs) - 1
+		c.dbs[d].hi = i + 1
+		c.left[d]++
+		c.dbOf[i] = d
+	}
+	return c
+}
+
+// in records the results of targets idx as in.
+func (c *chunker) in(idx ...int) {
+	for _, i := range idx {
+		if c.have[i] {
+			continue
+		}
+		c.have[i] = true
+		d := c.dbOf[i]
+		if c.left[d]--; c.left[d] == 0 {
+			c.complete = append(c.complete, d)
+		}
+	}
+}
+
+// ready returns the targets of the databases completed since the last
+// call, in config order.
+func (c *chunker) ready() []int {
+	slices.Sort(c.complete)
+	var idx []int
+	for _, d := range c.complete {
+		for i := c.dbs[d].lo; i < c.dbs[d].hi; i++ {
+			idx = append(idx, i)
+		}
+	}
+	c.complete = c.complete[:0]
+	return idx
 }
 
 // gatherer takes a round's results as its probes finish, without waking
 // the round for each one: the round sleeps until the last expected result
-// is in or its deadline passes, whichever comes first. Every result put
-// before then is taken, whatever the order (a starved round whose deadline
-// passed while it was still starting probes keeps the results already in);
-// results put later are dropped.
+// is in, its deadline passes or it is time for a chunk (drain), whichever
+// comes first. Every result put before close is taken, whatever the order
+// (a starved round whose deadline passed while it was still starting
+// probes keeps the results already in); results put later are dropped.
 type gatherer[T any] struct {
 	take func(int, T)
 	all  chan struct{} // closed when the last expected result is in
 
 	mu       sync.Mutex
-	expected int  // results expected and not yet in
-	started  bool // wait has begun: no more results will be expected
-	closed   bool // wait has returned: results are dropped
+	expected int   // results expected and not yet in
+	started  bool  // start was called: no more results will be expected
+	closed   bool  // close was called: results are dropped
+	fresh    []int // indices taken since the last drain
 }
 
 func newGatherer[T any](take func(int, T)) *gatherer[T] {
@@ -781,7 +900,7 @@ func (g *gatherer[T]) expect() {
 }
 
 // put hands in result i; take runs under the gatherer's lock, so the round
-// reads what it wrote once wait has returned.
+// reads what it wrote once drain has returned i.
 func (g *gatherer[T]) put(i int, r T) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -789,25 +908,36 @@ func (g *gatherer[T]) put(i int, r T) {
 		return
 	}
 	g.take(i, r)
+	g.fresh = append(g.fresh, i)
 	g.expected--
 	if g.expected == 0 && g.started {
 		close(g.all)
 	}
 }
 
-// wait returns once every expected result is in or deadline fires; results
-// put after it returns are dropped.
-func (g *gatherer[T]) wait(deadline <-chan time.Time) {
+// start ends the expecting and returns a channel closed once every
+// expected result is in (at once if they all are).
+func (g *gatherer[T]) start() <-chan struct{} {
 	g.mu.Lock()
+	defer g.mu.Unlock()
 	g.started = true
-	pending := g.expected > 0
-	g.mu.Unlock()
-	if pending {
-		select {
-		case <-g.all:
-		case <-deadline:
-		}
+	if g.expected == 0 {
+		close(g.all)
 	}
+	return g.all
+}
+
+// drain returns the indices of the results taken since its last call.
+func (g *gatherer[T]) drain() []int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	idx := g.fresh
+	g.fresh = nil
+	return idx
+}
+
+// close drops the results put from now on.
+func (g *gatherer[T]) close() {
 	g.mu.Lock()
 	g.closed = true
 	g.mu.Unlock()
@@ -904,13 +1034,15 @@ func (a *Agent) notMeasured(st *agentState, t *target, why string) memberResult 
 	return mr
 }
 
-// report assembles the round's report.
-func (a *Agent) report(st *agentState, results []memberResult) *api.Report {
+// report assembles the report of the targets idx (whole databases) of a
+// round.
+func (a *Agent) report(st *agentState, idx []int, results []memberResult) *api.Report {
 	var lags map[string]map[string]time.Duration
 	if st.cfg.Probes.HasCheck(config.CheckLag) {
-		in := make([]lagInput, len(st.targets))
-		for i, t := range st.targets {
-			in[i] = lagInput{member: t.member.Name, database: st.dbOf[t], region: t.member.Region, heartbeats: results[i].heartbeats}
+		in := make([]lagInput, len(idx))
+		for k, i := range idx {
+			t := st.targets[i]
+			in[k] = lagInput{member: t.member.Name, database: st.dbOf[t], region: t.member.Region, heartbeats: results[i].heartbeats}
 		}
 		lags = computeLag(in)
 	}
@@ -921,7 +1053,9 @@ func (a *Agent) report(st *agentState, results []memberResult) *api.Report {
 		Sent:       timestamppb.Now(),
 		ConfigHash: st.hash,
 	}
-	for i, t := range st.targets {
+	rep.Members = make([]*api.MemberReport, 0, len(idx))
+	for _, i := range idx {
+		t := st.targets[i]
 		mr := &api.MemberReport{Member: t.member.Name}
 		var rtt time.Duration
 		for _, r := range results[i].results {

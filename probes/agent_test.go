@@ -3,6 +3,7 @@ package probes
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"slices"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/redis/go-redis/v9"
 
@@ -336,23 +338,79 @@ func TestComputeLag(t *testing.T) {
 	}
 }
 
-func TestMailboxKeepsOnlyLatest(t *testing.T) {
-	m := newMailbox()
-	for i := uint64(1); i <= 100; i++ {
-		m.put(&api.Report{Seq: i})
+// TestMailboxMerges: reports not yet sent are merged, newest last: the
+// newest header (seq, boot id, config hash, sent) and, per member, the
+// newest entry, so a round's chunks are never lost to the next chunk and
+// an unreachable node costs one round's entries; a report put back under
+// a newer one gives way to it.
+func TestMailboxMerges(t *testing.T) {
+	entry := func(member, outcome string) *api.MemberReport {
+		return &api.MemberReport{Member: member, Checks: []*api.CheckResult{{Name: "ping", Outcome: outcome}}}
 	}
+	report := func(seq uint64, entries ...*api.MemberReport) *api.Report {
+		return &api.Report{AgentId: "a", Region: "r", Seq: seq, BootId: fmt.Sprint("boot", seq), ConfigHash: fmt.Sprint("hash", seq),
+			Sent: timestamppb.New(time.Unix(int64(seq), 0)), Members: entries}
+	}
+	outcomes := func(r *api.Report) map[string]string {
+		out := map[string]string{}
+		for _, m := range r.GetMembers() {
+			out[m.GetMember()] = m.GetChecks()[0].GetOutcome()
+		}
+		return out
+	}
+	m := newMailbox()
+	first := report(1, entry("a1", "pass"), entry("a2", "pass"))
+	m.put(first)
+	m.put(report(2, entry("b1", "pass")))
+	m.put(report(3, entry("a1", "timeout")))
 	r, _ := m.take()
-	if r.GetSeq() != 100 {
-		t.Fatalf("took seq %d, want the latest (100)", r.GetSeq())
+	want := map[string]string{"a1": "timeout", "a2": "pass", "b1": "pass"}
+	if got := outcomes(r); !maps.Equal(got, want) {
+		t.Errorf("merged entries %v, want %v", got, want)
+	}
+	if r.GetSeq() != 3 || r.GetBootId() != "boot3" || r.GetConfigHash() != "hash3" || r.GetSent().GetSeconds() != 3 || r.GetAgentId() != "a" {
+		t.Errorf("merged header %v, want report 3's", r)
+	}
+	if len(first.GetMembers()) != 2 || first.GetMembers()[0].GetChecks()[0].GetOutcome() != "pass" {
+		t.Errorf("merging modified a report put earlier: %v", first)
 	}
 	if r, _ := m.take(); r != nil {
 		t.Fatalf("mailbox not empty after take: %v", r)
 	}
-	m.putBack(&api.Report{Seq: 5}, time.Now())
-	m.put(&api.Report{Seq: 6})
-	m.putBack(&api.Report{Seq: 5}, time.Now()) // a newer one is waiting: dropped
-	if r, _ := m.take(); r.GetSeq() != 6 {
-		t.Fatalf("took seq %d, want 6", r.GetSeq())
+
+	m.put(report(5, entry("a1", "pass")))
+	m.putBack(report(4, entry("a1", "timeout"), entry("a2", "timeout")), time.Now())
+	r, _ = m.take()
+	want = map[string]string{"a1": "pass", "a2": "timeout"}
+	if got := outcomes(r); !maps.Equal(got, want) || r.GetSeq() != 5 {
+		t.Errorf("put back under a newer report: seq %d entries %v, want seq 5 entries %v", r.GetSeq(), got, want)
+	}
+}
+
+// TestReportSlots: a sender sends reportBurst reports at once, then one
+// every 1/reportRate; idle time refills at most reportBurst.
+func TestReportSlots(t *testing.T) {
+	now := time.Now()
+	b := &reportSlots{tokens: reportBurst, at: now}
+	for i := range reportBurst {
+		if wait := b.take(now); wait != 0 {
+			t.Fatalf("report %d of the burst waits %s", i+1, wait)
+		}
+	}
+	gap := time.Second / reportRate
+	if wait := b.take(now); wait <= 0 || wait > gap {
+		t.Fatalf("report past the burst waits %s, want (0, %s]", wait, gap)
+	}
+	if wait := b.take(now.Add(gap)); wait != 0 {
+		t.Fatalf("a slot later, the report waits %s", wait)
+	}
+	now = now.Add(time.Hour)
+	sent := 0
+	for b.take(now) == 0 {
+		sent++
+	}
+	if sent != reportBurst {
+		t.Errorf("after an idle hour %d reports at once, want %d", sent, reportBurst)
 	}
 }
 

@@ -291,3 +291,80 @@ func TestLargeReportFitsTheStream(t *testing.T) {
 		t.Fatal("the first error text was trimmed")
 	}
 }
+
+// TestRoundReportsInChunks: a round whose spread window is longer than
+// chunkEvery reports in chunks as its databases' probes return: every
+// member exactly once, each chunk whole databases, and the first chunk
+// leaves while later databases are still to be probed; merged, the chunks
+// are the round's full report. A round of a few members is one report.
+func TestRoundReportsInChunks(t *testing.T) {
+	const dbs = 750 // × 2 members: a 150 ms spread window
+	cfg := dbPerMember(t, 2*dbs, config.CheckPing)
+	members := cfg.Databases[0].Members
+	cfg.Databases = nil
+	for d := range dbs {
+		name := fmt.Sprintf("db%d", d)
+		pair := []config.Member{members[2*d], members[2*d+1]}
+		for i := range pair {
+			pair[i].Database = name
+		}
+		cfg.Databases = append(cfg.Databases, config.Database{Name: name, Host: name + ".gtm.example.com.", Mode: config.ModeNearest, Members: pair})
+	}
+	if w := SpreadWindow(cfg.Probes.Interval, 2*dbs); w <= chunkEvery {
+		t.Fatalf("spread window %s: the test needs more than chunkEvery (%s)", w, chunkEvery)
+	}
+	a := newTestAgent(t, cfg)
+	a.warmUp(context.Background(), a.pending)
+	var chunks []*api.Report
+	if !a.round(context.Background(), a.pending, func(r *api.Report) { chunks = append(chunks, r) }) {
+		t.Fatal("round canceled")
+	}
+	a.wg.Wait()
+	if len(chunks) < 2 {
+		t.Fatalf("%d report(s), want the round in chunks", len(chunks))
+	}
+	seen := map[string]int{}
+	for c, rep := range chunks {
+		dbOf := map[string]int{}
+		for _, m := range rep.GetMembers() {
+			seen[m.GetMember()]++
+			if c := m.GetChecks()[0]; !c.GetOk() {
+				t.Errorf("%s: %s %s", m.GetMember(), c.GetOutcome(), c.GetError())
+			}
+			var i int
+			fmt.Sscanf(m.GetMember(), "m%d", &i)
+			dbOf[fmt.Sprint(i/2)]++
+		}
+		for db, k := range dbOf {
+			if k != 2 {
+				t.Errorf("chunk %d holds %d of database db%s's 2 members", c, k, db)
+			}
+		}
+	}
+	for _, m := range members {
+		if seen[m.Name] != 1 {
+			t.Errorf("%s reported %d times, want once", m.Name, seen[m.Name])
+		}
+	}
+	last := members[len(members)-1].Name
+	for _, m := range chunks[0].GetMembers() {
+		if m.GetMember() == last {
+			t.Errorf("the first chunk holds the last database: it waited for the whole window")
+		}
+	}
+	var merged *api.Report
+	for _, c := range chunks {
+		merged = mergeReports(merged, c)
+	}
+	if len(merged.GetMembers()) != len(members) {
+		t.Errorf("merged chunks hold %d members, want %d", len(merged.GetMembers()), len(members))
+	}
+
+	small := newTestAgent(t, testenv.ReportConfig(members[0], members[1]))
+	var reps int
+	small.round(context.Background(), small.pending, func(*api.Report) { reps++ })
+	small.wg.Wait()
+	if reps != 1 {
+		t.Errorf("a round of 2 members sent %d reports, want 1", reps)
+	}
+}

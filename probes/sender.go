@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/aagtm/aagtm/api"
 	"github.com/aagtm/aagtm/config"
@@ -92,9 +93,11 @@ func newDialSettings(cfg *config.Config, agentID string) (dialSettings, error) {
 	return dialSettings{opts: opts}, nil
 }
 
-// mailbox holds the latest report not yet sent to one node: a one-slot
-// queue where a new report replaces an unsent one, so an unreachable node
-// costs one report of memory, never a backlog.
+// mailbox holds what is not yet sent to one node: one report, into which a
+// new report is merged (mergeReports: its entries replace the unsent
+// report's entries for the same members, which are older), so an
+// unreachable node costs at most one round's entries of memory, never a
+// backlog, and a chunk of a round is never lost to the next chunk.
 type mailbox struct {
 	mu     sync.Mutex
 	rep    *api.Report
@@ -104,22 +107,58 @@ type mailbox struct {
 
 func newMailbox() *mailbox { return &mailbox{notify: make(chan struct{}, 1)} }
 
-// put replaces the slot's content with r.
+// put merges r into the slot.
 func (m *mailbox) put(r *api.Report) {
 	m.mu.Lock()
-	m.rep, m.at = r, time.Now()
+	m.rep, m.at = mergeReports(m.rep, r), time.Now()
 	m.mu.Unlock()
 	m.signal()
 }
 
-// putBack returns r to the slot unless a newer report arrived meanwhile.
+// putBack returns r, taken at at, to the slot: under what arrived
+// meanwhile, which is newer.
 func (m *mailbox) putBack(r *api.Report, at time.Time) {
 	m.mu.Lock()
 	if m.rep == nil {
-		m.rep, m.at = r, at
+		m.at = at
 	}
+	m.rep = mergeReports(r, m.rep)
 	m.mu.Unlock()
 	m.signal()
+}
+
+// mergeReports returns newer with the member entries of older that newer
+// does not have: newer's header (seq, boot id, config hash, ...) and, for a
+// member in both, newer's entry. Either may be nil. Neither is modified:
+// one report goes to every node's mailbox.
+func mergeReports(older, newer *api.Report) *api.Report {
+	if older == nil || len(older.GetMembers()) == 0 {
+		return newer
+	}
+	if newer == nil {
+		return older
+	}
+	out := &api.Report{}
+	members := newer.ProtoReflect().Descriptor().Fields().ByName("members")
+	dst := out.ProtoReflect()
+	newer.ProtoReflect().Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if fd != members {
+			dst.Set(fd, v)
+		}
+		return true
+	})
+	in := make(map[string]bool, len(newer.GetMembers()))
+	for _, m := range newer.GetMembers() {
+		in[m.GetMember()] = true
+	}
+	out.Members = make([]*api.MemberReport, 0, len(older.GetMembers())+len(newer.GetMembers()))
+	for _, m := range older.GetMembers() {
+		if !in[m.GetMember()] {
+			out.Members = append(out.Members, m)
+		}
+	}
+	out.Members = append(out.Members, newer.GetMembers()...)
+	return out
 }
 
 func (m *mailbox) signal() {
@@ -136,6 +175,38 @@ func (m *mailbox) take() (*api.Report, time.Time) {
 	r, at := m.rep, m.at
 	m.rep = nil
 	return r, at
+}
+
+// reportRate and reportBurst bound how many reports a sender sends a
+// node: reportRate a second on average, reportBurst at once. A round of
+// thousands of members sends chunks every chunkEvery, and rounds overlap;
+// chunks that come faster wait in the mailbox, merged, for the next slot.
+// A round in one piece is at most ten reports a second (the shortest
+// interval is 100 ms) and never waits. The node refuses more than
+// ingest.DefaultRateLimit (20) a second.
+const (
+	reportRate  = 15
+	reportBurst = 5
+)
+
+// reportSlots is the token bucket of reportRate and reportBurst.
+type reportSlots struct {
+	tokens float64
+	at     time.Time
+}
+
+func newReportSlots() *reportSlots { return &reportSlots{tokens: reportBurst, at: time.Now()} }
+
+// take takes a slot at now and returns 0, or returns how long until one is
+// free (taking nothing).
+func (b *reportSlots) take(now time.Time) time.Duration {
+	b.tokens = min(reportBurst, b.tokens+now.Sub(b.at).Seconds()*reportRate)
+	b.at = now
+	if b.tokens >= 1 {
+		b.tokens--
+		return 0
+	}
+	return time.Duration((1 - b.tokens) / reportRate * float64(time.Second))
 }
 
 // sender streams reports to one node. It owns a gRPC connection, a
@@ -289,6 +360,8 @@ func (s *sender) stream(ctx context.Context, client api.ReportServiceClient) (ac
 	}()
 	s.box.signal()             // send what is waiting
 	var unackedSince time.Time // first report sent since the last ack
+	slots := newReportSlots()
+	var slotFree <-chan time.Time // set while a report waits for a slot
 	watchdog := time.NewTicker(s.ackTimeout / 4)
 	defer watchdog.Stop()
 	for {
@@ -307,7 +380,17 @@ func (s *sender) stream(ctx context.Context, client api.ReportServiceClient) (ac
 				acked = true
 				s.lastErr = ""
 			}
+		case <-slotFree:
+			slotFree = nil
+			s.box.signal()
 		case <-s.box.notify:
+			if slotFree != nil {
+				continue // the report waits in the mailbox, merged with what comes
+			}
+			if wait := slots.take(time.Now()); wait > 0 {
+				slotFree = time.After(wait)
+				continue
+			}
 			rep, at := s.box.take()
 			if rep == nil {
 				continue

@@ -63,19 +63,19 @@ func TestWorkerPool(t *testing.T) {
 	}
 }
 
-// TestGatherer: results put before the round's wait ends are taken, even
+// TestGatherer: results put before close are taken and drained, even
 // when the deadline has passed too (a starved round that was still
-// starting probes at its deadline); wait returns at once when every result
-// is in, at the deadline without the missing ones, and results put after
-// it are dropped.
+// starting probes at its deadline); start's channel is closed once every
+// expected result is in (at once if they all are), and results put after
+// close are dropped.
 func TestGatherer(t *testing.T) {
 	tests := []struct {
 		name           string
-		want, before   int // results expected; put before wait
-		during         int // put by other goroutines while wait runs
+		want, before   int // results expected; put before start
+		during         int // put by other goroutines after start
 		deadlinePassed bool
 	}{
-		{"all in before wait", 100, 100, 0, false},
+		{"all in before start", 100, 100, 0, false},
 		{"all in, deadline passed as well", 100, 100, 0, true},
 		{"all in while waiting", 100, 40, 60, false},
 		{"some missing at the deadline", 100, 60, 0, true},
@@ -83,30 +83,37 @@ func TestGatherer(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := map[int]bool{}
-			g := newGatherer(func(i int, _ string) { got[i] = true })
+			taken := map[int]bool{}
+			g := newGatherer(func(i int, _ string) { taken[i] = true })
 			for range tt.want {
 				g.expect()
 			}
 			for i := range tt.before {
 				g.put(i, "r")
 			}
+			drained := len(g.drain())
 			deadline := make(chan time.Time, 1)
 			if tt.deadlinePassed {
 				deadline <- time.Now()
 			}
+			all := g.start()
 			var wg sync.WaitGroup
 			for i := tt.before; i < tt.before+tt.during; i++ {
 				wg.Go(func() { g.put(i, "r") })
 			}
-			g.wait(deadline) // never returns if the last result does not end it
+			select { // never returns if the last result does not close all
+			case <-all:
+			case <-deadline:
+			}
 			wg.Wait()
-			if len(got) != tt.before+tt.during {
-				t.Errorf("took %d results, want the %d put before the wait ended", len(got), tt.before+tt.during)
+			g.close()
+			drained += len(g.drain())
+			if got, want := len(taken), tt.before+tt.during; got != want || drained != want {
+				t.Errorf("took %d and drained %d results, want the %d put before close", got, drained, want)
 			}
 			g.put(tt.want-1, "late")
-			if want := tt.before+tt.during == tt.want; got[tt.want-1] != want {
-				t.Errorf("a result put after wait was taken")
+			if len(g.drain()) != 0 || len(taken) != tt.before+tt.during {
+				t.Errorf("a result put after close was taken")
 			}
 		})
 	}

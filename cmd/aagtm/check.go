@@ -68,16 +68,19 @@ const resolverTTLSlack = time.Second
 //
 // Detection runs from the fault until the nodes answer the next member:
 //
-//	detection = fall × interval + timeout + spread window
+//	detection = fall × interval + timeout + report delay
 //
 // In the worst case the fault comes just after the member answered a probe.
 // An agent starts a round every interval whatever the last one did (rounds
 // run in the background, so a round that waited for a timeout delays no
 // other), and the fall-th round after the one answered completes the run of
-// failures. That round's report leaves once its last probe has returned: at
-// most the spread window (probes.SpreadWindow: members × 100 µs, at most
-// interval/2 and 500 ms) plus the timeout after the round began. A killed
-// member fails at once, a hung one at the timeout; both fit. Each agent of
+// failures. The member's failure is known at most the timeout after its
+// probe started, and its report leaves at most the report delay later
+// (probes.ReportDelay): the spread window (members × 100 µs, at most
+// interval/2 and 500 ms) when a round reports in one piece, the time for
+// the next chunk (100 ms) and the sender's next slot (1/15 s) when a round
+// longer than 100 ms reports in chunks. A killed member fails at once, a
+// hung one at the timeout; both fit. Each agent of
 // a quorum obeys the bound, so the quorum does. Nodes re-evaluate on every
 // report, so only the report's one-way transit from agent to node comes on
 // top (milliseconds within a region, the WAN latency across regions).
@@ -99,7 +102,7 @@ func timingBounds(cfg *config.Config, d config.Database) (detection, rto time.Du
 		members += len(db.Members)
 	}
 	p := cfg.Probes
-	detection = time.Duration(p.Fall)*p.Interval + p.Timeout + probes.SpreadWindow(p.Interval, members)
+	detection = time.Duration(p.Fall)*p.Interval + p.Timeout + probes.ReportDelay(p.Interval, members)
 	detection = (detection + time.Millisecond - 1).Truncate(time.Millisecond)
 	rto = detection + d.TTL.Truncate(time.Second) + resolverTTLSlack
 	return detection, rto
