@@ -65,8 +65,6 @@ type Agent struct {
 	// overloadLogged is when the last "not measured" warning was logged
 	// (Unix nanoseconds), to log it at most once per overloadLogEvery.
 	overloadLogged atomic.Int64
-	// trimLogged is the same for the "report trimmed" warning.
-	trimLogged atomic.Int64
 
 	running atomic.Bool
 	// wg tracks member probes, which may outlive their round by a little.
@@ -735,9 +733,11 @@ func (a *Agent) round(ctx context.Context, st *agentState, emit func(*api.Report
 				return false
 			case <-sleep.C:
 			}
-			if chunked && time.Since(lastChunk) >= chunkEvery {
-				flush()
-			}
+		}
+		// Checked at every member, not only after sleeping: a round
+		// running behind its schedule never sleeps.
+		if chunked && time.Since(lastChunk) >= chunkEvery {
+			flush()
 		}
 		if !t.busy.CompareAndSwap(false, true) {
 			results[i] = a.notMeasured(st, t, "the member's previous probe overran its deadline (agent overloaded)")
@@ -1082,7 +1082,6 @@ func (a *Agent) report(st *agentState, idx []int, results []memberResult) *api.R
 		}
 		rep.Members = append(rep.Members, mr)
 	}
-	a.fitReport(rep)
 	return rep
 }
 
@@ -1100,12 +1099,14 @@ const keepFullErrors = 20
 // reportBudget, keeping the first keepFullErrors whole: a report too large
 // to send would tell the nodes nothing at all. The outcome of each check
 // is kept, so a trimmed entry still says why (timeout, not_measured, ...).
-func (a *Agent) fitReport(rep *api.Report) {
+// It returns the report's size before and after (the same when nothing was
+// cut).
+func fitReport(rep *api.Report) (before, after int) {
 	size := proto.Size(rep)
 	if size <= reportBudget {
-		return
+		return size, size
 	}
-	before := size
+	before = size
 	for _, limit := range []int{64, 24, 0} {
 		kept := 0
 		for _, m := range rep.Members {
@@ -1126,9 +1127,5 @@ func (a *Agent) fitReport(rep *api.Report) {
 			break
 		}
 	}
-	now := time.Now().UnixNano()
-	if last := a.trimLogged.Load(); now-last >= int64(overloadLogEvery) && a.trimLogged.CompareAndSwap(last, now) {
-		a.logger.Warn("report too large for the report stream: error texts shortened", "members", len(rep.Members),
-			"bytes_before", before, "bytes_after", size, "limit", reportBudget)
-	}
+	return before, size
 }

@@ -267,28 +267,44 @@ func TestBusyHostOutcome(t *testing.T) {
 	}
 }
 
-// TestLargeReportFitsTheStream: a report of 10,000 failing members with
-// long error texts is trimmed under the stream's message limit, keeping
-// every entry and outcome and the first texts whole.
+// TestLargeReportFitsTheStream: 10,000 failing members with long error
+// texts, put into a node's mailbox as two chunks (merged there, as while
+// the node is slow), come out trimmed under the stream's message limit,
+// keeping every entry and outcome and the first texts whole; the chunks
+// themselves, shared with other nodes' mailboxes, are left as they were.
 func TestLargeReportFitsTheStream(t *testing.T) {
 	long := strings.Repeat("dial: every connection slot for 127.0.0.41 is taken by a pending dial ", 2)
-	rep := &api.Report{AgentId: agentU, Region: use}
+	chunks := []*api.Report{{AgentId: agentU, Region: use, Seq: 1}, {AgentId: agentU, Region: use, Seq: 2}}
 	for i := range 10000 {
-		rep.Members = append(rep.Members, &api.MemberReport{
+		c := chunks[i/5000]
+		c.Members = append(c.Members, &api.MemberReport{
 			Member: fmt.Sprintf("db%05d-use", i),
 			Checks: []*api.CheckResult{{Name: "ping", Error: long, Outcome: string(OutcomeTimeout), Duration: durationpb.New(time.Second)}},
 		})
 	}
-	a := &Agent{logger: testenv.Logger(t)}
-	a.fitReport(rep)
+	m := newMailbox()
+	var trims int
+	m.trimmed = func(members, before, after int) { trims++ }
+	for _, c := range chunks {
+		m.put(c)
+	}
+	rep, _ := m.take()
 	if size := proto.Size(rep); size > reportBudget {
 		t.Fatalf("report is %d bytes after trimming, want ≤ %d", size, reportBudget)
+	}
+	if trims != 1 {
+		t.Errorf("trimmed hook called %d times, want 1", trims)
 	}
 	if len(rep.Members) != 10000 || rep.Members[9999].Checks[0].Outcome != string(OutcomeTimeout) {
 		t.Fatal("trimming lost entries or outcomes")
 	}
 	if rep.Members[0].Checks[0].Error != long {
 		t.Fatal("the first error text was trimmed")
+	}
+	for _, c := range chunks {
+		if c.Members[len(c.Members)-1].Checks[0].Error != long {
+			t.Fatal("trimming shortened a chunk other nodes' mailboxes share")
+		}
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/aagtm/aagtm/api"
@@ -103,6 +104,9 @@ type mailbox struct {
 	rep    *api.Report
 	at     time.Time
 	notify chan struct{}
+	// trimmed, when set, is told of a report whose error texts were
+	// shortened to fit the stream (fitReport).
+	trimmed func(members, before, after int)
 }
 
 func newMailbox() *mailbox { return &mailbox{notify: make(chan struct{}, 1)} }
@@ -110,7 +114,7 @@ func newMailbox() *mailbox { return &mailbox{notify: make(chan struct{}, 1)} }
 // put merges r into the slot.
 func (m *mailbox) put(r *api.Report) {
 	m.mu.Lock()
-	m.rep, m.at = mergeReports(m.rep, r), time.Now()
+	m.set(mergeReports(m.rep, r), time.Now())
 	m.mu.Unlock()
 	m.signal()
 }
@@ -119,12 +123,27 @@ func (m *mailbox) put(r *api.Report) {
 // meanwhile, which is newer.
 func (m *mailbox) putBack(r *api.Report, at time.Time) {
 	m.mu.Lock()
-	if m.rep == nil {
-		m.at = at
+	if m.rep != nil {
+		at = m.at
 	}
-	m.rep = mergeReports(r, m.rep)
+	m.set(mergeReports(r, m.rep), at)
 	m.mu.Unlock()
 	m.signal()
+}
+
+// set fills the slot with r, fitted to the stream's message limit: a round
+// of thousands of failing members, or chunks merged while the node was
+// slow, can exceed it. The entries are shared with the other nodes'
+// mailboxes, so a report to shorten is copied first. The caller holds mu.
+func (m *mailbox) set(r *api.Report, at time.Time) {
+	if proto.Size(r) > reportBudget {
+		r = proto.Clone(r).(*api.Report)
+		before, after := fitReport(r)
+		if m.trimmed != nil {
+			m.trimmed(len(r.GetMembers()), before, after)
+		}
+	}
+	m.rep, m.at = r, at
 }
 
 // mergeReports returns newer with the member entries of older that newer
@@ -234,6 +253,8 @@ type sender struct {
 	lastErr      string
 	lastAckErr   string
 	lastMismatch string
+	// trimLogged is when the "report trimmed" warning was last logged.
+	trimLogged atomic.Int64
 }
 
 // startSender starts a sender for node. Reports older than two intervals
@@ -251,8 +272,19 @@ func startSender(ctx context.Context, node config.Node, d dialSettings, interval
 		cancel:     cancel,
 		done:       make(chan struct{}),
 	}
+	s.box.trimmed = s.logTrimmed
 	go s.run(ctx, d)
 	return s
+}
+
+// logTrimmed warns, at most once per overloadLogEvery, that a report's
+// error texts were shortened to fit the stream.
+func (s *sender) logTrimmed(members, before, after int) {
+	now := time.Now().UnixNano()
+	if last := s.trimLogged.Load(); now-last >= int64(overloadLogEvery) && s.trimLogged.CompareAndSwap(last, now) {
+		s.logger.Warn("report too large for the report stream: error texts shortened", "members", members,
+			"bytes_before", before, "bytes_after", after, "limit", reportBudget)
+	}
 }
 
 // stop ends the sender and waits for its goroutines.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"os"
-	"runtime"
 	"runtime/debug"
 
 	"github.com/spf13/cobra"
@@ -28,13 +27,7 @@ reloads the config.
 
 Memory: unless the environment sets GOGC, probe runs with GOGC=50: with
 thousands of members its live heap is tens of MB (about 10 KiB per member),
-and the default GOGC=100 would let the heap grow to twice that.
-
-CPU: unless the environment sets GOMAXPROCS, probe runs Go code on one CPU
-(GOMAXPROCS=1). Probing is waiting on sockets; with more than one, every
-reply's wake-up is handed between threads, which cost about a fifth more
-CPU per probe at thousands of members. One CPU runs about 20,000 pings a
-second on loopback.`,
+and the default GOGC=100 would let the heap grow to twice that.`,
 		Example: `  aagtm probe -c /etc/aagtm/aagtm.yaml --agent probe-use`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -50,9 +43,6 @@ second on loopback.`,
 			}
 			if os.Getenv("GOGC") == "" {
 				debug.SetGCPercent(50)
-			}
-			if os.Getenv("GOMAXPROCS") == "" {
-				runtime.GOMAXPROCS(1)
 			}
 			agent, err := probes.NewAgent(cfg, agentID, logger)
 			if err != nil {
