@@ -556,10 +556,11 @@ func (a *Agent) publish(senders map[string]*sender, rep *api.Report) {
 }
 
 // ProbeOnce runs one probe round with the agent's current config and
-// returns its report (its chunks merged into one) without sending it (for `aagtm check` and tests). It
-// must not be called while Run is running. Member connections stay open for
-// the next ProbeOnce or Run, and idle probe workers for workerIdle. It
-// returns an error if ctx ends during the round.
+// returns its report (its chunks merged into one) without sending it (for
+// `aagtm check` and tests). It must not be called while Run is running.
+// Member connections stay open for the next ProbeOnce or Run, and idle
+// probe workers for workerIdle. It returns an error if ctx ends during the
+// round.
 func (a *Agent) ProbeOnce(ctx context.Context) (*api.Report, error) {
 	if a.running.Load() {
 		return nil, errors.New("probes: ProbeOnce while the agent is running")
@@ -605,9 +606,7 @@ const (
 	// over 500 ms (half the interval if that is shorter); a handful start
 	// together as before.
 	spreadStep = 100 * time.Microsecond
-	// maxSpread caps the spread window. The window adds to detection (a
-	// member probed early in a round is reported at the round's end; `aagtm
-	// check` counts it in the bound it prints).
+	// maxSpread caps the spread window.
 	maxSpread = 500 * time.Millisecond
 	// chunkEvery is how often a round whose spread window is longer sends
 	// the databases whose probes have all returned (see round).
@@ -628,9 +627,9 @@ const (
 // probes: n × spreadStep, at most half the interval and at most maxSpread.
 // Spreading keeps the agent's CPU, its dials and the servers' accept queues
 // from one burst of thousands of probes at the start of each round. A
-// round's report leaves when its last probe has returned, so the window adds
-// to detection: a member probed first waits up to the window for the others
-// (the bound `aagtm check` prints includes it).
+// round of at most chunkEvery reports when its last probe has returned, so
+// a member probed first waits up to the window for the others; a longer
+// one reports in chunks (ReportDelay).
 func SpreadWindow(interval time.Duration, n int) time.Duration {
 	return min(time.Duration(n)*spreadStep, interval/2, maxSpread)
 }
