@@ -405,14 +405,22 @@ func (b *bench) sweepAt(ctx context.Context, workers int) ([]string, []time.Time
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			// One socket per worker, not one per query: the sweep's
+			// duration is the resolution of the answer-move times.
 			c := &dns.Client{Timeout: 500 * time.Millisecond}
+			var conn *dns.Conn
+			defer func() {
+				if conn != nil {
+					conn.Close()
+				}
+			}()
 			for ctx.Err() == nil {
 				i := int(next.Add(1)) - 1
 				if i >= len(b.names) {
 					return
 				}
 				at[i] = time.Now()
-				out[i] = answerA(c, b.dnsAddr, b.names[i])
+				out[i], conn = answerA(c, conn, b.dnsAddr, b.names[i])
 			}
 		}()
 	}
@@ -420,7 +428,11 @@ func (b *bench) sweepAt(ctx context.Context, workers int) ([]string, []time.Time
 	return out, at
 }
 
-func answerA(c *dns.Client, server, name string) string {
+// answerA asks server for name's A record as a us-east client over conn
+// (dialed when nil) and returns the first address ("" on error) and the
+// connection to use next (nil after an error: a late reply must not be
+// taken for the next query's).
+func answerA(c *dns.Client, conn *dns.Conn, server, name string) (string, *dns.Conn) {
 	m := new(dns.Msg)
 	m.SetQuestion(name, dns.TypeA)
 	o := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
@@ -430,16 +442,23 @@ func answerA(c *dns.Client, server, name string) string {
 		Address: benchenv.UsEastClient.Addr().AsSlice(),
 	})
 	m.Extra = append(m.Extra, o)
-	r, _, err := c.Exchange(m, server)
+	if conn == nil {
+		var err error
+		if conn, err = c.Dial(server); err != nil {
+			return "", nil
+		}
+	}
+	r, _, err := c.ExchangeWithConn(m, conn)
 	if err != nil || r == nil {
-		return ""
+		conn.Close()
+		return "", nil
 	}
 	for _, rr := range r.Answer {
 		if a, ok := rr.(*dns.A); ok {
-			return a.A.String()
+			return a.A.String(), conn
 		}
 	}
-	return ""
+	return "", conn
 }
 
 var dnsperfQPS = regexp.MustCompile(`Queries per second:\s+([0-9.]+)`)
