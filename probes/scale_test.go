@@ -267,6 +267,49 @@ func TestBusyHostOutcome(t *testing.T) {
 	}
 }
 
+// TestFailingHostFailsAtOnce: when every dial slot of a host is taken and
+// its last dial failed (a hung server whose accept queue is full holds
+// each slot for a whole dial timeout), a member's probe fails like that
+// dial at once instead of waiting for a slot; while the host's last dial
+// succeeded, it waits (half the timeout) and is not measured.
+func TestFailingHostFailsAtOnce(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	timeoutErr := &net.OpError{Op: "dial", Net: "tcp", Err: os.ErrDeadlineExceeded}
+	for _, tc := range []struct {
+		name     string
+		lastDial error
+		want     Outcome
+		waits    bool
+	}{
+		{"last dial timed out", timeoutErr, OutcomeTimeout, false},
+		{"last dial succeeded", nil, OutcomeNotMeasured, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := checkSettings(2 * time.Second)
+			b := newDialBudget(4, 1)
+			hd := b.host(srv.Addr())
+			hd.slots <- struct{}{} // the host's one slot, held by a pending dial
+			hd.done(tc.lastDial)
+			tg, err := newTarget(testenv.Member("m1", use, srv.URL()), p, agentU, use, endpoints{}, b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tg.ep.close()
+			ctx, cancel := context.WithTimeout(context.Background(), p.Timeout)
+			defer cancel()
+			start := time.Now()
+			r := pingCheck{}.run(ctx, &probe{t: tg, c: tg.redis(), settings: &p})
+			took := time.Since(start)
+			if r.outcome != tc.want {
+				t.Fatalf("outcome %s (%s), want %s", r.outcome, r.err, tc.want)
+			}
+			if waited := took >= p.Timeout/2; waited != tc.waits {
+				t.Errorf("took %s: waited for a slot %v, want %v", took, waited, tc.waits)
+			}
+		})
+	}
+}
+
 // TestLargeReportFitsTheStream: 10,000 failing members with long error
 // texts, put into a node's mailbox as two chunks (merged there, as while
 // the node is slow), come out trimmed under the stream's message limit,

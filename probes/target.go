@@ -216,6 +216,13 @@ func (e *endpoint) busy(hd *hostDials, host string) error {
 	return errDialBudget
 }
 
+// failing reports whether the host's last completed dial failed.
+func (hd *hostDials) failing() bool {
+	hd.mu.Lock()
+	defer hd.mu.Unlock()
+	return hd.last != nil
+}
+
 func (hd *hostDials) done(err error) {
 	hd.mu.Lock()
 	hd.last = err
@@ -227,29 +234,54 @@ func (hd *hostDials) done(err error) {
 // and the TLS handshake. It waits for the slots at most half the dial
 // timeout, so that the probe waiting for the connection learns why before
 // its own deadline, and a slot taken late still leaves half the timeout for
-// the member to answer.
+// the member to answer. When the host's share is all taken and its last
+// dial failed, it does not wait: the host is not completing connections (a
+// hung server with a full accept queue holds every slot for a whole dial
+// timeout), and thousands of members waiting on timers for a slot that
+// frees one dial timeout later would cost the agent its CPU for nothing.
 func (b *dialBudget) dialer(ep *endpoint) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	timeout, tlsConf := ep.opts.DialTimeout, ep.opts.TLSConfig
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		var hd *hostDials
 		if b != nil {
 			hd = b.host(addr)
-			w := time.NewTimer(timeout / 2)
-			defer w.Stop()
+			var w *time.Timer // one wait of timeout/2 for both slots, started when needed
+			wait := func() <-chan time.Time {
+				if w == nil {
+					w = time.NewTimer(timeout / 2)
+				}
+				return w.C
+			}
+			defer func() {
+				if w != nil {
+					w.Stop()
+				}
+			}()
 			select {
 			case hd.slots <- struct{}{}:
-			case <-w.C:
-				return nil, ep.busy(hd, addr)
-			case <-ctx.Done():
-				return nil, ep.busy(hd, addr)
+			default:
+				if hd.failing() {
+					return nil, ep.busy(hd, addr)
+				}
+				select {
+				case hd.slots <- struct{}{}:
+				case <-wait():
+					return nil, ep.busy(hd, addr)
+				case <-ctx.Done():
+					return nil, ep.busy(hd, addr)
+				}
 			}
 			defer func() { <-hd.slots }()
 			select {
 			case b.slots <- struct{}{}:
-			case <-w.C:
-				return nil, errDialBudget
-			case <-ctx.Done():
-				return nil, errDialBudget
+			default:
+				select {
+				case b.slots <- struct{}{}:
+				case <-wait():
+					return nil, errDialBudget
+				case <-ctx.Done():
+					return nil, errDialBudget
+				}
 			}
 			defer func() { <-b.slots }()
 		}
