@@ -47,7 +47,12 @@ type mmsghdr struct {
 	len uint32
 }
 
+// newBatchConn returns pc's batched I/O for a batch of up to n datagrams.
 func newBatchConn(pc net.PacketConn, n int) (batchConn, error) {
+	return newMmsgBatch(pc, n)
+}
+
+func newMmsgBatch(pc net.PacketConn, n int) (batchConn, error) {
 	sc, ok := pc.(syscall.Conn)
 	if !ok {
 		return nil, &net.OpError{Op: "listen", Net: "udp", Addr: pc.LocalAddr(), Err: syscall.EINVAL}

@@ -1,5 +1,3 @@
-//go:build !(linux && (amd64 || arm64))
-
 package dnsserver
 
 import (
@@ -11,8 +9,9 @@ import (
 )
 
 // xnetBatch is batchConn on golang.org/x/net's batched I/O (recvmmsg and
-// sendmmsg where the system has them, one datagram per call elsewhere).
-// It allocates each datagram's source address.
+// sendmmsg where the system has them, one datagram per call elsewhere),
+// for the systems without mmsgBatch. It allocates each datagram's source
+// address.
 type xnetBatch struct {
 	conn interface {
 		ReadBatch(ms []ipv4.Message, flags int) (int, error)
@@ -22,7 +21,7 @@ type xnetBatch struct {
 	out []ipv4.Message
 }
 
-func newBatchConn(pc net.PacketConn, n int) (batchConn, error) {
+func newXnetBatch(pc net.PacketConn, n int) (batchConn, error) {
 	c := &xnetBatch{in: make([]ipv4.Message, n), out: make([]ipv4.Message, n)}
 	c.conn = ipv4.NewPacketConn(pc)
 	if a, ok := pc.LocalAddr().(*net.UDPAddr); ok && a.IP.To4() == nil {

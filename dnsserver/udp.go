@@ -23,8 +23,8 @@ import (
 const udpBatch = 32
 
 // batchConn is a UDP socket's batched I/O: recvmmsg and sendmmsg without
-// an allocation per datagram on Linux (batch_mmsg.go), golang.org/x/net's
-// ReadBatch and WriteBatch elsewhere (batch_xnet.go).
+// an allocation per datagram on Linux (mmsgBatch), golang.org/x/net's
+// ReadBatch and WriteBatch elsewhere (xnetBatch).
 type batchConn interface {
 	// readBatch waits for datagrams and reads up to len(pkts) of them
 	// into pkts, setting sizes[i] and from[i] to the length and source
