@@ -20,8 +20,8 @@ import (
 // (RawSyscall6): on a non-blocking socket they never wait, and a batch of
 // sends takes tens of microseconds, long enough for the runtime's monitor
 // to hand the goroutine's P to another thread when the scheduler knows
-// (it retakes a P after one 20 µs tick in a system call when GOMAXPROCS
-// is 1), which costs two thread switches per batch. When the socket is
+// (it retakes a P after one 20 µs tick in a system call when no other P
+// is idle), which costs two thread switches per batch. When the socket is
 // empty the goroutine parks in the netpoller as any socket read does.
 type mmsgBatch struct {
 	rc syscall.RawConn
@@ -102,8 +102,9 @@ func (c *mmsgBatch) readBatch(pkts [][]byte, sizes []int, from []netip.AddrPort)
 
 // recv is rc's read callback: one recvmmsg, or false to wait in the
 // netpoller while the socket is empty. (Polling the empty socket a few
-// more times before waiting, to save the netpoller's wake-up under a
-// steady stream, gained nothing measurable: bench/dns/run.sh.)
+// more times before waiting, to spare the netpoller's wake-up under a
+// steady stream, did not pay in bench/dns/run.sh: no gain with the server
+// on one core, lower QPS with everything on two.)
 func (c *mmsgBatch) recv(fd uintptr) bool {
 	for {
 		n, _, errno := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&c.in[0])), uintptr(c.vlen), unix.MSG_DONTWAIT, 0, 0)
