@@ -40,13 +40,16 @@ func (c *xnetBatch) readBatch(pkts [][]byte, sizes []int, from []netip.AddrPort)
 		ms[i].Buffers[0] = pkts[i]
 	}
 	n, err := c.conn.ReadBatch(ms, 0)
+	if err != nil {
+		return 0, err
+	}
 	for i := range ms[:n] {
 		sizes[i], from[i] = ms[i].N, netip.AddrPort{}
 		if ua, ok := ms[i].Addr.(*net.UDPAddr); ok {
 			from[i] = ua.AddrPort()
 		}
 	}
-	return n, err
+	return n, nil
 }
 
 func (c *xnetBatch) writeBatch(replies [][]byte, slots []int) (int, error) {
@@ -58,5 +61,5 @@ func (c *xnetBatch) writeBatch(replies [][]byte, slots []int) (int, error) {
 	for k := range ms {
 		ms[k].Buffers[0], ms[k].Addr = nil, nil
 	}
-	return n, err
+	return max(n, 0), err // n is -1 when the first reply failed
 }
