@@ -106,14 +106,31 @@ func (c *mmsgBatch) readBatch(pkts [][]byte, sizes []int, from []netip.AddrPort)
 // steady stream, did not pay in bench/dns/run.sh: no gain with the server
 // on one core, lower QPS with everything on two.)
 func (c *mmsgBatch) recv(fd uintptr) bool {
+	return c.mmsg(fd, unix.SYS_RECVMMSG, c.in)
+}
+
+// send is rc's write callback: one sendmmsg, or false to wait in the
+// netpoller while the socket's send buffer is full.
+func (c *mmsgBatch) send(fd uintptr) bool {
+	return c.mmsg(fd, unix.SYS_SENDMMSG, c.out)
+}
+
+// mmsg makes the system call trap (recvmmsg or sendmmsg) on the first
+// c.vlen headers of hdrs, again when a signal interrupted it. It reports
+// false when the socket is not ready, else true with the call's result in
+// c.n and c.errno.
+func (c *mmsgBatch) mmsg(fd, trap uintptr, hdrs []mmsghdr) bool {
 	for {
-		n, _, errno := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&c.in[0])), uintptr(c.vlen), unix.MSG_DONTWAIT, 0, 0)
+		n, _, errno := unix.RawSyscall6(trap, fd, uintptr(unsafe.Pointer(&hdrs[0])), uintptr(c.vlen), unix.MSG_DONTWAIT, 0, 0)
 		switch errno {
 		case unix.EINTR:
 		case unix.EAGAIN:
 			return false
+		case 0:
+			c.n, c.errno = int(n), 0
+			return true
 		default:
-			c.n, c.errno = int(n), errno
+			c.n, c.errno = 0, errno
 			return true
 		}
 	}
@@ -152,23 +169,4 @@ func (c *mmsgBatch) writeBatch(replies [][]byte, slots []int) (int, error) {
 		return c.n, os.NewSyscallError("sendmmsg", c.errno)
 	}
 	return c.n, nil
-}
-
-// send is rc's write callback: one sendmmsg, or false to wait in the
-// netpoller while the socket's send buffer is full.
-func (c *mmsgBatch) send(fd uintptr) bool {
-	for {
-		n, _, errno := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&c.out[0])), uintptr(c.vlen), unix.MSG_DONTWAIT, 0, 0)
-		switch errno {
-		case unix.EINTR:
-		case unix.EAGAIN:
-			return false
-		default:
-			c.n, c.errno = int(n), errno
-			if errno != 0 {
-				c.n = 0
-			}
-			return true
-		}
-	}
 }
