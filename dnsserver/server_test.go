@@ -481,20 +481,20 @@ func TestRateLimit(t *testing.T) {
 	tests := []struct {
 		name   string
 		listen string
-		// client sends the burst to host, on the server's port; other,
-		// when set, is a client in another network.
-		client, host, other string
+		// client sends the burst to its own address, on the server's
+		// port; other, when set, is a client in another network.
+		client, other string
 	}{
-		{"IPv4", "127.0.0.1:0", "127.0.0.1", "127.0.0.1", "127.0.1.1"},
-		{"IPv6", "[::1]:0", "::1", "::1", ""},
-		{"dual-stack socket, IPv4 clients", "[::]:0", "127.0.0.1", "127.0.0.1", "127.0.1.1"},
-		{"dual-stack socket, IPv6 client", "[::]:0", "::1", "::1", ""},
+		{"IPv4", "127.0.0.1:0", "127.0.0.1", "127.0.1.1"},
+		{"IPv6", "[::1]:0", "::1", ""},
+		{"dual-stack socket, IPv4 clients", "[::]:0", "127.0.0.1", "127.0.1.1"},
+		{"dual-stack socket, IPv6 client", "[::]:0", "::1", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			reg := prometheus.NewRegistry()
 			s, _ := startServer(t, Options{Listen: []string{tt.listen}, Registerer: reg, RateLimit: config.RateLimit{ResponsesPerSecond: 5, Slip: 2, IPv4PrefixLen: 24, IPv6PrefixLen: 56}}, testConfig(), testSnapshot(1))
-			addr := net.JoinHostPort(tt.host, strconv.Itoa(int(s.Addrs()[0].Port())))
+			addr := net.JoinHostPort(tt.client, strconv.Itoa(int(s.Addrs()[0].Port())))
 			testRateLimit(t, reg, addr, tt.client, tt.other)
 		})
 	}
@@ -504,6 +504,7 @@ func TestRateLimit(t *testing.T) {
 // limiting did, and that the client's other traffic and other, a client
 // in another network, are not limited.
 func testRateLimit(t *testing.T, reg *prometheus.Registry, addr, client, other string) {
+	t.Helper()
 	raddr, _ := net.ResolveUDPAddr("udp", addr)
 	conn, err := net.DialUDP("udp", &net.UDPAddr{IP: net.ParseIP(client)}, raddr)
 	if err != nil {
@@ -561,10 +562,7 @@ func testRateLimit(t *testing.T, reg *prometheus.Registry, addr, client, other s
 		t.Errorf("TCP from the same client: %v", r)
 	}
 	// Another client network is not limited.
-	for range 5 {
-		if other == "" {
-			break
-		}
+	for i := 0; i < 5 && other != ""; i++ {
 		b, _ := query(cacheHost, dns.TypeA).Pack()
 		r := rawExchange(t, addr, &net.UDPAddr{IP: net.ParseIP(other)}, b)
 		if r == nil || len(r.Answer) != 1 || r.Truncated {
