@@ -104,7 +104,10 @@ func udpBenchCases(tb testing.TB, names []string) (*udpLoop, netip.Addr, []struc
 		UDPAmplificationLimit: config.DefaultDNSUDPAmplificationLimit,
 	}, hclog.NewNullLogger())
 	s.Update(cfg, snap)
-	l := newUDPLoop(s, nil)
+	l, err := newUDPLoop(s, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
 	client := netip.MustParseAddr("10.1.0.1")
 	issued := l.cookies.make([]byte("clientck"), client, cookieTime(time.Now()))
 	upper := make([]string, len(names))

@@ -123,7 +123,11 @@ func TestFastPathMatchesFullPath(t *testing.T) {
 			loop := func() *udpLoop {
 				s := New(opts, hclog.NewNullLogger())
 				s.Update(testConfig(), testSnapshot(1))
-				return newUDPLoop(s, nil)
+				l, err := newUDPLoop(s, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return l
 			}
 			fast, full := loop(), loop()
 			now := time.Now()

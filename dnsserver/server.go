@@ -231,7 +231,11 @@ func (s *Server) Run(ctx context.Context) error {
 		addrs = append(addrs, b.addr)
 		for _, pc := range b.udp {
 			closers = append(closers, pc.Close)
-			loops = append(loops, newUDPLoop(s, pc))
+			l, err := newUDPLoop(s, pc)
+			if err != nil {
+				return fmt.Errorf("dnsserver: listen on %s: %w", addr, err)
+			}
+			loops = append(loops, l)
 		}
 		closers = append(closers, b.tcp.Close)
 		servers = append(servers, s.dnsServer(s.conns.listener(b.tcp)))

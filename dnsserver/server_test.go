@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -473,12 +474,39 @@ func TestBeforeFirstUpdate(t *testing.T) {
 
 // TestRateLimit: over the limit, UDP replies to one client network are
 // dropped but every Slip-th is an empty TC reply; another network, another
-// name and TCP are still answered.
+// name and TCP are still answered. On IPv4, IPv6 and dual-stack sockets:
+// the UDP loop reads each client's address (an IPv4 client of a
+// dual-stack socket by its IPv4 address) and replies to it.
 func TestRateLimit(t *testing.T) {
-	reg := prometheus.NewRegistry()
-	_, addr := startServer(t, Options{Registerer: reg, RateLimit: config.RateLimit{ResponsesPerSecond: 5, Slip: 2, IPv4PrefixLen: 24}}, testConfig(), testSnapshot(1))
+	tests := []struct {
+		name   string
+		listen string
+		// client sends the burst to its own address, on the server's
+		// port; other, when set, is a client in another network.
+		client, other string
+	}{
+		{"IPv4", "127.0.0.1:0", "127.0.0.1", "127.0.1.1"},
+		{"IPv6", "[::1]:0", "::1", ""},
+		{"dual-stack socket, IPv4 clients", "[::]:0", "127.0.0.1", "127.0.1.1"},
+		{"dual-stack socket, IPv6 client", "[::]:0", "::1", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			reg := prometheus.NewRegistry()
+			s, _ := startServer(t, Options{Listen: []string{tt.listen}, Registerer: reg, RateLimit: config.RateLimit{ResponsesPerSecond: 5, Slip: 2, IPv4PrefixLen: 24, IPv6PrefixLen: 56}}, testConfig(), testSnapshot(1))
+			addr := net.JoinHostPort(tt.client, strconv.Itoa(int(s.Addrs()[0].Port())))
+			testRateLimit(t, reg, addr, tt.client, tt.other)
+		})
+	}
+}
+
+// testRateLimit sends a burst from client to addr and checks what rate
+// limiting did, and that the client's other traffic and other, a client
+// in another network, are not limited.
+func testRateLimit(t *testing.T, reg *prometheus.Registry, addr, client, other string) {
+	t.Helper()
 	raddr, _ := net.ResolveUDPAddr("udp", addr)
-	conn, err := net.DialUDP("udp", nil, raddr)
+	conn, err := net.DialUDP("udp", &net.UDPAddr{IP: net.ParseIP(client)}, raddr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -533,10 +561,10 @@ func TestRateLimit(t *testing.T) {
 	if r := exchange(t, "tcp", addr, query(cacheHost, dns.TypeA)); len(r.Answer) != 1 {
 		t.Errorf("TCP from the same client: %v", r)
 	}
-	// Another client network (127.0.1.0/24) is not limited.
-	for range 5 {
+	// Another client network is not limited.
+	for i := 0; i < 5 && other != ""; i++ {
 		b, _ := query(cacheHost, dns.TypeA).Pack()
-		r := rawExchange(t, addr, &net.UDPAddr{IP: net.ParseIP("127.0.1.1")}, b)
+		r := rawExchange(t, addr, &net.UDPAddr{IP: net.ParseIP(other)}, b)
 		if r == nil || len(r.Answer) != 1 || r.Truncated {
 			t.Fatalf("other client network: %v", r)
 		}

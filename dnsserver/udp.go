@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
-	"golang.org/x/net/ipv4"
-	"golang.org/x/net/ipv6"
 
 	"github.com/aagtm/aagtm/config"
 )
@@ -20,15 +18,22 @@ import (
 // load 32 spreads each system call over enough replies that its cost no
 // longer dominates (an answer is a few hundred nanoseconds, a system call
 // a few microseconds), while the first reply of a batch waits for at
-// most 31 answers. gdnsd's udp_recv_width allows up to 64.
+// most 31 answers. (gdnsd 3 reads 16 per recvmmsg: udp_recv_width, fixed
+// at 16 since 3.0, its NEWS.)
 const udpBatch = 32
 
-// batchConn is the batched I/O of an ipv4.PacketConn or ipv6.PacketConn
-// (recvmmsg and sendmmsg where the system has them, one datagram per call
-// elsewhere).
+// batchConn is a UDP socket's batched I/O: recvmmsg and sendmmsg without
+// an allocation per datagram on Linux (mmsgBatch), golang.org/x/net's
+// ReadBatch and WriteBatch elsewhere (xnetBatch).
 type batchConn interface {
-	ReadBatch(ms []ipv4.Message, flags int) (int, error)
-	WriteBatch(ms []ipv4.Message, flags int) (int, error)
+	// readBatch waits for datagrams and reads up to len(pkts) of them
+	// into pkts, setting sizes[i] and from[i] to the length and source
+	// of the i-th; a source it cannot represent is the zero AddrPort.
+	readBatch(pkts [][]byte, sizes []int, from []netip.AddrPort) (int, error)
+	// writeBatch sends replies[k] to the source of the datagram that the
+	// last readBatch read into slot slots[k]. It returns how many it sent;
+	// on an error, the reply after those failed.
+	writeBatch(replies [][]byte, slots []int) (int, error)
 }
 
 // udpLoop serves one UDP socket: it reads queries in batches, answers each
@@ -41,9 +46,15 @@ type udpLoop struct {
 	s    *Server
 	pc   net.PacketConn
 	conn batchConn // pc's batched I/O
-	in   []ipv4.Message
-	out  []ipv4.Message
-	bufs [][]byte // reply buffers, one per in message
+	// Per read slot: the query read, its length and source, and the
+	// buffer its reply is packed into.
+	pkts  [][]byte
+	sizes []int
+	from  []netip.AddrPort
+	bufs  [][]byte
+	// The batch's replies and the slots of the queries they answer.
+	replies [][]byte
+	slots   []int
 
 	// Loaded from s per batch.
 	view          *view
@@ -58,25 +69,31 @@ type udpLoop struct {
 }
 
 // newUDPLoop returns the loop of pc (nil in tests that call answer).
-func newUDPLoop(s *Server, pc net.PacketConn) *udpLoop {
-	l := &udpLoop{s: s, pc: pc}
-	if pc != nil {
-		l.conn = ipv4.NewPacketConn(pc)
-		if a, ok := pc.LocalAddr().(*net.UDPAddr); ok && a.IP.To4() == nil {
-			l.conn = ipv6.NewPacketConn(pc)
-		}
+func newUDPLoop(s *Server, pc net.PacketConn) (*udpLoop, error) {
+	l := &udpLoop{
+		s:       s,
+		pc:      pc,
+		pkts:    make([][]byte, udpBatch),
+		sizes:   make([]int, udpBatch),
+		from:    make([]netip.AddrPort, udpBatch),
+		bufs:    make([][]byte, udpBatch),
+		replies: make([][]byte, 0, udpBatch),
+		slots:   make([]int, 0, udpBatch),
 	}
-	l.in = make([]ipv4.Message, udpBatch)
-	l.out = make([]ipv4.Message, 0, udpBatch)
-	l.bufs = make([][]byte, udpBatch)
-	for i := range l.in {
+	for i := range l.pkts {
 		// Queries larger than the payload size we advertise are not
 		// expected (RFC 6891 §6.2.5): as miekg/dns, read at most that.
-		l.in[i].Buffers = [][]byte{make([]byte, s.opts.MaxUDPSize)}
+		l.pkts[i] = make([]byte, s.opts.MaxUDPSize)
 		l.bufs[i] = make([]byte, 0, s.opts.MaxUDPSize)
 	}
+	if pc != nil {
+		var err error
+		if l.conn, err = newBatchConn(pc, udpBatch); err != nil {
+			return nil, err
+		}
+	}
 	l.load()
-	return l
+	return l, nil
 }
 
 // load takes the current view and settings from the server, and makes a
@@ -94,7 +111,7 @@ func (l *udpLoop) load() {
 // by then, else the read error.
 func (l *udpLoop) run(ctx context.Context) error {
 	for {
-		n, err := l.conn.ReadBatch(l.in, 0)
+		n, err := l.conn.readBatch(l.pkts, l.sizes, l.from)
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return nil
@@ -107,20 +124,19 @@ func (l *udpLoop) run(ctx context.Context) error {
 		}
 		start := time.Now()
 		l.load()
-		l.out = l.out[:0]
-		for i := range l.in[:n] {
-			m := &l.in[i]
-			ua, ok := m.Addr.(*net.UDPAddr)
-			if !ok {
+		l.replies, l.slots = l.replies[:0], l.slots[:0]
+		for i := range n {
+			if !l.from[i].IsValid() {
 				continue
 			}
-			client := ua.AddrPort().Addr().Unmap()
-			reply := l.answer(l.bufs[i][:0], m.Buffers[0][:m.N], client, start)
+			client := l.from[i].Addr().Unmap()
+			reply := l.answer(l.bufs[i][:0], l.pkts[i][:l.sizes[i]], client, start)
 			if reply == nil {
 				continue
 			}
 			l.bufs[i] = reply[:0] // keep a buffer PackBuffer had to grow
-			l.out = append(l.out, ipv4.Message{Buffers: [][]byte{reply}, Addr: m.Addr})
+			l.replies = append(l.replies, reply)
+			l.slots = append(l.slots, i)
 		}
 		l.write()
 		l.s.metrics.flush(&l.tally, time.Since(start))
@@ -130,16 +146,13 @@ func (l *udpLoop) run(ctx context.Context) error {
 // write sends the batch's replies; a reply the kernel refuses (an
 // unreachable address) is skipped.
 func (l *udpLoop) write() {
-	for out := l.out; len(out) > 0; {
-		n, err := l.conn.WriteBatch(out, 0)
+	for k := 0; k < len(l.replies); {
+		n, err := l.conn.writeBatch(l.replies[k:], l.slots[k:])
 		if err != nil {
 			l.s.log.Trace("write replies", "error", err)
-			n = max(n, 1)
+			n++
 		}
-		out = out[n:]
-	}
-	for i := range l.out {
-		l.out[i] = ipv4.Message{} // drop the references to the addresses
+		k += n
 	}
 }
 

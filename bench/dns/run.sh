@@ -8,7 +8,15 @@
 #          gdnsd has no rate limiting);
 #   gdnsd  gdnsd (Debian package, installed with apt-get when missing)
 #          serving the same names from a generated zone file, its defaults
-#          otherwise;
+#          otherwise: two UDP sockets per address (SO_REUSEPORT), each
+#          served by its own thread looping on blocking recvmmsg/sendmmsg,
+#          up to 16 datagrams per recvmmsg ("udp_threads and tcp_threads
+#          parameters, which default to 2. There's exactly one I/O thread
+#          per listening socket", /usr/share/doc/gdnsd/Manual.md.gz;
+#          "udp_recv_width - Fixed at 16", VERSION3.md.gz). gtm runs one
+#          socket (dns.reuse_port 1, the default; rate limiting is per
+#          socket): on this 2-core machine neither gdnsd's udp_threads 1
+#          nor gtm's -reuseport 2 changed QPS beyond the noise;
 #   base   baseline, a static-map miekg/dns handler, same names.
 # Then, for each CPU layout in LAYOUTS ("pinned": servers on CPU 1,
 # dnsperf on CPU 0, so the QPS is a server's capacity on one core; "free":
