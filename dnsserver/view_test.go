@@ -59,7 +59,11 @@ func TestNextViewMatchesFullBuild(t *testing.T) {
 	}
 	clients := []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("10.2.0.1"), netip.MustParseAddr("2001:db8:1::1")}
 	s := New(Options{CookieSecrets: [][16]byte{testSecret}}, log)
-	jar := newUDPLoop(s, nil).cookies
+	loop, err := newUDPLoop(s, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jar := loop.cookies
 	now := time.Now()
 	prev := buildView(cfg, testSnapshot(1), "n", DefaultMaxUDPSize, log)
 	for _, st := range steps {
