@@ -119,7 +119,7 @@ func New(cfg *config.Config, logger hclog.Logger, sink func([]policy.Observation
 		logger: logger.Named("ingest"),
 		sink:   sink,
 		opts: options{
-			rate: DefaultRateLimit,
+			rate:      DefaultRateLimit,
 			handshake: DefaultHandshakeTimeout, idle: DefaultMaxConnectionIdle, now: time.Now,
 		},
 		agents:   map[string]*agentTrack{},

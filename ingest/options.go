@@ -36,12 +36,12 @@ const warnEvery = 10 * time.Second
 type Option func(*options)
 
 type options struct {
-	node         string
-	rate         float64
-	handshake    time.Duration
-	idle         time.Duration
-	now          func() time.Time
-	reg          prometheus.Registerer
+	node      string
+	rate      float64
+	handshake time.Duration
+	idle      time.Duration
+	now       func() time.Time
+	reg       prometheus.Registerer
 }
 
 // WithNodeName sets the node name carried in acks and logs.

@@ -103,23 +103,32 @@ func TestDialBudgetExhaustedIsNotMeasured(t *testing.T) {
 		{"a slot", 1, OutcomePass},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			tg, err := newTarget(testenv.Member("m1", use, srv.URL()), p, agentU, use, endpoints{}, newDialBudget(tc.slots, 1))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer tg.ep.close()
-			ctx, cancel := context.WithTimeout(context.Background(), p.Timeout)
-			defer cancel()
-			start := time.Now()
-			r := pingCheck{}.run(ctx, &probe{t: tg, c: tg.redis(), settings: &p})
+			r, took := pingWithBudget(t, srv, p, newDialBudget(tc.slots, 1))
 			if r.outcome != tc.want {
 				t.Fatalf("outcome %s (%s), want %s", r.outcome, r.err, tc.want)
 			}
-			if took := time.Since(start); took > p.Timeout {
+			if took > p.Timeout {
 				t.Fatalf("took %s, beyond the %s timeout", took, p.Timeout)
 			}
 		})
 	}
+}
+
+// pingWithBudget runs the ping check, as the agent does, of a fresh member
+// on srv whose dials go through budget, and returns the result and how
+// long it took.
+func pingWithBudget(t *testing.T, srv *testenv.Redis, p config.Probes, budget *dialBudget) (result, time.Duration) {
+	t.Helper()
+	tg, err := newTarget(testenv.Member("m1", use, srv.URL()), p, agentU, use, endpoints{}, budget)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tg.ep.close()
+	ctx, cancel := context.WithTimeout(context.Background(), p.Timeout)
+	defer cancel()
+	start := time.Now()
+	r := pingCheck{}.run(ctx, &probe{t: tg, c: tg.redis(), settings: &p})
+	return r, time.Since(start)
 }
 
 // TestHungSharedEndpointTimesOut: when the server behind a shared endpoint
@@ -290,16 +299,7 @@ func TestFailingHostFailsAtOnce(t *testing.T) {
 			hd := b.host(srv.Addr())
 			hd.slots <- struct{}{} // the host's one slot, held by a pending dial
 			hd.done(tc.lastDial)
-			tg, err := newTarget(testenv.Member("m1", use, srv.URL()), p, agentU, use, endpoints{}, b)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer tg.ep.close()
-			ctx, cancel := context.WithTimeout(context.Background(), p.Timeout)
-			defer cancel()
-			start := time.Now()
-			r := pingCheck{}.run(ctx, &probe{t: tg, c: tg.redis(), settings: &p})
-			took := time.Since(start)
+			r, took := pingWithBudget(t, srv, p, b)
 			if r.outcome != tc.want {
 				t.Fatalf("outcome %s (%s), want %s", r.outcome, r.err, tc.want)
 			}
