@@ -98,6 +98,11 @@ type agentState struct {
 	// its keyspace, so one write serves them all).
 	heartbeatTargets []*target
 	dbOf             map[*target]string
+	// dbs are the databases' ranges of targets (a database's members are
+	// adjacent), and dbIndex each target's database in dbs: what a round's
+	// chunks are made of.
+	dbs     []targetRange
+	dbIndex []int
 	// dbRegions: database name -> regions of its members, sorted.
 	dbRegions map[string][]string
 	dial      dialSettings
@@ -218,6 +223,9 @@ func (a *Agent) newState(cfg *config.Config, prev *agentState) (*agentState, err
 	used := map[*endpoint]bool{}
 	for _, db := range cfg.Databases {
 		var regions []string
+		if len(db.Members) > 0 {
+			st.dbs = append(st.dbs, targetRange{lo: len(st.targets), hi: len(st.targets) + len(db.Members)})
+		}
 		for _, m := range db.Members {
 			t := old[m.Name]
 			if t == nil || !reflect.DeepEqual(t.member, m) || t.timeout != p.Timeout || t.local != (m.Region == ag.Region) {
@@ -229,6 +237,7 @@ func (a *Agent) newState(cfg *config.Config, prev *agentState) (*agentState, err
 			used[t.ep] = true
 			st.targets = append(st.targets, t)
 			st.dbOf[t] = db.Name
+			st.dbIndex = append(st.dbIndex, len(st.dbs)-1)
 			if !slices.Contains(regions, m.Region) {
 				regions = append(regions, m.Region)
 			}
@@ -816,8 +825,7 @@ func (a *Agent) round(ctx context.Context, st *agentState, emit func(*api.Report
 // (config order), so a chunk holds whole databases: the lag computation
 // compares the heartbeats read at all members of a database.
 type chunker struct {
-	dbOf     []int // target index -> database range index
-	dbs      []targetRange
+	st       *agentState
 	left     []int  // per database: results not yet in
 	have     []bool // per target: result in
 	complete []int  // databases complete and not yet handed out
@@ -827,17 +835,9 @@ type chunker struct {
 type targetRange struct{ lo, hi int }
 
 func newChunker(st *agentState) *chunker {
-	n := len(st.targets)
-	c := &chunker{dbOf: make([]int, n), have: make([]bool, n)}
-	for i, t := range st.targets {
-		if i == 0 || st.dbOf[t] != st.dbOf[st.targets[i-1]] {
-			c.dbs = append(c.dbs, targetRange{lo: i, hi: i})
-			c.left = append(c.left, 0)
-		}
-		d := len(c.dbs) - 1
-		c.dbs[d].hi = i + 1
-		c.left[d]++
-		c.dbOf[i] = d
+	c := &chunker{st: st, left: make([]int, len(st.dbs)), have: make([]bool, len(st.targets))}
+	for d, r := range st.dbs {
+		c.left[d] = r.hi - r.lo
 	}
 	return c
 }
@@ -849,7 +849,7 @@ func (c *chunker) in(idx ...int) {
 			continue
 		}
 		c.have[i] = true
-		d := c.dbOf[i]
+		d := c.st.dbIndex[i]
 		if c.left[d]--; c.left[d] == 0 {
 			c.complete = append(c.complete, d)
 		}
@@ -862,7 +862,7 @@ func (c *chunker) ready() []int {
 	slices.Sort(c.complete)
 	var idx []int
 	for _, d := range c.complete {
-		for i := c.dbs[d].lo; i < c.dbs[d].hi; i++ {
+		for i := c.st.dbs[d].lo; i < c.st.dbs[d].hi; i++ {
 			idx = append(idx, i)
 		}
 	}
