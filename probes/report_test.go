@@ -1,10 +1,13 @@
 package probes
 
 import (
+	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -214,4 +217,58 @@ func TestAgentSendsItsOwnToken(t *testing.T) {
 		st := in.Agents()
 		return len(st) == 1 && st[0].Connected && st[0].StreamSince.After(reloaded) && st[0].LastSeen.After(st[0].StreamSince)
 	})
+}
+
+// TestSenderPacesAndMergesReports: 60 reports put into a sender 10 ms
+// apart once its stream is open (chunks of one member each, faster than a
+// large round sends them) reach a real node over gRPC as at most
+// reportBurst + reportRate a second reports, merged, and every member's
+// entry arrives: none is lost to the chunk after it.
+func TestSenderPacesAndMergesReports(t *testing.T) {
+	const chunks = 60
+	var members []config.Member
+	for i := range chunks {
+		members = append(members, testenv.Member(fmt.Sprintf("m%d", i), use, "redis://127.0.0.1:1"))
+	}
+	cfg := testenv.ReportConfig(members...)
+	_, rec, addr, _ := startIngest(t, cfg, "127.0.0.1:0")
+	agentCfg := withNode(cfg, addr)
+	d, err := newDialSettings(agentCfg, agentU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var accepted atomic.Int64
+	s := startSender(context.Background(), agentCfg.Nodes[0], d, time.Second, testenv.Logger(t), func(_ string, ack *api.Ack) {
+		if ack.GetAccepted() {
+			accepted.Add(1)
+		}
+	})
+	t.Cleanup(s.stop)
+	put := func(i int) {
+		s.box.put(&api.Report{AgentId: agentU, Region: use, BootId: "b", Seq: uint64(i + 1),
+			Members: []*api.MemberReport{{Member: members[i].Name, Checks: []*api.CheckResult{{Name: "ping", Ok: true, Outcome: "pass"}}}}})
+	}
+	put(0)
+	testenv.WaitFor(t, 5*time.Second, "the stream open and a first report accepted", func() bool { return accepted.Load() == 1 })
+	accepted.Store(0)
+	start := time.Now()
+	for i := 1; i < chunks; i++ {
+		put(i)
+		time.Sleep(10 * time.Millisecond)
+	}
+	seen := func() map[string]bool {
+		m := map[string]bool{}
+		for _, o := range rec.All() {
+			m[o.Member] = true
+		}
+		return m
+	}
+	testenv.WaitFor(t, 5*time.Second, "every member's entry at the node", func() bool { return len(seen()) == chunks })
+	took := time.Since(start)
+	if max := reportBurst + int64(took.Seconds()*reportRate) + 1; accepted.Load() > max {
+		t.Errorf("%d reports in %s, want at most %d (burst %d, %d a second)", accepted.Load(), took, max, reportBurst, reportRate)
+	}
+	if accepted.Load() >= chunks-1 {
+		t.Errorf("%d reports for %d chunks: none was merged", accepted.Load(), chunks-1)
+	}
 }
