@@ -130,23 +130,11 @@ func tail(s string, lines int) string {
 	return strings.Join(parts, "\n")
 }
 
-// handedOut remembers the ports this test process has handed out: the
-// kernel may offer a just-closed port again, and two listeners of one
-// deployment must not get the same one.
-var handedOut sync.Map
-
 // freeTCPPort returns a TCP port free on 127.0.0.1 that no earlier call
-// returned.
+// (nor any testenv.FreePort of this process) returned.
 func freeTCPPort(t *testing.T) int {
 	t.Helper()
-	for i := 0; i < 50; i++ {
-		port := testenv.FreePort(t, "127.0.0.1")
-		if _, dup := handedOut.LoadOrStore(port, true); !dup {
-			return port
-		}
-	}
-	t.Fatal("no fresh free TCP port")
-	return 0
+	return testenv.FreePort(t, "127.0.0.1")
 }
 
 // freeUDPTCPPort returns a port free for both UDP and TCP on 127.0.0.1 that

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -53,10 +54,18 @@ func (l *proxyLink) close() {
 }
 
 // startProxy listens on a free 127.0.0.1 port and forwards to target. It
-// is closed, with every connection, in t.Cleanup.
+// is closed, with every connection, in t.Cleanup. The port comes from
+// freeTCPPort, not the kernel (":0"), which could hand out a port already
+// given to a node of the test that has not bound it yet.
 func startProxy(t *testing.T, target string) *tcpProxy {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	var ln net.Listener
+	var err error
+	for range 10 { // another process may take the port first
+		if ln, err = net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t))); err == nil {
+			break
+		}
+	}
 	if err != nil {
 		t.Fatalf("proxy to %s: listen: %v", target, err)
 	}

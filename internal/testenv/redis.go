@@ -136,16 +136,30 @@ func StartRedis(t testing.TB, opts ...Option) *Redis {
 	return nil
 }
 
+// handedOut holds the ports FreePort has returned in this process: the
+// kernel may offer a just-closed port again, and two listeners of one test
+// must not get the same one.
+var handedOut sync.Map
+
 // FreePort returns a TCP port that was free on host (e.g. "127.0.0.1") a
-// moment ago. Another process may take it before the caller binds it.
+// moment ago and that it has not returned before in this process. Another
+// process may take it before the caller binds it; in-process listeners
+// that take their ports from FreePort never do.
 func FreePort(t testing.TB, host string) int {
 	t.Helper()
-	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		t.Fatalf("testenv: find a free port on %s: %v", host, err)
+	for range 50 {
+		l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+		if err != nil {
+			t.Fatalf("testenv: find a free port on %s: %v", host, err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if _, dup := handedOut.LoadOrStore(port, true); !dup {
+			return port
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatalf("testenv: no free port on %s that was not handed out before", host)
+	return 0
 }
 
 func (r *Redis) args(extra []string) []string {
