@@ -1,9 +1,9 @@
 // Command scale measures aagtm with many databases, end to end, with real
 // processes on loopback: three redis-servers (one per region: us-east,
 // eu-west, ap-south), N databases with one member in each region, three
-// `aagtm probe` agents (N × 3 members each) and one `aagtm serve` node with
-// DNS, all from one config (bench/scale/run.sh builds the binary and runs
-// this).
+// `aagtm probe` agents (N × 3 members each; -agents runs fewer) and one
+// `aagtm serve` node with DNS, all from one config (bench/scale/run.sh
+// builds the binary and runs this).
 //
 // Endpoints. A Redis Software user with N databases has N endpoints per
 // cluster (a port per database), so an agent cannot share connections
@@ -72,6 +72,9 @@ type bench struct {
 	fall      int
 	checks    string
 	agentGOGC string
+	// agents are the regions (short names) whose agents run; the config
+	// lists all three, and a missing agent's vantage abstains.
+	agents []string
 
 	servers []*exec.Cmd
 	addrs   []string // redis-server address per region
@@ -91,6 +94,7 @@ func main() {
 	flag.IntVar(&b.fall, "fall", 2, "probes.fall (and rise)")
 	flag.StringVar(&b.checks, "checks", "ping", "probes.checks, comma-separated")
 	flag.StringVar(&b.agentGOGC, "agent-gogc", "", "GOGC for the agent processes only (empty: aagtm probe's own default, 50)")
+	agents := flag.String("agents", "use,euw,aps", "the agents to run, by region (use, euw, aps), comma-separated: on a machine too small for three agents at a size, fewer show what one agent does with the CPU it needs (the others' vantages abstain)")
 	duration := flag.Duration("duration", 60*time.Second, "observation from the agents' start")
 	qpsFor := flag.Duration("qps-duration", 10*time.Second, "DNS load duration")
 	keep := flag.Bool("keep", false, "keep the work folder (config, logs)")
@@ -100,6 +104,12 @@ func main() {
 	}
 	if b.endpoints != "db" && b.endpoints != "shared" {
 		fatal(fmt.Errorf("-endpoints: want db or shared, not %q", b.endpoints))
+	}
+	for _, a := range strings.Split(*agents, ",") {
+		if !slices.ContainsFunc(benchenv.Regions, func(r benchenv.Region) bool { return r.Short == a }) || slices.Contains(b.agents, a) {
+			fatal(fmt.Errorf("-agents: %q is not one of use, euw, aps, or is listed twice", a))
+		}
+		b.agents = append(b.agents, a)
 	}
 	dir, err := os.MkdirTemp("", "aagtm-bench-scale-")
 	if err != nil {
@@ -124,14 +134,25 @@ func main() {
 	}
 }
 
+// regions returns the regions whose agents run.
+func (b *bench) regions() []benchenv.Region {
+	var rs []benchenv.Region
+	for _, r := range benchenv.Regions {
+		if slices.Contains(b.agents, r.Short) {
+			rs = append(rs, r)
+		}
+	}
+	return rs
+}
+
 func fatal(err error) {
 	fmt.Fprintln(os.Stderr, "scale:", err)
 	os.Exit(1)
 }
 
 func (b *bench) run(duration, qpsFor time.Duration) error {
-	fmt.Printf("scale: %d databases × 3 regions = %d members per agent, endpoints %s, interval %s, timeout %s, fall %d, checks [%s], agent GOGC %q\n",
-		b.n, 3*b.n, b.endpoints, b.interval, b.timeout, b.fall, b.checks, b.agentGOGC)
+	fmt.Printf("scale: %d databases × 3 regions = %d members per agent, agents %s, endpoints %s, interval %s, timeout %s, fall %d, checks [%s], agent GOGC %q\n",
+		b.n, 3*b.n, strings.Join(b.agents, ","), b.endpoints, b.interval, b.timeout, b.fall, b.checks, b.agentGOGC)
 	for _, r := range benchenv.Regions {
 		addr, cmd, err := startRedis(r.Bind, filepath.Join(b.dir, "redis-"+r.Name), b.n)
 		if err != nil {
@@ -157,7 +178,7 @@ func (b *bench) run(duration, qpsFor time.Duration) error {
 	cpu0 := map[string]int64{}
 	cpu0["node"] = cpuTicks(b.procs["node"].Process.Pid)
 	begin := time.Now()
-	for _, r := range benchenv.Regions {
+	for _, r := range b.regions() {
 		if err := b.start("agent-"+r.Short, "probe", "-c", cfg, "--agent", r.Name); err != nil {
 			return err
 		}
@@ -226,7 +247,7 @@ func (b *bench) run(duration, qpsFor time.Duration) error {
 	cancel()
 	wg.Wait()
 	notMeasured := 0
-	for _, r := range benchenv.Regions {
+	for _, r := range b.regions() {
 		notMeasured += countInFile(filepath.Join(b.dir, "agent-"+r.Short+".log"), "not measured")
 	}
 	// The node's log is the complete record (a scrape can miss a down
@@ -259,7 +280,10 @@ func (b *bench) run(duration, qpsFor time.Duration) error {
 	// Phase 2: resources.
 	fmt.Printf("\n2. resources over those %s:\n", wall.Round(time.Second))
 	for _, name := range []string{"agent-use", "agent-euw", "agent-aps", "node"} {
-		p := b.procs[name]
+		p, ok := b.procs[name]
+		if !ok {
+			continue // an agent not run (-agents)
+		}
 		rss, peak := memKiB(p.Process.Pid)
 		cpu := float64(cpuTicks(p.Process.Pid)-cpu0[name]) / 100 / wall.Seconds()
 		fmt.Printf("   %-9s RSS now %4d MB, peak %4d MB, CPU %5.1f%% of one core\n", name, rss/1024, peak/1024, 100*cpu)

@@ -21,7 +21,8 @@
 #
 # Settings (environment): N="334 1000 3334" (one run per value)
 #   DURATION=60s QPS_DURATION=10s INTERVAL=1s TIMEOUT=500ms FALL=2
-#   CHECKS=ping ENDPOINTS=db (or shared) AGENT_GOGC= (GOGC of the agents only; default: aagtm probe's own, 50)
+#   CHECKS=ping ENDPOINTS=db (or shared) AGENTS=use,euw,aps (the agents
+#   run, by region; the others' vantages abstain) AGENT_GOGC= (GOGC of the agents only; default: aagtm probe's own, 50)
 #   KEEP=0 (1: keep config and logs)
 set -euo pipefail
 
@@ -33,6 +34,7 @@ TIMEOUT=${TIMEOUT:-500ms}
 FALL=${FALL:-2}
 CHECKS=${CHECKS:-ping}
 ENDPOINTS=${ENDPOINTS:-db}
+AGENTS=${AGENTS:-use,euw,aps}
 AGENT_GOGC=${AGENT_GOGC:-}
 KEEP=${KEEP:-0}
 
@@ -54,5 +56,5 @@ keep=()
 for n in $N; do
   echo
   "$tmp/scale" -aagtm "$tmp/aagtm" -n "$n" -duration "$DURATION" -qps-duration "$QPS_DURATION" \
-    -interval "$INTERVAL" -timeout "$TIMEOUT" -fall "$FALL" -checks "$CHECKS" -endpoints "$ENDPOINTS" -agent-gogc "$AGENT_GOGC" "${keep[@]}"
+    -interval "$INTERVAL" -timeout "$TIMEOUT" -fall "$FALL" -checks "$CHECKS" -endpoints "$ENDPOINTS" -agents "$AGENTS" -agent-gogc "$AGENT_GOGC" "${keep[@]}"
 done
