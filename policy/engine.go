@@ -140,6 +140,9 @@ type Engine struct {
 	prev   *Snapshot
 	serial uint64
 	recent []Event
+	// lagScratch is updateLag's working space, reused from member to
+	// member.
+	lagScratch []sourceLags
 	// prevOv is the override state the last Evaluate saw, to tell operator
 	// changes from health changes.
 	prevOv Overrides
@@ -304,6 +307,10 @@ func (e *Engine) Reconfigure(cfg *config.Config) {
 				vs[a.ID] = v
 			}
 			m.vantages = vs
+			m.byAgent = m.byAgent[:0]
+			for _, id := range e.agentIDs {
+				m.byAgent = append(m.byAgent, vs[id])
+			}
 			members[mc.Name] = m
 		}
 	}

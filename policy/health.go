@@ -83,14 +83,19 @@ type memberState struct {
 	// noFreshSince is the last evaluation at which the quorum decided.
 	noFreshSince time.Time
 	vantages     map[string]*vantage // by agent ID
+	// byAgent holds the same vantages sorted by agent ID: the loops of
+	// every evaluation go over it (a slice, not a map to iterate).
+	byAgent []*vantage
 
 	// Derived by updateHealth at every Evaluate.
 	voting, downVotes int
 	failStatic        bool
-	lagBy             map[string]time.Duration // robust lag per source region
-	lagMax            time.Duration
-	lagKnown          bool
-	lagging           bool
+	// lagBy is the robust lag per source region. It is replaced, never
+	// modified: snapshots share it (MemberStatus.LagBySource).
+	lagBy    map[string]time.Duration
+	lagMax   time.Duration
+	lagKnown bool
+	lagging  bool
 	// inSyncSince is, while lagging, when the lag last fell back under the
 	// tolerance (zero while it is over or unknown).
 	inSyncSince time.Time
@@ -294,7 +299,7 @@ func (e *Engine) updateHealth(now time.Time) {
 func (e *Engine) updateMember(m *memberState, now time.Time) {
 	voting := 0
 	var downs []*vantage
-	for _, v := range m.vantages {
+	for _, v := range m.byAgent {
 		if !v.voting || !e.fresh(v, now) {
 			continue
 		}
@@ -389,30 +394,57 @@ func dominantOutcome(downs []*vantage) Outcome {
 // unexpired samples (younger than stale_after): per source, the
 // lagQuorum-th largest value.
 func (e *Engine) updateLag(m *memberState, now time.Time) {
-	bySrc := map[string][]time.Duration{}
-	for _, v := range m.vantages {
+	srcs := e.lagScratch[:0]
+	for _, v := range m.byAgent {
 		for src, s := range v.lag {
-			if e.isFresh(s.at, now) {
-				bySrc[src] = append(bySrc[src], s.lag)
+			if !e.isFresh(s.at, now) {
+				continue
 			}
+			i := slices.IndexFunc(srcs, func(x sourceLags) bool { return x.src == src })
+			if i < 0 {
+				i = len(srcs)
+				if i < cap(srcs) {
+					srcs = srcs[:i+1] // reuses the entry's lags slice
+				} else {
+					srcs = append(srcs, sourceLags{})
+				}
+				srcs[i].src, srcs[i].lags = src, srcs[i].lags[:0]
+			}
+			srcs[i].lags = append(srcs[i].lags, s.lag)
 		}
+	}
+	e.lagScratch = srcs
+	m.lagMax, m.lagKnown = 0, false
+	same := len(srcs) == len(m.lagBy)
+	for i := range srcs {
+		s := &srcs[i]
+		slices.SortFunc(s.lags, func(a, b time.Duration) int { return cmp.Compare(b, a) })
+		s.robust = s.lags[e.lagQuorum(len(s.lags))-1]
+		if old, ok := m.lagBy[s.src]; !ok || old != s.robust {
+			same = false
+		}
+		if s.src != m.region && (!m.lagKnown || s.robust > m.lagMax) {
+			m.lagMax, m.lagKnown = s.robust, true
+		}
+	}
+	if same {
+		return // snapshots may share m.lagBy: it is replaced, never modified
 	}
 	m.lagBy = nil
-	m.lagMax, m.lagKnown = 0, false
-	for src, ls := range bySrc {
-		slices.SortFunc(ls, func(a, b time.Duration) int { return cmp.Compare(b, a) })
-		l := ls[e.lagQuorum(len(ls))-1]
-		if m.lagBy == nil {
-			m.lagBy = make(map[string]time.Duration, len(bySrc))
-		}
-		m.lagBy[src] = l
-		if src == m.region {
-			continue
-		}
-		if !m.lagKnown || l > m.lagMax {
-			m.lagMax, m.lagKnown = l, true
+	if len(srcs) > 0 {
+		m.lagBy = make(map[string]time.Duration, len(srcs))
+		for _, s := range srcs {
+			m.lagBy[s.src] = s.robust
 		}
 	}
+}
+
+// sourceLags is updateLag's working space for one source region: the
+// fresh samples and the robust value over them.
+type sourceLags struct {
+	src    string
+	lags   []time.Duration
+	robust time.Duration
 }
 
 // updateLagging sets lagging with hysteresis: a member becomes lagging as
@@ -441,6 +473,9 @@ func (m *memberState) updateLagging(now time.Time, settle time.Duration) {
 // status returns the member's public status at now.
 func (e *Engine) status(m *memberState, drained bool, now time.Time) *MemberStatus {
 	s := &MemberStatus{
+		// Shared with the engine and other snapshots: lagBy is replaced,
+		// never modified.
+		LagBySource:  m.lagBy,
 		Name:         m.name,
 		Database:     m.db.Name,
 		Region:       m.region,
@@ -457,19 +492,12 @@ func (e *Engine) status(m *memberState, drained bool, now time.Time) *MemberStat
 		Settled:      m.settled,
 		HealthySince: m.healthySince,
 		Held:         m.held,
-		Vantages:     make([]VantageState, 0, len(m.vantages)),
+		Vantages:     make([]VantageState, 0, len(m.byAgent)),
 	}
 	if m.failStatic {
 		s.NoFreshSince = m.noFreshSince
 	}
-	if len(m.lagBy) > 0 {
-		s.LagBySource = maps.Clone(m.lagBy)
-	}
-	for _, id := range e.agentIDs {
-		v, ok := m.vantages[id]
-		if !ok {
-			continue
-		}
+	for _, v := range m.byAgent {
 		fresh := e.fresh(v, now)
 		s.Vantages = append(s.Vantages, VantageState{
 			Agent:       v.agent,

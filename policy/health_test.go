@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -518,5 +519,28 @@ func TestPendingBounded(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSnapshotLagStaysAsPublished: snapshots share a member's lag map while
+// it is unchanged (no copy per evaluation); a later change of the lag
+// replaces it, so a snapshot already published (served by DNS and the
+// admin API) keeps the values it was made with.
+func TestSnapshotLagStaysAsPublished(t *testing.T) {
+	h := newHarness(t, testConfig())
+	h.setLag(euw, 100*time.Millisecond)
+	h.rounds(2)
+	first := h.snap
+	h.rounds(1)
+	if a, b := first.Members[euw].LagBySource, h.snap.Members[euw].LagBySource; fmt.Sprint(a) != fmt.Sprint(b) {
+		t.Fatalf("unchanged lag: %v, then %v", a, b)
+	}
+	h.setLag(euw, 900*time.Millisecond)
+	h.rounds(2)
+	if got := first.Members[euw].LagBySource["us-east"]; got != 100*time.Millisecond {
+		t.Fatalf("published snapshot's lag behind us-east became %s, want it to stay 100ms", got)
+	}
+	if got := h.snap.Members[euw].LagBySource["us-east"]; got != 900*time.Millisecond {
+		t.Fatalf("new snapshot's lag behind us-east = %s, want 900ms", got)
 	}
 }

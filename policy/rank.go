@@ -161,7 +161,7 @@ func (e *Engine) rttView(now time.Time) map[string]map[string]time.Duration {
 	for _, name := range slices.Sorted(maps.Keys(e.members)) {
 		m := e.members[name]
 		byRegion := map[string]time.Duration{}
-		for _, v := range m.vantages {
+		for _, v := range m.byAgent {
 			if !v.seen || !e.isFresh(v.lastSeen, now) {
 				continue
 			}

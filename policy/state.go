@@ -193,8 +193,8 @@ func (e *Engine) Restore(s State) {
 		} else {
 			m.downOutcome = ""
 		}
-		for id, vt := range m.vantages {
-			m.vantages[id] = newVantage(vt.agent, vt.region)
+		for _, vt := range m.byAgent {
+			*vt = *newVantage(vt.agent, vt.region) // in place: vantages and byAgent share it
 		}
 		for _, l := range ms.LagSamples {
 			if vt, ok := m.vantages[l.Agent]; ok && e.regions[l.Source] {

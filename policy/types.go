@@ -253,6 +253,8 @@ type MemberStatus struct {
 	Lag time.Duration
 	// LagBySource is the member's lag behind each source region: per
 	// source, the quorum-th largest of the vantages' unexpired samples.
+	// Snapshots share it with the engine and with each other while it is
+	// unchanged: read it, never modify it.
 	LagBySource map[string]time.Duration
 	// LagKnown is false when no unexpired lag sample exists.
 	LagKnown bool
