@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -83,6 +84,42 @@ func (e *Engine) newEvaluation(now time.Time, ov Overrides) *evaluation {
 		ev.rtt = e.rttView(now)
 	}
 	return ev
+}
+
+// builtDatabase is a database's last answers and the inputs they were
+// built from.
+type builtDatabase struct {
+	answers *HostAnswers
+	inputs  []memberInput
+}
+
+// memberInput is what a database's answers read of one member: its
+// description (verdict, votes, fail-static, lag, drain, failback hold: the
+// words of the reasons), its ranking tier and since when it is healthy.
+type memberInput struct {
+	text         string
+	tier         int
+	healthySince time.Time
+}
+
+// inputs appends the inputs of db's answers to dst: with the overrides and
+// the database's last answer states, they decide its answers.
+func (ev *evaluation) inputs(db *config.Database, dst []memberInput) []memberInput {
+	for i := range db.Members {
+		name := db.Members[i].Name
+		m := ev.e.members[name]
+		dst = append(dst, memberInput{
+			text:         ev.memberText(name),
+			tier:         tierOf(m, ev.ov.Drained[name]),
+			healthySince: m.healthySince,
+		})
+	}
+	return dst
+}
+
+// sameOverrides reports whether a and b drain and force the same.
+func sameOverrides(a, b Overrides) bool {
+	return maps.Equal(a.Drained, b.Drained) && maps.Equal(a.Forced, b.Forced)
 }
 
 // database builds every region's answer for db.

@@ -32,9 +32,12 @@ func scaleConfig(n int) *config.Config {
 }
 
 // BenchmarkEvaluate measures one evaluation of an engine with n databases
-// × 3 members × 3 agents, every member passing with a measured lag: the
-// node's steady state. The node evaluates after every report batch and at
-// least every 100 ms, so ns/op × 10 is a floor of its CPU share.
+// × 3 members × 3 agents, every member passing with a measured lag, as the
+// node runs it in its steady state: before each evaluation a report chunk
+// arrives from every agent with a tenth of the databases (the next tenth
+// each time), their lag a millisecond off the last one, so those
+// databases' reasons change and the rest keep their answers. The node
+// evaluates after every report batch and at least every 100 ms.
 //
 //	go test -run '^$' -bench Evaluate -benchmem ./policy
 func BenchmarkEvaluate(b *testing.B) {
@@ -43,16 +46,18 @@ func BenchmarkEvaluate(b *testing.B) {
 			cfg := scaleConfig(n)
 			e := New(cfg)
 			now := t0
-			var seq uint64
-			round := func() {
-				seq++
+			seq := map[string]uint64{}
+			chunk := 0
+			// report observes the databases [from, to) from every agent.
+			report := func(from, to int, lag time.Duration) {
 				for _, a := range cfg.Agents {
-					for _, db := range cfg.Databases {
+					seq[a.ID]++
+					for _, db := range cfg.Databases[from:to] {
 						for _, m := range db.Members {
-							e.Observe(Observation{Agent: a.ID, Member: m.Name, Seq: seq, Time: now,
+							e.Observe(Observation{Agent: a.ID, Member: m.Name, Seq: seq[a.ID], Time: now,
 								Checks: []CheckResult{{Check: "ping", Outcome: OutcomePass, OK: true}},
 								RTT:    time.Millisecond,
-								Lag:    map[string]time.Duration{"us-east": 5 * time.Millisecond}})
+								Lag:    map[string]time.Duration{"us-east": lag}})
 						}
 					}
 				}
@@ -60,13 +65,18 @@ func BenchmarkEvaluate(b *testing.B) {
 			ov := Overrides{}
 			for range 3 {
 				now = now.Add(time.Second)
-				round()
+				report(0, n, 5*time.Millisecond)
 				e.Evaluate(now, ov)
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
 			for range b.N {
 				now = now.Add(100 * time.Millisecond)
+				b.StopTimer()
+				from := chunk * n / 10
+				report(from, max((chunk+1)*n/10, from+1), time.Duration(5+chunk%2)*time.Millisecond)
+				chunk = (chunk + 1) % 10
+				b.StartTimer()
 				e.Evaluate(now, ov)
 			}
 		})

@@ -143,6 +143,12 @@ type Engine struct {
 	// lagScratch is updateLag's working space, reused from member to
 	// member.
 	lagScratch []sourceLags
+	// built holds, per database (as indexed in cfg.Databases), its last
+	// answers and what they were built from; nil when they must all be
+	// built anew (a new config, restored state, a ranker).
+	built []builtDatabase
+	// inputs is Evaluate's working space for a database's inputs.
+	inputs []memberInput
 	// prevOv is the override state the last Evaluate saw, to tell operator
 	// changes from health changes.
 	prevOv Overrides
@@ -163,7 +169,7 @@ func New(cfg *config.Config) *Engine {
 // and all modes (failover mode always uses the database's global order).
 // nil restores the default, PreferenceRanker. It is the seam for ranking by
 // measured RTT.
-func (e *Engine) SetRanker(r Ranker) { e.ranker = r }
+func (e *Engine) SetRanker(r Ranker) { e.ranker, e.built = r, nil }
 
 // Observe records an observation for the next Evaluate. Observations of
 // unknown members or agents are ignored. Within one Evaluate, observations
@@ -229,10 +235,21 @@ func (e *Engine) Evaluate(now time.Time, ov Overrides) *Snapshot {
 		Members:   make(map[string]*MemberStatus, len(e.members)),
 	}
 	ev := e.newEvaluation(now, ov)
+	// A database whose inputs are those of its last answers keeps them:
+	// the same inputs give the same answers, reasons and no event. A
+	// custom ranker reads measured RTTs, which are no such input.
+	reuse := len(e.built) == len(e.cfg.Databases) && e.ranker == nil && sameOverrides(ov, e.prevOv)
+	if len(e.built) != len(e.cfg.Databases) {
+		e.built = make([]builtDatabase, len(e.cfg.Databases))
+	}
 	for i := range e.cfg.Databases {
-		db := &e.cfg.Databases[i]
-		h := ev.database(db)
-		snap.Hosts[h.Host] = h
+		db, b := &e.cfg.Databases[i], &e.built[i]
+		e.inputs = ev.inputs(db, e.inputs[:0])
+		if !reuse || b.answers == nil || !slices.Equal(e.inputs, b.inputs) {
+			b.answers = ev.database(db)
+			b.inputs = append(b.inputs[:0], e.inputs...)
+		}
+		snap.Hosts[b.answers.Host] = b.answers
 	}
 	snap.Events = ev.events
 
@@ -271,6 +288,7 @@ func (e *Engine) Reconfigure(cfg *config.Config) {
 		cfg = &config.Config{}
 	}
 	e.cfg = cfg
+	e.built = nil
 	e.agentIDs = make([]string, 0, len(cfg.Agents))
 	for _, a := range cfg.Agents {
 		e.agentIDs = append(e.agentIDs, a.ID)

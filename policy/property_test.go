@@ -210,3 +210,43 @@ func drawConfig(t *rapid.T, maxHold time.Duration) *config.Config {
 	}).Draw(t, "quorum")
 	return cfg
 }
+
+// TestPropertyKeptAnswersMatchFullBuild: a database whose inputs did not
+// change keeps its last answers instead of building them again; every
+// snapshot must be the one an engine building every answer anew gives
+// (SetRanker(nil) drops what was built). After each round the node's ticks
+// without reports are evaluated too, where most answers are kept.
+func TestPropertyKeptAnswersMatchFullBuild(t *testing.T) {
+	kept := 0
+	rapid.Check(t, func(t *rapid.T) {
+		s := genScenario(t, true)
+		keeping, full := New(s.cfg), New(s.cfg)
+		now := t0
+		for i, r := range s.rounds {
+			now = now.Add(r.advance)
+			for _, o := range r.obs {
+				o.Time = now
+				keeping.Observe(o)
+				full.Observe(o)
+			}
+			for k, at := range []time.Time{now, now, now.Add(100 * time.Millisecond)} {
+				prev := keeping.prev
+				full.SetRanker(nil)
+				got, want := keeping.Evaluate(at, r.ov), full.Evaluate(at, r.ov)
+				if !reflect.DeepEqual(got, want) {
+					t.Fatalf("round %d, evaluation %d: snapshots differ\n got %+v\nwant %+v", i, k, got, want)
+				}
+				for h, a := range got.Hosts {
+					if prev != nil && prev.Hosts[h] == a {
+						kept++
+					}
+				}
+			}
+			now = now.Add(100 * time.Millisecond)
+		}
+	})
+	if kept == 0 {
+		t.Fatal("no database kept its answers: nothing was compared")
+	}
+	t.Logf("answers kept %d times", kept)
+}

@@ -163,6 +163,7 @@ func (e *Engine) Export() State {
 // failback hold counts no time until then. The serial never goes
 // backwards.
 func (e *Engine) Restore(s State) {
+	e.built = nil
 	e.serial = max(e.serial, s.Serial)
 	e.prevOv = Overrides{}
 	for _, n := range s.Drained {

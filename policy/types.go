@@ -333,7 +333,9 @@ type Event struct {
 	Reason string
 }
 
-// HostAnswers holds every region's answer for one hostname.
+// HostAnswers holds every region's answer for one hostname. A database
+// whose inputs did not change keeps the same HostAnswers from snapshot to
+// snapshot (the same pointer, so comparing is cheap).
 type HostAnswers struct {
 	// Database is the database's name; Host its hostname (lower case FQDN).
 	Database string
