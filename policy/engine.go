@@ -317,11 +317,7 @@ func (e *Engine) Reconfigure(cfg *config.Config) {
 					v = newVantage(a.ID, a.Region)
 				}
 				v.region = a.Region
-				for src := range v.lag {
-					if !e.regions[src] {
-						delete(v.lag, src)
-					}
-				}
+				v.lag = slices.DeleteFunc(v.lag, func(s lagSample) bool { return !e.regions[s.src] })
 				vs[a.ID] = v
 			}
 			m.vantages = vs

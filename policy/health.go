@@ -51,14 +51,30 @@ type vantage struct {
 	// downFrom is the runStart of the run that turned the vantage down and
 	// downAt when it did (zero while it votes up).
 	downFrom, downAt time.Time
-	// lag holds the vantage's last lag sample per source region.
-	lag map[string]lagSample
+	// lag holds the vantage's last lag sample per source region, one
+	// entry per source (a few: a slice is quicker to go over than a map).
+	lag []lagSample
 }
 
 // lagSample is one vantage's last lag of a member behind one source region.
 type lagSample struct {
+	src string
 	lag time.Duration
 	at  time.Time
+}
+
+// setLag records the lag behind src measured at at, unless the vantage has
+// a later sample of src.
+func (v *vantage) setLag(src string, lag time.Duration, at time.Time) {
+	for i := range v.lag {
+		if v.lag[i].src == src {
+			if !v.lag[i].at.After(at) {
+				v.lag[i].lag, v.lag[i].at = lag, at
+			}
+			return
+		}
+	}
+	v.lag = append(v.lag, lagSample{src: src, lag: lag, at: at})
 }
 
 // memberState is the engine's memory of one member.
@@ -108,7 +124,7 @@ func newMemberState() *memberState {
 }
 
 func newVantage(agent, region string) *vantage {
-	return &vantage{agent: agent, region: region, verdict: Up, lag: map[string]lagSample{}}
+	return &vantage{agent: agent, region: region, verdict: Up}
 }
 
 // failureText names the failing checks of a failed round, e.g.
@@ -246,13 +262,9 @@ func (e *Engine) apply(o pendingObs) {
 	v.seen, v.lastSeq, v.lastSeen, v.lastOutcome = true, o.seq, o.at, o.outcome
 	// Each source region is updated on its own, so map order is moot.
 	for src, l := range o.lag {
-		if !e.regions[src] {
-			continue
+		if e.regions[src] {
+			v.setLag(src, l, o.at)
 		}
-		if s, ok := v.lag[src]; ok && s.at.After(o.at) {
-			continue
-		}
-		v.lag[src] = lagSample{lag: l, at: o.at}
 	}
 	vt := outcomeVotes[o.outcome]
 	if vt == voteNone {
@@ -396,10 +408,11 @@ func dominantOutcome(downs []*vantage) Outcome {
 func (e *Engine) updateLag(m *memberState, now time.Time) {
 	srcs := e.lagScratch[:0]
 	for _, v := range m.byAgent {
-		for src, s := range v.lag {
+		for _, s := range v.lag {
 			if !e.isFresh(s.at, now) {
 				continue
 			}
+			src := s.src
 			i := slices.IndexFunc(srcs, func(x sourceLags) bool { return x.src == src })
 			if i < 0 {
 				i = len(srcs)

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -125,9 +126,8 @@ func (e *Engine) Export() State {
 		}
 		for _, id := range slices.Sorted(maps.Keys(m.vantages)) {
 			v := m.vantages[id]
-			for _, src := range slices.Sorted(maps.Keys(v.lag)) {
-				l := v.lag[src]
-				ms.LagSamples = append(ms.LagSamples, LagSample{Agent: id, Source: src, Lag: l.lag, At: l.at})
+			for _, l := range slices.SortedFunc(slices.Values(v.lag), func(a, b lagSample) int { return strings.Compare(a.src, b.src) }) {
+				ms.LagSamples = append(ms.LagSamples, LagSample{Agent: id, Source: l.src, Lag: l.lag, At: l.at})
 			}
 		}
 		s.Members = append(s.Members, ms)
@@ -199,7 +199,7 @@ func (e *Engine) Restore(s State) {
 		}
 		for _, l := range ms.LagSamples {
 			if vt, ok := m.vantages[l.Agent]; ok && e.regions[l.Source] {
-				vt.lag[l.Source] = lagSample{lag: l.Lag, at: l.At}
+				vt.setLag(l.Source, l.Lag, l.At)
 			}
 		}
 	}
