@@ -2,7 +2,6 @@ package probes
 
 import (
 	"context"
-	"fmt"
 	"runtime"
 	"syscall"
 	"testing"
@@ -12,17 +11,27 @@ import (
 )
 
 // BenchmarkRound measures one probe round of n members with an endpoint
-// each (a database number each on one redis-server), ping only, after a
-// warm-up: the agent's CPU per member probed (user + system, which
-// includes the GC), bytes allocated per member and the heap in use per
-// member. The redis-server runs in the same machine; its CPU is not
-// counted.
+// each (a database number each on one redis-server), after a warm-up, with
+// ping only and with the default checks (ping, keyspace, lag): the agent's
+// CPU per member probed (user + system, which includes the GC), bytes
+// allocated per member and the heap in use per member. The redis-server
+// runs in the same machine; its CPU is not counted. docs/operations.md
+// (Sizing) quotes these figures.
 //
 //	go test -run '^$' -bench Round -benchtime 20x ./probes
 func BenchmarkRound(b *testing.B) {
-	for _, n := range []int{1000, 3000} {
-		b.Run(fmt.Sprintf("members=%d", n), func(b *testing.B) {
-			cfg := dbPerMember(b, n, config.CheckPing)
+	for _, bc := range []struct {
+		name   string
+		n      int
+		checks []config.Check
+	}{
+		{"ping/members=1000", 1000, []config.Check{config.CheckPing}},
+		{"ping/members=3000", 3000, []config.Check{config.CheckPing}},
+		{"default/members=1000", 1000, []config.Check{config.CheckPing, config.CheckKeyspace, config.CheckLag}},
+	} {
+		n := bc.n
+		b.Run(bc.name, func(b *testing.B) {
+			cfg := dbPerMember(b, n, bc.checks...)
 			runtime.GC()
 			var before runtime.MemStats
 			runtime.ReadMemStats(&before)
