@@ -15,7 +15,10 @@
 //     verdict, or the last verdict stands (fail-static); lag and the
 //     failback hold are advanced to now;
 //  3. per database and client region, members are ranked (rank.go) and the
-//     answer, its records and its one-line reason are built (answer.go);
+//     answer, its records and its one-line reason are built (answer.go); a
+//     database whose inputs (its members' descriptions, tiers and
+//     healthy-since, the overrides) are those of its last answers keeps
+//     them;
 //  4. answers are compared with the previous ones to derive events and the
 //     snapshot serial (events.go).
 //

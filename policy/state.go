@@ -124,10 +124,9 @@ func (e *Engine) Export() State {
 		if len(m.lagBy) > 0 {
 			ms.Lag = maps.Clone(m.lagBy)
 		}
-		for _, id := range slices.Sorted(maps.Keys(m.vantages)) {
-			v := m.vantages[id]
+		for _, v := range m.byAgent { // sorted by agent
 			for _, l := range slices.SortedFunc(slices.Values(v.lag), func(a, b lagSample) int { return strings.Compare(a.src, b.src) }) {
-				ms.LagSamples = append(ms.LagSamples, LagSample{Agent: id, Source: l.src, Lag: l.lag, At: l.at})
+				ms.LagSamples = append(ms.LagSamples, LagSample{Agent: v.agent, Source: l.src, Lag: l.lag, At: l.at})
 			}
 		}
 		s.Members = append(s.Members, ms)
