@@ -239,6 +239,9 @@ func TestThousandMembersFromCold(t *testing.T) {
 		(int64(after.HeapInuse)-int64(before.HeapInuse))/int64(n)/1024, n, n)
 }
 
+// errDialTimedOut is a dial that timed out, as net reports it.
+var errDialTimedOut = &net.OpError{Op: "dial", Net: "tcp", Err: os.ErrDeadlineExceeded}
+
 // TestBusyHostOutcome: a dial that finds its host's share of the budget
 // taken is not measured while the host completes connections and the
 // member's last probe passed; it fails like the host's last dial when that
@@ -246,7 +249,6 @@ func TestThousandMembersFromCold(t *testing.T) {
 // when that one failed at the connection level (its connection timed out
 // and it has not answered since).
 func TestBusyHostOutcome(t *testing.T) {
-	timeoutErr := &net.OpError{Op: "dial", Net: "tcp", Err: os.ErrDeadlineExceeded}
 	refused := &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
 	for _, tc := range []struct {
 		name     string
@@ -255,7 +257,7 @@ func TestBusyHostOutcome(t *testing.T) {
 		want     Outcome
 	}{
 		{"healthy host and member", nil, "", OutcomeNotMeasured},
-		{"last dial timed out", timeoutErr, "", OutcomeTimeout},
+		{"last dial timed out", errDialTimedOut, "", OutcomeTimeout},
 		{"last dial refused", refused, "", OutcomeUnreachable},
 		{"member's last probe timed out", nil, OutcomeTimeout, OutcomeTimeout},
 		{"member's last probe unreachable", nil, OutcomeUnreachable, OutcomeUnreachable},
@@ -283,14 +285,13 @@ func TestBusyHostOutcome(t *testing.T) {
 // succeeded, it waits (half the timeout) and is not measured.
 func TestFailingHostFailsAtOnce(t *testing.T) {
 	srv := testenv.StartRedis(t)
-	timeoutErr := &net.OpError{Op: "dial", Net: "tcp", Err: os.ErrDeadlineExceeded}
 	for _, tc := range []struct {
 		name     string
 		lastDial error
 		want     Outcome
 		waits    bool
 	}{
-		{"last dial timed out", timeoutErr, OutcomeTimeout, false},
+		{"last dial timed out", errDialTimedOut, OutcomeTimeout, false},
 		{"last dial succeeded", nil, OutcomeNotMeasured, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
